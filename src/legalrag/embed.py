@@ -109,7 +109,8 @@ class TorchEmbedder:
         with self._lock:
             for idx in _length_sorted_batches(texts, self.batch_size):
                 vecs = self.model.encode([texts[i] for i in idx], batch_size=len(idx),
-                                         normalize_embeddings=True, convert_to_numpy=True)
+                                         normalize_embeddings=True, convert_to_numpy=True,
+                                         show_progress_bar=False)
                 out[idx] = vecs
                 if progress:
                     progress(len(idx))
@@ -222,6 +223,19 @@ def export_onnx_int8(model_path: Path, out_dir: Path, max_length: int) -> dict:
                          fix="set embedding_backend = 'torch'")
     (out_dir / "export.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def embedder_identity(settings: Settings) -> dict:
+    """Who would embed with these settings, without loading the model (for manifests)."""
+    path = resolve_model_path(settings.embedding_model)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    backend = "torch-fp32" if settings.embedding_backend == "torch" else "onnx-int8"
+    return {
+        "name": f"{path.name}@{backend}/{settings.embedding_max_length}",
+        "fingerprint": model_fingerprint(path),
+        "dim": int(config["hidden_size"]),
+        "path": str(path),
+    }
 
 
 _CACHE: dict[tuple, Embedder] = {}

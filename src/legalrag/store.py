@@ -84,6 +84,8 @@ class IndexStore:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for i in range(1000):
             path = self.builds / f"tmp-{stamp}-{os.getpid()}-{i}"
+            if (self.builds / path.name.removeprefix("tmp-")).exists():
+                continue
             try:
                 path.mkdir()
                 return path

@@ -1,0 +1,305 @@
+"""Building and updating the index: corpus → tokens → BM25, and → embeddings → FAISS.
+
+``build_index(settings)`` builds from scratch; ``build_index(settings, update=True)`` reuses
+the live index's tokens and vectors for every article whose text is unchanged, so adding
+one law re-embeds only that law. Either way the result is written to a new directory and
+swapped in atomically (see store.py); a failure at any point leaves the live index serving.
+
+On a first build the sparse part (BM25 + exact lookup) goes live as soon as it is ready,
+and the dense part follows when the embeddings are done.
+
+    >>> result = build_index(Settings.load())          # doctest: +SKIP
+    >>> result.summary()                                # doctest: +SKIP
+    '1382 laws, 1462 versions, 56740 articles in force / 64983 all; ...'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import Settings
+from .corpus import CorpusReport, parse_corpus
+from .embed import embedder_identity, load_embedder
+from .errors import IndexMismatchError, LegalRagError
+from .records import Article
+from .segment import SEGMENTER_NAME, Segmenter, corpus_terms
+from .store import (
+    ARTICLES, BM25_DIR, DENSE, MANIFEST, TOKENS, USERDICT, IndexStore, link_or_copy,
+    read_articles, read_manifest, write_articles, write_json, write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+# progress(stage, total) returns a callback that is told how many items were just done.
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+def _no_progress(stage: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def embed_text(a: Article) -> str:
+    """What the dense model sees: short title, hierarchy, label, then the article text."""
+    return f"{a.law} {' '.join(a.path)} {a.label}\n{a.text}"
+
+
+def bm25_text(a: Article) -> str:
+    """What BM25 indexes: the law's short title and headings weigh in beside the text."""
+    return f"{a.law}\n{' '.join(a.path)}\n{a.text}"
+
+
+def content_key(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
+
+
+@dataclass
+class BuildResult:
+    """What a build or update did."""
+
+    build_dir: Path | None
+    report: CorpusReport
+    parts: list[str]
+    embedded: int = 0  # articles embedded in this run
+    reused: int = 0  # articles whose vectors came from the previous index
+    tokenized: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    changed_files: list[str] = field(default_factory=list)
+    removed_files: list[str] = field(default_factory=list)
+    up_to_date: bool = False
+
+    def summary(self) -> str:
+        if self.up_to_date:
+            return f"index is up to date ({self.report.summary()})"
+        total = sum(self.seconds.values())
+        return (f"{self.report.summary()}; embedded {self.embedded}, reused {self.reused}; "
+                f"parts: {', '.join(self.parts)}; {total:.1f} s")
+
+
+@dataclass
+class _Previous:
+    """What an update can reuse from the live index."""
+
+    manifest: dict
+    tokens: dict[str, list[str]]  # bm25 content key -> tokens
+    vectors: dict[str, np.ndarray]  # embed content key -> vector
+    terms: list[str]
+
+
+def build_index(
+    settings: Settings,
+    *,
+    update: bool = False,
+    dense: bool = True,
+    progress: ProgressFactory | None = None,
+) -> BuildResult:
+    """Build (or, with update, incrementally update) the index and make it live.
+
+    Raises IndexBusyError when another build holds the lock, IndexMismatchError when an
+    update meets an index built with another model or segmenter, LegalRagError when the
+    corpus yields no articles at all.
+    """
+    progress = progress or _no_progress
+    store = IndexStore(settings.index_dir)
+    with store.lock():
+        store.collect_garbage()  # unfinished builds of crashed runs
+        return _build(settings, store, update=update, dense=dense, progress=progress)
+
+
+def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
+           progress: ProgressFactory) -> BuildResult:
+    t0 = time.perf_counter()
+    seconds: dict[str, float] = {}
+    report = parse_corpus(settings.corpus_dir)
+    seconds["parse"] = time.perf_counter() - t0
+    if not report.articles:
+        raise LegalRagError(
+            f"no articles found in {settings.corpus_dir} ({len(report.skipped)} files skipped)",
+            fix="put statute files (.md/.txt) in the corpus folder",
+        )
+    identity = embedder_identity(settings)
+    previous = _load_previous(store, identity) if update else None
+    result = BuildResult(None, report, [], seconds=seconds)
+    if previous is not None:
+        old_files: dict[str, str] = previous.manifest["corpus"]["files"]
+        result.changed_files = sorted(f for f, h in report.file_hashes.items()
+                                      if old_files.get(f) != h)
+        result.removed_files = sorted(set(old_files) - set(report.file_hashes))
+        has_dense = "dense" in previous.manifest["parts"] or not dense
+        if not result.changed_files and not result.removed_files and has_dense:
+            result.up_to_date = True
+            result.parts = previous.manifest["parts"]
+            return result
+
+    # Segmentation: an update keeps the live dictionary (plus new law titles), so unchanged
+    # articles keep their tokens and only changed files are segmented again.
+    t = time.perf_counter()
+    terms = corpus_terms({a.law for a in report.articles}, _headings(report.articles))
+    if previous is not None:
+        terms = sorted(set(previous.terms) | {a.law for a in report.articles})
+    segmenter = Segmenter(terms)
+    seconds["dictionary"] = time.perf_counter() - t
+    t = time.perf_counter()
+    keys = [content_key(bm25_text(a)) for a in report.articles]
+    old_tokens = previous.tokens if previous is not None else {}
+    todo = [i for i, k in enumerate(keys) if k not in old_tokens]
+    tick = progress("segment", len(todo))
+    fresh: dict[str, list[str]] = {}
+    for n, i in enumerate(todo, 1):
+        fresh[keys[i]] = segmenter.tokenize(bm25_text(report.articles[i]))
+        if n % 500 == 0 or n == len(todo):
+            tick(500 if n % 500 == 0 else n % 500)
+    tokens = [fresh.get(k) or old_tokens[k] for k in keys]
+    result.tokenized = len(todo)
+    seconds["segment"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    build = store.new_build_dir()
+    write_articles(build / ARTICLES, report.articles)
+    write_json(build / TOKENS, [[k, tok] for k, tok in zip(keys, tokens, strict=True)])
+    segmenter.save(build / USERDICT)
+    _write_bm25(build / BM25_DIR, tokens)
+    seconds["bm25"] = time.perf_counter() - t
+
+    base_manifest = {
+        "package_version": __version__,
+        "embedding": identity,
+        "segmenter": {"name": SEGMENTER_NAME, "dictionary_hash": segmenter.dictionary_hash,
+                      "terms": len(segmenter.terms)},
+        "corpus": {
+            "root": str(settings.corpus_dir),
+            "files": report.file_hashes,
+            "skipped": [str(e) for e in report.skipped],
+        },
+        "counts": {"laws": report.laws, "versions": report.versions,
+                   "articles": len(report.articles), "in_force": report.in_force},
+    }
+    live_has_dense = _live_has_dense(store)
+    if not dense or not live_has_dense:
+        # Nothing dense is serving yet (or dense is not wanted): let the sparse part serve
+        # now rather than after the embeddings.
+        write_manifest(build, _stamp(base_manifest, ["lookup", "bm25"], seconds))
+        build = store.publish(build)
+        result.parts = ["lookup", "bm25"]
+        if not dense:
+            result.build_dir = build
+            store.collect_garbage()
+            return result
+        sparse = build
+        build = store.new_build_dir()
+        for name in (ARTICLES, TOKENS, USERDICT, BM25_DIR):
+            link_or_copy(sparse / name, build / name)
+
+    t = time.perf_counter()
+    texts = [embed_text(a) for a in report.articles]
+    ekeys = [content_key(x) for x in texts]
+    old_vectors = previous.vectors if previous is not None else {}
+    need = [i for i, k in enumerate(ekeys) if k not in old_vectors]
+    vectors = np.zeros((len(texts), identity["dim"]), dtype=np.float32)
+    for i, k in enumerate(ekeys):
+        if k in old_vectors:
+            vectors[i] = old_vectors[k]
+    if need:
+        embedder = load_embedder(settings)
+        vectors[need] = embedder.encode([texts[i] for i in need],
+                                        progress=progress("embed", len(need)))
+    result.embedded, result.reused = len(need), len(texts) - len(need)
+    seconds["embed"] = time.perf_counter() - t
+    t = time.perf_counter()
+    _write_faiss(build / DENSE, vectors)
+    seconds["faiss"] = time.perf_counter() - t
+    result.parts = ["lookup", "bm25", "dense"]
+    write_manifest(build, _stamp(base_manifest, result.parts, seconds))
+    result.build_dir = store.publish(build)
+    store.collect_garbage()
+    return result
+
+
+def _stamp(manifest: dict, parts: list[str], seconds: dict[str, float]) -> dict:
+    return {
+        **manifest,
+        "parts": parts,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
+
+
+def _headings(articles: list[Article]) -> set[str]:
+    return {h for a in articles for h in a.path}
+
+
+def _live_has_dense(store: IndexStore) -> bool:
+    try:
+        manifest = read_manifest(store.current(), verify=False)
+    except LegalRagError:
+        return False
+    return "dense" in manifest.get("parts", [])
+
+
+def _load_previous(store: IndexStore, identity: dict) -> _Previous | None:
+    """The live index's reusable parts, or None when there is none to update."""
+    try:
+        live = store.current()
+    except LegalRagError:
+        return None
+    manifest = read_manifest(live)
+    check_compatible(manifest, identity, live)
+    tokens = {k: tok for k, tok in json.loads((live / TOKENS).read_text(encoding="utf-8"))}
+    vectors: dict[str, np.ndarray] = {}
+    if "dense" in manifest["parts"]:
+        import faiss
+
+        index = faiss.read_index(str(live / DENSE))
+        mat = index.reconstruct_n(0, index.ntotal)
+        for a, row in zip(read_articles(live / ARTICLES), mat, strict=True):
+            vectors[content_key(embed_text(a))] = row
+    terms = [t for t in (live / USERDICT).read_text(encoding="utf-8").splitlines() if t]
+    return _Previous(manifest, tokens, vectors, terms)
+
+
+def check_compatible(manifest: dict, identity: dict, where: Path) -> None:
+    """IndexMismatchError when the index was built with another model or segmenter."""
+    built = manifest.get("embedding", {})
+    if (built.get("name"), built.get("fingerprint")) != (identity["name"],
+                                                         identity["fingerprint"]):
+        raise IndexMismatchError(
+            f"the index in {where} was built with embedding model {built.get('name')} "
+            f"({built.get('fingerprint')}), but the configuration uses {identity['name']} "
+            f"({identity['fingerprint']})",
+            fix="run `legalrag index build` to rebuild it with the configured model",
+        )
+    seg = manifest.get("segmenter", {})
+    if seg.get("name") != SEGMENTER_NAME:
+        raise IndexMismatchError(
+            f"the index in {where} was built with segmenter {seg.get('name')}, this version "
+            f"uses {SEGMENTER_NAME}",
+            fix="run `legalrag index build` to rebuild it",
+        )
+
+
+def _write_bm25(path: Path, tokens: list[list[str]]) -> None:
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    retriever = bm25s.BM25(k1=1.2, b=0.75)
+    # bm25s needs at least one token per document; an empty article gets a placeholder.
+    retriever.index([t or ["<empty>"] for t in tokens], show_progress=False)
+    retriever.save(str(path), show_progress=False)
+
+
+def _write_faiss(path: Path, vectors: np.ndarray) -> None:
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    faiss.write_index(index, str(path))
+

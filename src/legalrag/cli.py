@@ -1,0 +1,201 @@
+"""The `legalrag` command: a thin shell over the library.
+
+    legalrag index build | update | info
+    legalrag retrieve "问题" [-k 10] [--mode hybrid|bm25|dense] [--json]
+    legalrag ask "问题" [--k 5] [--json]
+    legalrag eval QUERIES.jsonl [--modes …] [-k …] [--out DIR] [--fail-under …]
+    legalrag serve [--host H] [--port P]
+
+Errors the user can fix print as one line on stderr with exit code 2; nothing else does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import __version__
+from .errors import LegalRagError
+
+log = logging.getLogger("legalrag")
+
+
+def _settings(args: argparse.Namespace, **extra: object):
+    from .config import Settings
+
+    return Settings.load(
+        Path(args.config) if args.config else None,
+        corpus_dir=args.corpus, index_dir=args.index_dir, **extra,
+    )
+
+
+def _progress_factory(quiet: bool) -> Callable[[str, int], Callable[[int], None]]:
+    """tqdm bars on stderr, one per stage, with rate and ETA."""
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def factory(stage: str, total: int) -> Callable[[int], None]:
+        for b in bars:
+            b.close()
+        bars.clear()
+        if quiet or total == 0:
+            return lambda n: None
+        bar = tqdm(total=total, desc=f"{stage:>8}", unit="art", file=sys.stderr,
+                   dynamic_ncols=True, mininterval=0.5)
+        bars.append(bar)
+
+        def tick(n: int) -> None:
+            bar.update(n)
+            if bar.n >= bar.total:
+                bar.close()
+
+        return tick
+
+    return factory
+
+
+# -- index ----------------------------------------------------------------------------------
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .build import build_index
+
+    settings = _settings(args)
+    if args.action == "info":
+        return _index_info(settings, args.json)
+    result = build_index(settings, update=args.action == "update", dense=not args.no_dense,
+                         progress=_progress_factory(args.quiet))
+    for err in result.report.skipped:
+        print(f"skipped {err}", file=sys.stderr)
+    for warn in result.report.warnings:
+        print(f"warning {warn}", file=sys.stderr)
+    if args.action == "update" and not result.up_to_date:
+        print(f"changed files: {len(result.changed_files)}, removed: "
+              f"{len(result.removed_files)}", file=sys.stderr)
+        for f in result.changed_files[:20]:
+            print(f"  + {f}", file=sys.stderr)
+        for f in result.removed_files[:20]:
+            print(f"  - {f}", file=sys.stderr)
+    print(result.summary())
+    return 0
+
+
+def _index_info(settings, as_json: bool) -> int:
+    from .store import IndexStore, read_manifest
+
+    build = IndexStore(settings.index_dir).current()
+    manifest = read_manifest(build)
+    if as_json:
+        print(json.dumps({"build": build.name, **{k: v for k, v in manifest.items()
+                                                   if k != "checksums"}},
+                         ensure_ascii=False, indent=1))
+        return 0
+    c = manifest["counts"]
+    skipped = manifest["corpus"]["skipped"]
+    print(f"index     {build}")
+    print(f"built     {manifest['built_at']} by legalrag {manifest['package_version']}")
+    print(f"parts     {', '.join(manifest['parts'])}")
+    print(f"corpus    {manifest['corpus']['root']}: {len(manifest['corpus']['files'])} files, "
+          f"{len(skipped)} skipped")
+    print(f"counts    {c['laws']} laws, {c['versions']} versions, "
+          f"{c['in_force']} articles in force / {c['articles']} all")
+    print(f"embedding {manifest['embedding']['name']} (dim {manifest['embedding']['dim']}, "
+          f"{manifest['embedding']['fingerprint']})")
+    print(f"segmenter {manifest['segmenter']['name']}, dictionary "
+          f"{manifest['segmenter']['dictionary_hash']} ({manifest['segmenter']['terms']} terms)")
+    print(f"timings   {manifest['build_seconds']}")
+    return 0
+
+
+# -- retrieve -------------------------------------------------------------------------------
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    from .retrieve import Retriever
+
+    settings = _settings(args)
+    retriever = Retriever.open(settings)
+    hits = retriever.search(args.query, k=args.k, mode=args.mode, include_old=args.include_old)
+    if "dense" not in retriever.parts:
+        print("note: the dense index is not built yet; results use BM25 and exact lookup",
+              file=sys.stderr)
+    if args.json:
+        for h in hits:
+            print(json.dumps(h.to_dict(), ensure_ascii=False))
+        return 0
+    if not hits:
+        print("no matching articles")
+    for h in hits:
+        a = h.article
+        status = "" if a.in_force else "  [不是现行有效版本 / not in force]"
+        ranks = ", ".join(f"{k}#{v}" for k, v in sorted(h.ranks.items()))
+        print(f"{h.rank:>3}. {a.citation}  ({a.version or '日期不详'}){status}")
+        print(f"     {' › '.join(a.path)}  [{ranks}]")
+        text = a.text if args.full else (a.text[:160] + ("…" if len(a.text) > 160 else ""))
+        for line in text.splitlines():
+            print(f"     {line}")
+    return 0
+
+
+# -- main -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="legalrag",
+        description="Answer Chinese legal questions from the statutes, locally.",
+    )
+    p.add_argument("--version", action="version", version=f"legalrag {__version__}")
+    p.add_argument("--config", help="settings file (default: ./legalrag.toml if present)")
+    p.add_argument("--corpus", help="corpus folder (default: corpus)")
+    p.add_argument("--index-dir", help="index folder (default: indexes)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    idx = sub.add_parser("index", help="build, update or describe the index")
+    idx.add_argument("action", choices=["build", "update", "info"])
+    idx.add_argument("--no-dense", action="store_true",
+                     help="BM25 and exact lookup only (no embeddings)")
+    idx.add_argument("--json", action="store_true", help="info as JSON")
+    idx.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    idx.set_defaults(func=cmd_index)
+
+    ret = sub.add_parser("retrieve", help="the articles that best match a question")
+    ret.add_argument("query")
+    ret.add_argument("-k", type=int, default=10)
+    ret.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default="hybrid")
+    ret.add_argument("--include-old", action="store_true", help="include superseded versions")
+    ret.add_argument("--json", action="store_true", help="one JSON object per hit")
+    ret.add_argument("--full", action="store_true", help="print whole article texts")
+    ret.set_defaults(func=cmd_retrieve)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+# Subcommands defined in the modules below register themselves here, so each stays small.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except LegalRagError as e:
+        print(f"legalrag: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("legalrag: interrupted; the live index is unchanged", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Retrieval: exact lookup of cited articles, BM25, dense, and their fusion.
+
+    >>> r = Retriever.open(Settings.load())                       # doctest: +SKIP
+    >>> [h.article.citation for h in r.search("劳动合同法第四十七条", k=1)]   # doctest: +SKIP
+    ['《劳动合同法》第四十七条']
+
+A query that names an article gets that article at rank 1 (exact lookup), followed by the
+fused BM25 + dense results. Fusion is reciprocal rank fusion (pure function ``rrf``).
+Versions in force only, unless include_old.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .build import check_compatible
+from .citations import LawNames, find_citations
+from .config import Settings
+from .embed import Embedder, embedder_identity, load_embedder
+from .errors import IndexMismatchError, QueryError
+from .records import Article, Hit
+from .segment import Segmenter
+from .store import (
+    ARTICLES, BM25_DIR, DENSE, REBUILD_HINT, USERDICT, IndexStore, read_articles,
+    read_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "bm25", "dense")
+MAX_QUERY_CHARS = 2000  # longer questions are cut for retrieval (the model sees the start)
+
+
+def rrf(
+    rankings: Mapping[str, Sequence[int]], k: int = 60, weights: Mapping[str, float] | None = None
+) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: score(d) = Σ_r w_r / (k + rank_r(d)), ranks from 1.
+
+    Returns (doc, score) best first; ties broken by doc id for determinism.
+
+    >>> rrf({"a": [7, 8], "b": [8]}, k=60)
+    [(8, 0.03252247488101534), (7, 0.01639344262295082)]
+    """
+    scores: dict[int, float] = defaultdict(float)
+    for name, ranking in rankings.items():
+        w = 1.0 if weights is None else weights.get(name, 1.0)
+        for rank, doc in enumerate(ranking, start=1):
+            scores[doc] += w / (k + rank)
+    return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Exact lookup result for one citation in a query."""
+
+    written: str
+    law: str | None  # corpus key, None when the law is unknown
+    number: int
+    suffix: int
+    articles: tuple[Article, ...]  # newest version first; empty when no such article
+
+
+class Retriever:
+    """A loaded index. Thread-safe for searching; ``refresh`` picks up a newer build."""
+
+    def __init__(self, build_dir: Path, settings: Settings, *, verify: bool = True) -> None:
+        import bm25s
+
+        self.settings = settings
+        self.build_dir = build_dir
+        self.manifest = read_manifest(build_dir, verify=verify)
+        identity = embedder_identity(settings)
+        check_compatible(self.manifest, identity, build_dir)
+        self.segmenter = Segmenter.load(build_dir / USERDICT)
+        if self.segmenter.dictionary_hash != self.manifest["segmenter"]["dictionary_hash"]:
+            raise IndexMismatchError(
+                f"the index in {build_dir} was segmented with another dictionary or stopword "
+                "list than this version of legalrag ships",
+                fix=f"run `{REBUILD_HINT}`",
+            )
+        self.articles: list[Article] = read_articles(build_dir / ARTICLES)
+        self.parts: set[str] = set(self.manifest["parts"])
+        self.bm25 = bm25s.BM25.load(str(build_dir / BM25_DIR), mmap=False,
+                                    show_progress=False)
+        self.dense = None
+        if "dense" in self.parts:
+            import faiss
+
+            self.dense = faiss.read_index(str(build_dir / DENSE))
+        self.in_force = np.array([a.in_force for a in self.articles], dtype=bool)
+        self._by_citation: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+        for i, a in enumerate(self.articles):
+            self._by_citation[(a.law, a.number, a.suffix)].append(i)
+        for rows in self._by_citation.values():  # in force first, then newest first
+            rows.sort(key=lambda i: self.articles[i].version, reverse=True)
+            rows.sort(key=lambda i: not self.articles[i].in_force)
+        self.names = LawNames(sorted({a.law for a in self.articles}))
+        self._embedder: Embedder | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings, *, verify: bool = True) -> Retriever:
+        """Load the live index named by CURRENT in settings.index_dir."""
+        return cls(IndexStore(settings.index_dir).current(), settings, verify=verify)
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = load_embedder(self.settings)
+            return self._embedder
+
+    def warm_up(self) -> None:
+        """Load the embedding model now rather than on the first question."""
+        if self.dense is not None:
+            self.embedder.encode(["预热"])
+
+    # -- exact lookup ---------------------------------------------------------------
+
+    def lookup(self, law: str, number: int, suffix: int = 0) -> list[Article]:
+        """Every version of one article, in force first, newest first; [] when none."""
+        key = self.names.resolve(law) or law
+        return [self.articles[i] for i in self._by_citation.get((key, number, suffix), [])]
+
+    def lookup_query(self, query: str) -> list[Lookup]:
+        """The articles a query cites by name (《劳动合同法》第四十七条, 民法典第1079条 …)."""
+        out = []
+        for ref in find_citations(query):
+            law = self.names.resolve(ref.law)
+            rows = self._by_citation.get((law, ref.number, ref.suffix), []) if law else []
+            out.append(Lookup(ref.raw, law, ref.number, ref.suffix,
+                              tuple(self.articles[i] for i in rows)))
+        return out
+
+    # -- ranked retrieval -----------------------------------------------------------
+
+    def search(self, query: str, k: int = 10, mode: str = "hybrid",
+               include_old: bool = False) -> list[Hit]:
+        """The k best articles for a question; cited articles first (exact lookup)."""
+        if mode not in MODES:
+            raise QueryError(f"unknown retrieval mode {mode!r}", fix="use hybrid, bm25 or dense")
+        if not 1 <= k <= 1000:
+            raise QueryError(f"k = {k} is out of range", fix="use a k between 1 and 1000")
+        query = clean_query(query)[:MAX_QUERY_CHARS]
+        mask = None if include_old else self.in_force
+        depth = max(2 * k, 100)
+        rankings: dict[str, list[int]] = {}
+        raw: dict[str, dict[int, float]] = {}
+        if mode in ("hybrid", "bm25") or self.dense is None:
+            rankings["bm25"], raw["bm25"] = self._bm25(query, depth, mask)
+        if mode in ("hybrid", "dense") and self.dense is not None:
+            rankings["dense"], raw["dense"] = self._dense(query, depth, mask)
+        fused = rrf(rankings, k=self.settings.rrf_k)
+        rank_of = {name: {d: r for r, d in enumerate(ids, 1)} for name, ids in rankings.items()}
+
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for lk in self.lookup_query(query):
+            rows = [i for i, a in zip(self._rows(lk), lk.articles, strict=True)
+                    if include_old or a.in_force or not any(x.in_force for x in lk.articles)]
+            for i in rows[:1] if not include_old else rows:
+                if i not in seen:
+                    seen.add(i)
+                    hits.append(Hit(self.articles[i], 1.0, len(hits) + 1, {"lookup": 1},
+                                    {"lookup": 1.0}))
+        for doc, score in fused:
+            if len(hits) >= k:
+                break
+            if doc in seen:
+                continue
+            seen.add(doc)
+            ranks = {name: r[doc] for name, r in rank_of.items() if doc in r}
+            scores = {name: raw[name][doc] for name in raw if doc in raw[name]}
+            scores["rrf"] = score
+            hits.append(Hit(self.articles[doc], score, len(hits) + 1, ranks, scores))
+        return hits[:k]
+
+    def _rows(self, lk: Lookup) -> list[int]:
+        return self._by_citation.get((lk.law, lk.number, lk.suffix), []) if lk.law else []
+
+    def _bm25(self, query: str, depth: int, mask: np.ndarray | None
+              ) -> tuple[list[int], dict[int, float]]:
+        tokens = [t for t in self.segmenter.tokenize(query) if t in self.bm25.vocab_dict]
+        if not tokens:
+            return [], {}
+        scores = self.bm25.get_scores(tokens)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        return _top(scores, depth)
+
+    def _dense(self, query: str, depth: int, mask: np.ndarray | None
+               ) -> tuple[list[int], dict[int, float]]:
+        import faiss
+
+        vec = self.embedder.encode([query])
+        params = None
+        if mask is not None:
+            bits = np.packbits(mask.astype(np.uint8), bitorder="little")
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits)))
+        scores, ids = self.dense.search(vec, depth, params=params)
+        ranked = [int(i) for i in ids[0] if i >= 0]
+        return ranked, {i: float(s) for i, s in zip(ranked, scores[0], strict=False)}
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def status(self) -> dict:
+        m = self.manifest
+        return {
+            "build": self.build_dir.name,
+            "built_at": m.get("built_at"),
+            "parts": sorted(self.parts),
+            "dense_live": "dense" in self.parts,
+            "embedding": m["embedding"]["name"],
+            **m["counts"],
+        }
+
+
+def _top(scores: np.ndarray, depth: int) -> tuple[list[int], dict[int, float]]:
+    depth = min(depth, len(scores))
+    idx = np.argpartition(-scores, depth - 1)[:depth]
+    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    idx = [int(i) for i in idx if scores[i] > 0]
+    return idx, {i: float(scores[i]) for i in idx}
+
+
+def clean_query(query: str) -> str:
+    """The question with control characters removed; QueryError when nothing is left."""
+    if not isinstance(query, str):
+        raise QueryError("the question must be text")
+    cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in query).strip()
+    if not cleaned:
+        raise QueryError("the question is empty", fix="type a legal question, e.g. 试用期可以随时辞职吗？")
+    return cleaned
+
+
+class LiveRetriever:
+    """Serves the live index and switches to a newer build when CURRENT changes.
+
+    The UI and server keep one of these: during `index update` they keep answering from the
+    old build, and move to the new one on the next question after the swap.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = IndexStore(settings.index_dir)
+        self._current: Retriever | None = None
+        self._lock = threading.Lock()
+        self._checked = 0.0
+
+    def get(self) -> Retriever:
+        with self._lock:
+            now = time.monotonic()
+            if self._current is None or now - self._checked > 1.0:
+                self._checked = now
+                name = self.store.current_name()
+                if self._current is None or (name and name != self._current.build_dir.name):
+                    fresh = Retriever.open(self.settings)
+                    if self._current is not None and self._current._embedder is not None:
+                        fresh._embedder = self._current._embedder
+                    self._current = fresh
+            return self._current

@@ -1,0 +1,71 @@
+"""Shared fixtures: a small real corpus (copied from corpus/) and an index built from it
+with the real embedding model, FAISS and BM25. Built once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "corpus"
+
+# Real statute files covering the cases the tests need: 民法典 split over files, 之一
+# articles (刑法), several versions of one law (公司法), a law marked expired in
+# laws.sqlite3, and a regulation STARD cites (个体工商户条例).
+SMALL_CORPUS = [
+    "社会法/劳动法(2018-12-29).md",
+    "社会法/劳动合同法(2012-12-28).md",
+    "民法典/总则.md",
+    "民法典/婚姻家庭编.md",
+    "民法典/附则.md",
+    "刑法/刑法.md",
+    "民法商法/公司法(2018-10-26).md",
+    "民法商法/公司法(2023-12-29).md",
+    "司法解释/最高人民法院关于审理劳动争议案件适用法律若干问题的解释(2001-04-16).md",
+    "行政法规/个体工商户条例(2016-02-06).md",
+    "laws.sqlite3",
+]
+
+
+def copy_corpus(dest: Path, files: list[str] = SMALL_CORPUS) -> Path:
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(CORPUS / rel, target)
+    return dest
+
+
+def make_settings(tmp: Path, corpus: Path, **overrides):
+    from legalrag.config import Settings
+
+    cache = os.environ.get("LEGALRAG_CACHE_DIR")
+    return Settings.load(
+        env={}, corpus_dir=corpus, index_dir=tmp / "indexes",
+        cache_dir=Path(cache) if cache else None, **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def small_settings(tmp_path_factory):
+    """Settings for the small real corpus, with its index built (all three parts)."""
+    from legalrag.build import build_index
+
+    tmp = tmp_path_factory.mktemp("small")
+    corpus = copy_corpus(tmp / "corpus")
+    settings = make_settings(tmp, corpus)
+    build_index(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def small_index(small_settings):
+    """A Retriever over the small real corpus."""
+    from legalrag.retrieve import Retriever
+
+    return Retriever.open(small_settings)
