@@ -1,0 +1,133 @@
+"""Index build → query → update → query on real files with the real model; failures leave
+the live index serving; mismatched and corrupted indexes are refused with the fix named."""
+
+import shutil
+
+import pytest
+
+from conftest import CORPUS, copy_corpus, make_settings
+from legalrag.build import build_index
+from legalrag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError
+from legalrag.retrieve import Retriever
+from legalrag.store import IndexStore
+
+BASE = ["社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
+NEW_LAW = "行政法规/个体工商户条例(2016-02-06).md"
+
+
+@pytest.fixture
+def env(tmp_path):
+    corpus = copy_corpus(tmp_path / "corpus", BASE)
+    return make_settings(tmp_path, corpus), corpus
+
+
+def citations(settings, query, k=5):
+    return [h.article.citation for h in Retriever.open(settings).search(query, k=k)]
+
+
+def test_build_query_update_query(env):
+    settings, corpus = env
+    first = build_index(settings)
+    assert first.parts == ["lookup", "bm25", "dense"]
+    assert first.embedded == 107 and first.reused == 0
+    assert "《个体工商户条例》第二条" not in citations(settings, "个体工商户条例第二条")
+
+    shutil.copy2(CORPUS / NEW_LAW, corpus / "个体工商户条例(2016-02-06).md")
+    second = build_index(settings, update=True)
+    assert second.changed_files == ["个体工商户条例(2016-02-06).md"]
+    assert second.reused == 107  # unchanged articles are never re-embedded
+    assert second.embedded == len(second.report.articles) - 107 > 0
+    assert citations(settings, "个体工商户条例第二条")[0] == "《个体工商户条例》第二条"
+    assert any("个体工商户条例" in c for c in citations(settings, "个体工商户登记需要什么材料", 10))
+
+    assert build_index(settings, update=True).up_to_date
+
+    (corpus / "个体工商户条例(2016-02-06).md").unlink()
+    third = build_index(settings, update=True)
+    assert third.removed_files == ["个体工商户条例(2016-02-06).md"]
+    assert third.embedded == 0
+    assert not any("个体工商户条例" in c for c in citations(settings, "个体工商户条例第二条"))
+    builds = list((settings.index_dir / "builds").iterdir())
+    assert [b.name for b in builds] == [IndexStore(settings.index_dir).current_name()]
+
+
+def test_first_build_serves_bm25_before_dense_is_done(env):
+    settings, _ = env
+    seen = {}
+
+    def progress(stage, total):
+        if stage == "embed":
+            r = Retriever.open(settings)
+            seen["parts"] = sorted(r.parts)
+            seen["top"] = r.search("劳动法第五十条", k=1)[0].article.citation
+            seen["hybrid"] = r.search("拖欠工资", k=3)
+        return lambda n: None
+
+    build_index(settings, progress=progress)
+    assert seen["parts"] == ["bm25", "lookup"]
+    assert seen["top"] == "《劳动法》第五十条"
+    assert all(set(h.ranks) <= {"bm25", "lookup"} for h in seen["hybrid"])
+    assert "dense" in Retriever.open(settings).parts
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["segment", "embed"])
+def test_failure_mid_build_leaves_the_previous_index_serving(env, stage):
+    settings, corpus = env
+    build_index(settings)
+    live = IndexStore(settings.index_dir).current_name()
+    before = citations(settings, "拖欠工资")
+    shutil.copy2(CORPUS / NEW_LAW, corpus / "新.md")
+    corpus_before = {p: p.read_bytes() for p in corpus.rglob("*") if p.is_file()}
+
+    def explode(name, total):
+        if name == stage:
+            raise Boom(name)
+        return lambda n: None
+
+    with pytest.raises(Boom):
+        build_index(settings, update=stage == "segment", progress=explode)
+    assert IndexStore(settings.index_dir).current_name() == live
+    assert citations(settings, "拖欠工资") == before
+    assert {p: p.read_bytes() for p in corpus.rglob("*") if p.is_file()} == corpus_before
+    after = build_index(settings, update=True)  # the next run succeeds and cleans up
+    assert after.changed_files == ["新.md"]
+    assert len(list((settings.index_dir / "builds").iterdir())) == 1
+
+
+def test_index_built_with_another_model_is_refused(env):
+    settings, _ = env
+    build_index(settings, dense=False)
+    other = make_settings(settings.index_dir.parent, settings.corpus_dir, embedding_max_length=128)
+    with pytest.raises(IndexMismatchError, match="legalrag index build"):
+        Retriever.open(other)
+    with pytest.raises(IndexMismatchError, match="legalrag index build"):
+        build_index(other, update=True)
+
+
+@pytest.mark.parametrize("victim", ["articles.json", "bm25/vocab.index.json", "dense.faiss"])
+def test_corrupted_or_truncated_file_is_detected(env, victim):
+    settings, _ = env
+    build_index(settings)
+    path = IndexStore(settings.index_dir).current() / victim
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IndexCorruptError, match="legalrag index build") as err:
+        Retriever.open(settings)
+    assert victim.split("/")[-1] in str(err.value)
+
+
+def test_missing_index_names_the_command(env):
+    settings, _ = env
+    with pytest.raises(Exception, match="legalrag index build"):
+        Retriever.open(settings)
+
+
+def test_one_writer_at_a_time(env):
+    settings, _ = env
+    with IndexStore(settings.index_dir).lock():
+        with pytest.raises(IndexBusyError):
+            build_index(settings)
