@@ -159,3 +159,11 @@ def test_duplicate_law_file_is_skipped(tmp_path):
 def test_short_title():
     assert short_title("中华人民共和国劳动合同法") == "劳动合同法"
     assert short_title("《个体工商户条例》") == "个体工商户条例"
+
+
+def test_every_part_of_the_civil_code_is_one_version_in_force(real):
+    civil = [a for a in real.articles if a.law == "民法典"]
+    assert {a.version for a in civil} == {"2021-01-01"}
+    assert all(a.in_force for a in civil)
+    (a,) = by(real, "民法典", 1079)
+    assert a.in_force

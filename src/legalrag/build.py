@@ -31,10 +31,11 @@ from .config import Settings
 from .corpus import CorpusReport, parse_corpus
 from .embed import embedder_identity, load_embedder
 from .errors import IndexMismatchError, LegalRagError
+from .citations import LawNames, find_citations
 from .records import Article
 from .segment import SEGMENTER_NAME, Segmenter, corpus_terms
 from .store import (
-    ARTICLES, BM25_DIR, DENSE, MANIFEST, TOKENS, USERDICT, IndexStore, link_or_copy,
+    ARTICLES, BM25_DIR, DENSE, LAWS, MANIFEST, TOKENS, USERDICT, IndexStore, link_or_copy,
     read_articles, read_manifest, write_articles, write_json, write_manifest,
 )
 
@@ -167,6 +168,7 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
     write_articles(build / ARTICLES, report.articles)
     write_json(build / TOKENS, [[k, tok] for k, tok in zip(keys, tokens, strict=True)])
     segmenter.save(build / USERDICT)
+    write_json(build / LAWS, law_citation_counts(report.articles))
     _write_bm25(build / BM25_DIR, tokens)
     seconds["bm25"] = time.perf_counter() - t
 
@@ -196,7 +198,7 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
             return result
         sparse = build
         build = store.new_build_dir()
-        for name in (ARTICLES, TOKENS, USERDICT, BM25_DIR):
+        for name in (ARTICLES, TOKENS, USERDICT, LAWS, BM25_DIR):
             link_or_copy(sparse / name, build / name)
 
     t = time.perf_counter()
@@ -222,6 +224,23 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
     result.build_dir = store.publish(build)
     store.collect_garbage()
     return result
+
+
+def law_citation_counts(articles: list[Article]) -> dict[str, int]:
+    """How many in-force articles of other laws cite each law: a corpus-derived authority.
+
+    民法典 and 刑法 are cited by hundreds of interpretations and regulations; a notice cited
+    by nothing is rarely what a layperson's question is about.
+    """
+    names = LawNames(sorted({a.law for a in articles}))
+    counts: dict[str, int] = {}
+    for a in articles:
+        if not a.in_force or "条" not in a.text:
+            continue
+        for law in {names.resolve(ref.law) for ref in find_citations(a.text)}:
+            if law and law != a.law:
+                counts[law] = counts.get(law, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _stamp(manifest: dict, parts: list[str], seconds: dict[str, float]) -> dict:

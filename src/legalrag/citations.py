@@ -21,7 +21,8 @@ PRC = "中华人民共和国"
 _NUM = rf"[{NUMERAL_CHARS}]+"
 _ARTICLE = rf"第(?P<num>{_NUM})条(?:之(?P<suf>[一二三四五六七八九十]+))?(?:第(?P<para>{_NUM})款)?"
 # A bracketed title, or a run of CJK text ending in a word that ends law titles.
-_BRACKETED = r"《(?P<btitle>[^《》\n]{1,80})》"
+# One level of nesting: 《最高人民法院关于适用《中华人民共和国民事诉讼法》的解释》.
+_BRACKETED = r"《(?P<btitle>(?:[^《》\n]|《[^《》\n]{1,40}》){1,100})》"
 _BARE = r"(?P<title>[\u4e00-\u9fff（）()〈〉·]{1,60}?(?:法|法典|典|条例|规定|解释|办法|决定|细则|规则|意见|通知|批复|章程|规章|准则|纲要|修正案(?:（[一二三四五六七八九十]+）)?))"
 CITATION_RE = re.compile(rf"(?:{_BRACKETED}|{_BARE})\s*{_ARTICLE}")
 # 、第四十条 / 和第四十条 / 及第四十条 right after a citation continues the same law.
@@ -68,9 +69,10 @@ def normalize_law_name(name: str) -> str:
     >>> normalize_law_name("《中华人民共和国 民法典》")
     '民法典'
     """
-    n = _SPACE_RE.sub("", name).translate(_NORMALIZE).strip("《》")
-    n = n.removeprefix(PRC)
-    return n
+    n = _SPACE_RE.sub("", name).translate(_NORMALIZE)
+    if n.startswith("《") and n.endswith("》"):
+        n = n[1:-1]
+    return n.removeprefix(PRC).replace("《" + PRC, "《")
 
 
 def find_citations(text: str) -> list[CitationRef]:

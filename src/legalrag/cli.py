@@ -181,6 +181,62 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
+# -- eval -----------------------------------------------------------------------------------
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Measure retrieval on a query file; exit 1 when a --fail-under bound is missed."""
+    from tqdm import tqdm
+
+    from . import evaluate as ev
+    from .retrieve import Retriever
+
+    modes = ev.check_modes(args.modes.split(","))
+    try:
+        ks = ev.check_ks(int(k) for k in args.k.split(",") if k.strip())
+    except ValueError:
+        raise LegalRagError(f"-k {args.k!r}: give whole numbers, e.g. -k 1,3,5,10") from None
+    bounds = [ev.parse_bound(b) for b in args.fail_under]
+    ev.check_bound_metrics(bounds, modes, ks)  # before the slow part
+    queries = ev.load_queries(Path(args.queries))
+    retriever = Retriever.open(_settings(args))
+    with tqdm(total=len(queries) * len(modes), desc="eval", unit="q", file=sys.stderr,
+              dynamic_ncols=True, mininterval=0.5, disable=args.quiet) as bar:
+        report = ev.run_eval(retriever, queries, modes, ks, include_old=args.include_old,
+                             progress=bar.update, source=args.queries)
+    print(ev.render_markdown(report), end="")
+    if args.out:
+        paths = ev.write_report(report, Path(args.out))
+        print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    missed = ev.missed_bounds(report, bounds)
+    for line in missed:
+        print(f"legalrag: fail-under: {line}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+def _register_eval(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="measure retrieval on a JSONL query file",
+                        description="Hit@k, Recall@k, MRR@10 and nDCG@10 of each retrieval "
+                                    "mode on queries with gold citations (see "
+                                    "docs/evaluation.md).")
+    ev.add_argument("queries", metavar="QUERIES.jsonl",
+                    help='one {"id", "query", "relevant": [citations]} per line')
+    ev.add_argument("--modes", default="bm25,dense,hybrid",
+                    help="comma-separated, from bm25, dense, hybrid (default: all three)")
+    ev.add_argument("-k", default="1,3,5,10,20,100",
+                    help="cut-offs for Hit@k and Recall@k (default: 1,3,5,10,20,100)")
+    ev.add_argument("--out", metavar="DIR", help="write eval.json, eval.md, per_query.csv")
+    ev.add_argument("--fail-under", action="append", default=[], metavar="MODE:METRIC=MIN",
+                    help="exit 1 when a metric is below MIN, e.g. hybrid:recall@10=0.6 "
+                         "(repeatable)")
+    ev.add_argument("--include-old", action="store_true",
+                    help="search superseded versions too")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+
+
+_EXTRA_COMMANDS.append(_register_eval)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

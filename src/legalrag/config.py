@@ -35,7 +35,7 @@ class Settings:
     # retrieval
     top_k: int = 10
     retrieval_mode: str = "hybrid"
-    rrf_k: int = 60
+    use_priors: bool = True  # level/authority prior and fusion weights from data/fusion.json
     include_old_versions: bool = False
     # generation
     llm_backend: str = "llama"  # or "http" (an OpenAI-compatible server)
@@ -47,6 +47,16 @@ class Settings:
     llm_max_tokens: int = 512
     llm_temperature: float = 0.1
     llm_seed: int = 42
+    # answers (assistant.py): how many articles to retrieve, how many prompt tokens they may
+    # take (prefill time on a small CPU grows with every one), a per-source character cap
+    # (0: none), the longest question accepted, and the abstain thresholds calibrated by
+    # bench/calibrate_abstain.py (docs/benchmarks.md, "Abstain calibration")
+    answer_top_k: int = 5
+    answer_source_tokens: int = 900
+    answer_source_chars: int = 0
+    max_question_chars: int = 1000
+    abstain_min_dense: float = 0.7861
+    abstain_min_bm25: float = 8.012
     # serving
     host: str = "127.0.0.1"
     port: int = 7860
@@ -99,6 +109,12 @@ class Settings:
                               "onnx-int8, torch")
         if self.llm_backend not in ("llama", "http"):
             raise ConfigError(f"llm_backend {self.llm_backend!r} is not one of llama, http")
+        if not 1 <= self.answer_top_k <= 20:
+            raise ConfigError(f"answer_top_k {self.answer_top_k} must be between 1 and 20")
+        if self.answer_source_tokens < 0 or self.answer_source_chars < 0:
+            raise ConfigError("answer_source_tokens and answer_source_chars must be >= 0")
+        if self.max_question_chars < 1:
+            raise ConfigError(f"max_question_chars {self.max_question_chars} must be >= 1")
         if not 1 <= self.top_k <= 100:
             raise ConfigError(f"top_k {self.top_k} must be between 1 and 100")
         if bool(self.auth_user) != bool(self.auth_password):

@@ -336,6 +336,14 @@ def reconcile(
             row = _pick_row(rows, pf.version)
             version = pf.version or (row.publish if row else "") or pf.preamble_date
             resolved.append((pf, version, row))
+        # The parts of a split code (民法典's 编) are one version: their preambles differ
+        # (only some say 施行), so undated parts all take the newest date among them.
+        undated_parts = [i for i, (pf, _, _) in enumerate(resolved) if pf.part and not pf.version]
+        if len(undated_parts) > 1:
+            shared = max(resolved[i][1] for i in undated_parts)
+            for i in undated_parts:
+                pf, _, row = resolved[i]
+                resolved[i] = (pf, shared, row)
         # One version of a law may be split over several files (民法典): group by version.
         versions: dict[str, list[tuple[ParsedFile, LawMeta | None]]] = defaultdict(list)
         for pf, version, row in resolved:

@@ -11,12 +11,15 @@ Versions in force only, unless include_old.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ from .errors import IndexMismatchError, QueryError
 from .records import Article, Hit
 from .segment import Segmenter
 from .store import (
-    ARTICLES, BM25_DIR, DENSE, REBUILD_HINT, USERDICT, IndexStore, read_articles,
+    ARTICLES, BM25_DIR, DENSE, LAWS, REBUILD_HINT, USERDICT, IndexStore, read_articles,
     read_manifest,
 )
 
@@ -58,6 +61,31 @@ def rrf(
 
 
 @dataclass(frozen=True)
+class Fusion:
+    """How the retrievers are combined, and the document prior applied to the fused score.
+
+    The prior multiplies a document's fused score by a weight for its level (a layperson's
+    question is far more often answered by a 法律 than by one of the many 行政法规) and by
+    1 + authority * log(1 + number of other laws' articles citing its law). The values in
+    data/fusion.json are written by bench/tune_fusion.py from the tune split only.
+    """
+
+    rrf_k: int = 60
+    weights: Mapping[str, float] | None = None
+    level_weights: Mapping[str, float] | None = None
+    authority: float = 0.0
+
+    @classmethod
+    def default(cls) -> Fusion:
+        data = json.loads(resources.files("legalrag.data").joinpath("fusion.json").read_text())
+        return cls(data["rrf_k"], data["weights"], data["level_weights"], data["authority"])
+
+    def prior(self, level: str, citations: int) -> float:
+        w = (self.level_weights or {}).get(level, 1.0)
+        return w * (1.0 + self.authority * math.log1p(citations))
+
+
+@dataclass(frozen=True)
 class Lookup:
     """Exact lookup result for one citation in a query."""
 
@@ -71,7 +99,8 @@ class Lookup:
 class Retriever:
     """A loaded index. Thread-safe for searching; ``refresh`` picks up a newer build."""
 
-    def __init__(self, build_dir: Path, settings: Settings, *, verify: bool = True) -> None:
+    def __init__(self, build_dir: Path, settings: Settings, *, verify: bool = True,
+                 fusion: Fusion | None = None) -> None:
         import bm25s
 
         self.settings = settings
@@ -96,6 +125,10 @@ class Retriever:
 
             self.dense = faiss.read_index(str(build_dir / DENSE))
         self.in_force = np.array([a.in_force for a in self.articles], dtype=bool)
+        self.fusion = fusion or (Fusion.default() if settings.use_priors else Fusion())
+        cited = json.loads((build_dir / LAWS).read_text(encoding="utf-8"))
+        self.prior = np.array([self.fusion.prior(a.level, cited.get(a.law, 0))
+                               for a in self.articles], dtype=np.float64)
         self._by_citation: dict[tuple[str, int, int], list[int]] = defaultdict(list)
         for i, a in enumerate(self.articles):
             self._by_citation[(a.law, a.number, a.suffix)].append(i)
@@ -150,15 +183,10 @@ class Retriever:
         if not 1 <= k <= 1000:
             raise QueryError(f"k = {k} is out of range", fix="use a k between 1 and 1000")
         query = clean_query(query)[:MAX_QUERY_CHARS]
-        mask = None if include_old else self.in_force
-        depth = max(2 * k, 100)
-        rankings: dict[str, list[int]] = {}
-        raw: dict[str, dict[int, float]] = {}
-        if mode in ("hybrid", "bm25") or self.dense is None:
-            rankings["bm25"], raw["bm25"] = self._bm25(query, depth, mask)
-        if mode in ("hybrid", "dense") and self.dense is not None:
-            rankings["dense"], raw["dense"] = self._dense(query, depth, mask)
-        fused = rrf(rankings, k=self.settings.rrf_k)
+        rankings, raw = self.candidates(query, max(2 * k, 100), mode, include_old)
+        fused = [(d, s * self.prior[d]) for d, s in
+                 rrf(rankings, k=self.fusion.rrf_k, weights=self.fusion.weights)]
+        fused.sort(key=lambda x: (-x[1], x[0]))
         rank_of = {name: {d: r for r, d in enumerate(ids, 1)} for name, ids in rankings.items()}
 
         hits: list[Hit] = []
@@ -182,6 +210,21 @@ class Retriever:
             scores["rrf"] = score
             hits.append(Hit(self.articles[doc], score, len(hits) + 1, ranks, scores))
         return hits[:k]
+
+    def candidates(self, query: str, depth: int, mode: str = "hybrid", include_old: bool = False
+                   ) -> tuple[dict[str, list[int]], dict[str, dict[int, float]]]:
+        """Each retriever's ranked article rows and raw scores, before fusion.
+
+        Without a dense part, every mode falls back to BM25 (retrieval says so via parts).
+        """
+        mask = None if include_old else self.in_force
+        rankings: dict[str, list[int]] = {}
+        raw: dict[str, dict[int, float]] = {}
+        if mode in ("hybrid", "bm25") or self.dense is None:
+            rankings["bm25"], raw["bm25"] = self._bm25(query, depth, mask)
+        if mode in ("hybrid", "dense") and self.dense is not None:
+            rankings["dense"], raw["dense"] = self._dense(query, depth, mask)
+        return rankings, raw
 
     def _rows(self, lk: Lookup) -> list[int]:
         return self._by_citation.get((lk.law, lk.number, lk.suffix), []) if lk.law else []

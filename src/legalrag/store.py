@@ -10,6 +10,7 @@ Layout under the index directory:
         tokens.json    BM25 tokens per article (reused by updates)
         userdict.txt   the segmenter's dictionary
         bm25/          the bm25s index
+        laws.json      per law: how many articles of other laws cite it (an authority prior)
         dense.faiss    the FAISS inner-product index (absent until the dense part is built)
 
 A build writes a new directory and only then points CURRENT at it, so a crash or Ctrl-C at
@@ -35,13 +36,14 @@ from .records import Article
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 MANIFEST = "manifest.json"
 ARTICLES = "articles.json"
 TOKENS = "tokens.json"
 USERDICT = "userdict.txt"
 BM25_DIR = "bm25"
 DENSE = "dense.faiss"
+LAWS = "laws.json"
 REBUILD_HINT = "legalrag index build"
 
 

@@ -1,0 +1,117 @@
+"""Tune fusion weights and the document prior on the STARD tune split; report dev too.
+
+    .venv/bin/python bench/tune_fusion.py [--write]
+
+Retrieves BM25 and dense candidates (depth 300) once per question from the live index,
+then grid-searches: dense weight in RRF, the level weights of 行政法规/部门规章 and
+司法解释, and the authority strength. The objective is Recall@10 + Recall@100 + MRR@10
+on the tune split; dev questions (see legalrag.tune.split_of) are never used to choose.
+With --write the best setting goes to src/legalrag/data/fusion.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def gold_keys(retriever, relevant: list[str]) -> set[tuple[str, int, int]]:
+    from legalrag.citations import find_citations
+
+    out = set()
+    for cite in relevant:
+        for ref in find_citations(cite):
+            law = retriever.names.resolve(ref.law)
+            if law:
+                out.add((law, ref.number, ref.suffix))
+    return out
+
+
+def score(rows, keys, prior_of, rrf_k, w_dense) -> tuple[float, float, float]:
+    r10 = r100 = mrr = 0.0
+    for row in rows:
+        fused: dict[int, float] = defaultdict(float)
+        for rank, d in enumerate(row["bm25"], 1):
+            fused[d] += 1.0 / (rrf_k + rank)
+        for rank, d in enumerate(row["dense"], 1):
+            fused[d] += w_dense / (rrf_k + rank)
+        top = sorted(fused, key=lambda d: (-fused[d] * prior_of[d], d))[:100]
+        got = [keys[d] for d in top]
+        gold, n = row["gold"], row["n"]
+        r10 += len(gold & set(got[:10])) / n
+        r100 += len(gold & set(got)) / n
+        mrr += next((1 / (i + 1) for i, k in enumerate(got[:10]) if k in gold), 0.0)
+    return r10 / len(rows), r100 / len(rows), mrr / len(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--queries", default=str(ROOT / "data" / "eval" / "stard_train.jsonl"))
+    ap.add_argument("--write", action="store_true", help="write src/legalrag/data/fusion.json")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from legalrag.config import Settings
+    from legalrag.retrieve import Fusion, Retriever
+    from legalrag.tune import split_of
+
+    retriever = Retriever.open(Settings.load(), fusion=Fusion())
+    keys = [(a.law, a.number, a.suffix) for a in retriever.articles]
+    cited = json.loads((retriever.build_dir / "laws.json").read_text(encoding="utf-8"))
+    rows = {"tune": [], "dev": []}
+    t0 = time.perf_counter()
+    for line in Path(args.queries).read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        rankings, _ = retriever.candidates(q["query"], 300)
+        rows[split_of(q["id"])].append({
+            "gold": gold_keys(retriever, q["relevant"]), "n": len(q["relevant"]),
+            "bm25": rankings.get("bm25", []), "dense": rankings.get("dense", []),
+        })
+    print(f"candidates for {sum(map(len, rows.values()))} questions in "
+          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+    def evaluate(split: str, fusion: Fusion, w_dense: float) -> tuple[float, float, float]:
+        prior_of = [fusion.prior(a.level, cited.get(a.law, 0)) for a in retriever.articles]
+        return score(rows[split], keys, prior_of, fusion.rrf_k, w_dense)
+
+    plain = Fusion()
+    grid = itertools.product([0.7, 1.0, 1.3], [1.0, 0.6, 0.4, 0.25], [1.0, 0.8, 0.6],
+                             [0.0, 0.05, 0.1, 0.2, 0.3])
+    best = None
+    for w_dense, w_admin, w_interp, authority in grid:
+        fusion = Fusion(60, {"bm25": 1.0, "dense": w_dense},
+                        {"行政法规": w_admin, "部门规章": w_admin, "司法解释": w_interp}, authority)
+        m = evaluate("tune", fusion, w_dense)
+        if best is None or sum(m) > sum(best[1]):
+            best = (fusion, m, w_dense)
+    fusion, tune_m, w_dense = best
+    lines = ["| setting | split | Recall@10 | Recall@100 | MRR@10 |", "|---|---|---|---|---|"]
+    for name, f, w in (("plain RRF", plain, 1.0), ("tuned fusion + prior", fusion, w_dense)):
+        for split in ("tune", "dev"):
+            r10, r100, mrr = evaluate(split, f, w)
+            lines.append(f"| {name} | {split} ({len(rows[split])}) | {r10:.3f} | {r100:.3f} | "
+                         f"{mrr:.3f} |")
+    print("\n".join(lines))
+    chosen = {"rrf_k": fusion.rrf_k, "weights": dict(fusion.weights),
+              "level_weights": dict(fusion.level_weights), "authority": fusion.authority}
+    print(json.dumps(chosen, ensure_ascii=False))
+    if args.write:
+        chosen["source"] = (f"bench/tune_fusion.py on the STARD tune split, "
+                            f"embedding {retriever.manifest['embedding']['name']}, "
+                            f"{time.strftime('%Y-%m-%d')}")
+        path = ROOT / "src" / "legalrag" / "data" / "fusion.json"
+        path.write_text(json.dumps(chosen, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
