@@ -21,22 +21,34 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .citations import LawNames, find_citations
 from .config import Settings
 from .corpus import CorpusReport, parse_corpus
 from .embed import embedder_identity, load_embedder
 from .errors import IndexMismatchError, LegalRagError
-from .citations import LawNames, find_citations
 from .records import Article
 from .segment import SEGMENTER_NAME, Segmenter, corpus_terms
 from .store import (
-    ARTICLES, BM25_DIR, DENSE, LAWS, MANIFEST, TOKENS, USERDICT, IndexStore, link_or_copy,
-    read_articles, read_manifest, write_articles, write_json, write_manifest,
+    ARTICLES,
+    BM25_DIR,
+    DENSE,
+    LAWS,
+    QUERY_ENCODER,
+    TOKENS,
+    USERDICT,
+    IndexStore,
+    link_or_copy,
+    read_articles,
+    read_manifest,
+    write_articles,
+    write_json,
+    write_manifest,
 )
 
 log = logging.getLogger(__name__)
@@ -220,10 +232,50 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
     _write_faiss(build / DENSE, vectors)
     seconds["faiss"] = time.perf_counter() - t
     result.parts = ["lookup", "bm25", "dense"]
+    questions = Path(settings.tune_questions) if settings.tune_questions else None
+    if questions is not None and not questions.exists():
+        log.warning("tune_questions %s does not exist: questions use the base model", questions)
+        questions = None
+    live_tuned = previous is not None and (store.current() / QUERY_ENCODER).is_dir()
+    if questions is not None and live_tuned:
+        # An update keeps the live query encoder: the article space it was trained for
+        # is unchanged for every article that did not change.
+        link_or_copy(store.current() / QUERY_ENCODER, build / QUERY_ENCODER)
+        base_manifest["query_encoder"] = previous.manifest.get("query_encoder")
+        result.parts.append("tuned-queries")
     write_manifest(build, _stamp(base_manifest, result.parts, seconds))
     result.build_dir = store.publish(build)
+    if questions is not None and not live_tuned:
+        _tune_stage(settings, store, result, base_manifest, vectors, questions, seconds,
+                    progress)
     store.collect_garbage()
     return result
+
+
+def _tune_stage(settings: Settings, store: IndexStore, result: BuildResult, manifest: dict,
+                vectors: np.ndarray, questions: Path, seconds: dict[str, float],
+                progress: ProgressFactory) -> None:
+    """Train the query encoder for the live index and publish it with the index.
+
+    The dense index is already serving (with the base model for questions) while this runs.
+    """
+    from .tune import TuneConfig, tune_for_index
+
+    t = time.perf_counter()
+    config = TuneConfig()
+    dense_build = result.build_dir
+    build = store.new_build_dir()
+    for name in (ARTICLES, TOKENS, USERDICT, LAWS, BM25_DIR, DENSE):
+        link_or_copy(dense_build / name, build / name)
+    report = tune_for_index(settings, result.report.articles, vectors, questions,
+                            build / QUERY_ENCODER, config=config, progress=progress)
+    seconds["tune"] = time.perf_counter() - t
+    result.parts = [*result.parts, "tuned-queries"]
+    manifest = {**manifest, "query_encoder": {
+        "trained_on": questions.name, "examples": report["examples"], "steps": report["steps"],
+        "config": report["config"]}}
+    write_manifest(build, _stamp(manifest, result.parts, seconds))
+    result.build_dir = store.publish(build)
 
 
 def law_citation_counts(articles: list[Article]) -> dict[str, int]:
@@ -247,7 +299,7 @@ def _stamp(manifest: dict, parts: list[str], seconds: dict[str, float]) -> dict:
     return {
         **manifest,
         "parts": parts,
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
 

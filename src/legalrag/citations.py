@@ -23,7 +23,10 @@ _ARTICLE = rf"第(?P<num>{_NUM})条(?:之(?P<suf>[一二三四五六七八九十
 # A bracketed title, or a run of CJK text ending in a word that ends law titles.
 # One level of nesting: 《最高人民法院关于适用《中华人民共和国民事诉讼法》的解释》.
 _BRACKETED = r"《(?P<btitle>(?:[^《》\n]|《[^《》\n]{1,40}》){1,100})》"
-_BARE = r"(?P<title>[\u4e00-\u9fff（）()〈〉·]{1,60}?(?:法|法典|典|条例|规定|解释|办法|决定|细则|规则|意见|通知|批复|章程|规章|准则|纲要|修正案(?:（[一二三四五六七八九十]+）)?))"
+_TITLE_ENDS = (r"(?:法|法典|典|条例|规定|解释|办法|决定|细则|规则|意见|通知|批复|章程"
+               r"|规章|准则|纲要"
+               r"|修正案(?:（[一二三四五六七八九十]+）)?)")
+_BARE = rf"(?P<title>[\u4e00-\u9fff（）()〈〉·]{{1,60}}?{_TITLE_ENDS})"
 CITATION_RE = re.compile(rf"(?:{_BRACKETED}|{_BARE})\s*{_ARTICLE}")
 # 、第四十条 / 和第四十条 / 及第四十条 right after a citation continues the same law.
 CONTINUATION_RE = re.compile(rf"^\s*(?:、|，|,|和|及|以及|或者|或)\s*{_ARTICLE}")

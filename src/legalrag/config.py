@@ -32,6 +32,11 @@ class Settings:
     embedding_backend: str = "onnx-int8"  # or "torch" (fp32, slower, the reference)
     embedding_max_length: int = 256
     embedding_batch_size: int = 32
+    # questions with gold articles for the index's tune stage ("" to skip it), and which
+    # model embeds questions: "auto" (the index's tuned encoder when it has one), "base"
+    # (the embedding model itself) or a sentence-transformers folder
+    tune_questions: str = "data/eval/stard_train.jsonl"
+    query_encoder: str = "auto"
     # retrieval
     top_k: int = 10
     retrieval_mode: str = "hybrid"
@@ -43,7 +48,7 @@ class Settings:
     llm_http_url: str = "http://127.0.0.1:8080/v1"
     llm_http_model: str = "local"
     llm_context: int = 4096
-    llm_threads: int = 0  # 0: all cores
+    llm_threads: int = 0  # 0: all cores, fewer while other processes keep some busy
     llm_max_tokens: int = 512
     llm_temperature: float = 0.1
     llm_seed: int = 42
@@ -55,8 +60,9 @@ class Settings:
     answer_source_tokens: int = 900
     answer_source_chars: int = 0
     max_question_chars: int = 1000
-    abstain_min_dense: float = 0.7861
-    abstain_min_bm25: float = 8.012
+    abstain_min_dense: float = 0.7709
+    abstain_min_bm25: float = 7.598
+    abstain_min_bm25_alone: float = 5.362  # while the index has no dense part yet
     # serving
     host: str = "127.0.0.1"
     port: int = 7860

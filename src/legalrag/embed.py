@@ -21,6 +21,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +39,8 @@ _SAMPLE_TEXTS = [
     "劳动合同法 › 第四章 劳动合同的解除和终止 › 第四十七条\n经济补偿按劳动者在本单位工作的年限，"
     "每满一年支付一个月工资的标准向劳动者支付。",
     "老板拖欠工资不发怎么办？",
-    "民法典 › 婚姻家庭编 › 第一千零七十九条\n夫妻一方要求离婚的，可以由有关组织进行调解或者直接向人民法院提起离婚诉讼。",
+    "民法典 › 婚姻家庭编 › 第一千零七十九条\n"
+    "夫妻一方要求离婚的，可以由有关组织进行调解或者直接向人民法院提起离婚诉讼。",
     "醉酒驾驶机动车的，处拘役，并处罚金。",
     "租房押金房东不退",
 ]
@@ -73,16 +75,28 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def model_fingerprint(path: Path) -> str:
-    """Hash of the model's files (names, sizes and the config), to key caches and manifests."""
-    h = hashlib.sha256()
-    for f in sorted(path.rglob("*")):
-        if f.is_file() and f.suffix in (".json", ".bin", ".safetensors", ".txt", ".model"):
+    """Hash of the model's files, contents included, to key caches and manifests.
+
+    Two fine-tuned copies of one model have the same file names and sizes, so only the
+    contents tell them apart. Memoized per (path, sizes, mtimes): hashing ~100 MB takes a
+    fraction of a second, but not on every call.
+    """
+    files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in
+                   (".json", ".bin", ".safetensors", ".txt", ".model"))
+    key = (str(path), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key not in _FINGERPRINTS:
+        h = hashlib.sha256()
+        for f in files:
             h.update(f.relative_to(path).as_posix().encode())
-            h.update(str(f.stat().st_size).encode())
-            if f.suffix == ".json":
-                h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        _FINGERPRINTS[key] = h.hexdigest()[:16]
+    return _FINGERPRINTS[key]
 
 
 def _length_sorted_batches(texts: Sequence[str], batch: int) -> list[list[int]]:
@@ -245,7 +259,7 @@ _CACHE_LOCK = threading.Lock()
 def load_embedder(settings: Settings) -> Embedder:
     """The configured embedder, loaded once per process (the int8 export is cached on disk)."""
     path = resolve_model_path(settings.embedding_model)
-    key = (str(path), settings.embedding_backend, settings.embedding_max_length,
+    key = (model_fingerprint(path), settings.embedding_backend, settings.embedding_max_length,
            settings.embedding_batch_size)
     with _CACHE_LOCK:
         if key in _CACHE:
@@ -256,9 +270,17 @@ def load_embedder(settings: Settings) -> Embedder:
         else:
             fp = model_fingerprint(path)
             out = settings.cache_dir / "onnx" / f"{path.name}-{fp}-{settings.embedding_max_length}"
-            if not (out / "model.int8.onnx").exists() or not (out / "export.json").exists():
+            if not (out / "export.json").exists():
                 log.info("exporting %s to int8 ONNX in %s (once)", path.name, out)
-                export_onnx_int8(path, out, settings.embedding_max_length)
+                # Export beside the final folder and rename: a concurrent or interrupted
+                # export never leaves a half-written model under the final name.
+                tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+                shutil.rmtree(tmp, ignore_errors=True)
+                export_onnx_int8(path, tmp, settings.embedding_max_length)
+                try:
+                    os.replace(tmp, out)
+                except OSError:  # another process finished first: use its export
+                    shutil.rmtree(tmp, ignore_errors=True)
             dim = json.loads((out / "export.json").read_text())["dim"]
             emb = OnnxEmbedder(out / "model.int8.onnx", path,
                                f"{path.name}@onnx-int8/{settings.embedding_max_length}", dim,

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -32,7 +32,15 @@ from .errors import IndexMismatchError, QueryError
 from .records import Article, Hit
 from .segment import Segmenter
 from .store import (
-    ARTICLES, BM25_DIR, DENSE, LAWS, REBUILD_HINT, USERDICT, IndexStore, read_articles,
+    ARTICLES,
+    BM25_DIR,
+    DENSE,
+    LAWS,
+    QUERY_ENCODER,
+    REBUILD_HINT,
+    USERDICT,
+    IndexStore,
+    read_articles,
     read_manifest,
 )
 
@@ -145,10 +153,23 @@ class Retriever:
         return cls(IndexStore(settings.index_dir).current(), settings, verify=verify)
 
     @property
+    def query_encoder(self) -> str:
+        """Which model embeds questions: the index's tuned encoder, the base model, or a path."""
+        choice = self.settings.query_encoder
+        tuned = self.build_dir / QUERY_ENCODER
+        if choice == "auto":
+            return str(tuned) if tuned.is_dir() else "base"
+        return choice
+
+    @property
     def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                self._embedder = load_embedder(self.settings)
+                encoder = self.query_encoder
+                settings = self.settings
+                if encoder != "base":
+                    settings = replace(settings, embedding_model=encoder)
+                self._embedder = load_embedder(settings)
             return self._embedder
 
     def warm_up(self) -> None:
@@ -247,7 +268,8 @@ class Retriever:
         params = None
         if mask is not None:
             bits = np.packbits(mask.astype(np.uint8), bitorder="little")
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits)))
+            selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+            params = faiss.SearchParameters(sel=selector)
         scores, ids = self.dense.search(vec, depth, params=params)
         ranked = [int(i) for i in ids[0] if i >= 0]
         return ranked, {i: float(s) for i, s in zip(ranked, scores[0], strict=False)}
@@ -262,6 +284,7 @@ class Retriever:
             "parts": sorted(self.parts),
             "dense_live": "dense" in self.parts,
             "embedding": m["embedding"]["name"],
+            "query_encoder": "tuned" if self.query_encoder != "base" else "base",
             **m["counts"],
         }
 
@@ -280,7 +303,8 @@ def clean_query(query: str) -> str:
         raise QueryError("the question must be text")
     cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in query).strip()
     if not cleaned:
-        raise QueryError("the question is empty", fix="type a legal question, e.g. 试用期可以随时辞职吗？")
+        raise QueryError("the question is empty",
+                         fix="type a legal question, e.g. 试用期可以随时辞职吗？")
     return cleaned
 
 
@@ -305,8 +329,7 @@ class LiveRetriever:
                 self._checked = now
                 name = self.store.current_name()
                 if self._current is None or (name and name != self._current.build_dir.name):
-                    fresh = Retriever.open(self.settings)
-                    if self._current is not None and self._current._embedder is not None:
-                        fresh._embedder = self._current._embedder
-                    self._current = fresh
+                    # The embedder is not carried over: the new build may bring a newly
+                    # tuned query encoder (load_embedder caches models by content).
+                    self._current = Retriever.open(self.settings)
             return self._current

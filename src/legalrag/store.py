@@ -12,6 +12,8 @@ Layout under the index directory:
         bm25/          the bm25s index
         laws.json      per law: how many articles of other laws cite it (an authority prior)
         dense.faiss    the FAISS inner-product index (absent until the dense part is built)
+        query-encoder/ the embedding model tuned to place questions near their articles
+                       (absent until the tune stage has run; see tune.py)
 
 A build writes a new directory and only then points CURRENT at it, so a crash or Ctrl-C at
 any moment leaves the previous index serving. Readers verify checksums on load.
@@ -44,6 +46,7 @@ USERDICT = "userdict.txt"
 BM25_DIR = "bm25"
 DENSE = "dense.faiss"
 LAWS = "laws.json"
+QUERY_ENCODER = "query-encoder"
 REBUILD_HINT = "legalrag index build"
 
 
@@ -112,6 +115,8 @@ class IndexStore:
     def collect_garbage(self, keep: set[str] = frozenset()) -> None:
         """Delete builds that are not live (unfinished ones from crashes included)."""
         live = self.current_name()
+        for stale in self.root.glob(".CURRENT.*"):  # a run killed while swapping CURRENT
+            stale.unlink(missing_ok=True)
         if not self.builds.exists():
             return
         for path in self.builds.iterdir():

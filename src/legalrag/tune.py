@@ -14,7 +14,9 @@ Only the tune part of a deterministic split is used (``split_of``); the dev part
 whether the gain carries over to questions the model never saw. Seeds are fixed and torch
 uses a fixed thread count, so a rerun on the same machine reproduces the weights.
 
-    legalrag tune-queries data/eval/stard_train.jsonl
+It runs as the last stage of `legalrag index build` when the setting tune_questions names
+a question file (the STARD training split by default); the encoder is stored inside the
+index, and retrieval embeds questions with it.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .citations import find_citations
+from .citations import LawNames, find_citations
 from .errors import LegalRagError
+from .records import Article
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +77,13 @@ def load_questions(path: Path) -> list[dict]:
     return rows
 
 
-def make_examples(questions: Sequence[dict], retriever, split: str = "tune"
+def make_examples(questions: Sequence[dict], articles: Sequence[Article], split: str = "tune"
                   ) -> tuple[list[Example], list[int]]:
-    """Examples of one split, and the index rows of the in-force articles they live among."""
-    rows = [i for i, a in enumerate(retriever.articles) if a.in_force]
+    """Examples of one split, and the rows of the in-force articles they live among."""
+    rows = [i for i, a in enumerate(articles) if a.in_force]
     position = {r: p for p, r in enumerate(rows)}
-    row_of = {(a.law, a.number, a.suffix): i
-              for i, a in enumerate(retriever.articles) if a.in_force}
+    row_of = {(a.law, a.number, a.suffix): i for i, a in enumerate(articles) if a.in_force}
+    names = LawNames(sorted({a.law for a in articles}))
     examples = []
     for q in questions:
         if split_of(q["id"]) != split:
@@ -86,8 +91,7 @@ def make_examples(questions: Sequence[dict], retriever, split: str = "tune"
         gold = set()
         for cite in q["relevant"]:
             for ref in find_citations(cite):
-                law = retriever.names.resolve(ref.law)
-                i = row_of.get((law, ref.number, ref.suffix))
+                i = row_of.get((names.resolve(ref.law), ref.number, ref.suffix))
                 if i is not None:
                     gold.add(position[i])
         if gold:
@@ -156,3 +160,41 @@ def fine_tune_queries(model_path: Path, examples: Sequence[Example], doc_vectors
     }
     (out / "legalrag-tune.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+
+def tune_for_index(settings, articles: Sequence[Article], vectors, questions: Path,
+                   out: Path, *, config: TuneConfig = TuneConfig(),
+                   progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
+    """Train the query encoder for an index (articles + their vectors) into out.
+
+    The result is cached under settings.cache_dir keyed by everything it depends on (base
+    model, questions, config, the in-force article vectors), so rebuilding the same corpus
+    does not train again. Returns the training report.
+    """
+    import numpy as np
+
+    from .embed import model_fingerprint, resolve_model_path
+
+    base = resolve_model_path(settings.embedding_model)
+    examples, rows = make_examples(load_questions(questions), articles, "tune")
+    if not examples:
+        raise LegalRagError(f"{questions}: no question of the tune split resolves to the corpus")
+    docs = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    h = hashlib.sha256(questions.read_bytes())
+    h.update(json.dumps(config.__dict__, sort_keys=True).encode())
+    h.update(model_fingerprint(base).encode())
+    h.update(docs.tobytes())
+    cached = settings.cache_dir / "query-encoders" / f"{base.name}-{h.hexdigest()[:16]}"
+    if not (cached / "legalrag-tune.json").exists():
+        tmp = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        steps = math.ceil(len(examples) / config.batch_size) * config.epochs
+        fine_tune_queries(base, examples, docs, tmp, config,
+                          progress("tune", steps) if progress else None)
+        try:
+            os.replace(tmp, cached)  # a half-trained folder never takes the final name
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(cached, out)
+    return json.loads((out / "legalrag-tune.json").read_text())

@@ -1,0 +1,70 @@
+"""The query-encoder tune stage on a small real corpus with real STARD questions."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, copy_corpus, make_settings
+from legalrag.build import build_index
+from legalrag.retrieve import Retriever
+from legalrag.tune import make_examples, split_of
+
+FILES = ["社会法/劳动合同法(2012-12-28).md", "社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
+
+
+@pytest.fixture(scope="module")
+def questions(tmp_path_factory):
+    """Real STARD questions whose gold articles are all in the small corpus."""
+    rows = [json.loads(x) for x in (ROOT / "data/eval/stard_train.jsonl").read_text().splitlines()]
+    keep = [r for r in rows if all("劳动合同法》" in g or "劳动法》" in g for g in r["relevant"])]
+    path = tmp_path_factory.mktemp("q") / "questions.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in keep), encoding="utf-8")
+    return path
+
+
+def test_split_is_fixed_by_id():
+    assert split_of("stard-0") == split_of("stard-0")
+    shares = [split_of(f"q{i}") for i in range(2000)]
+    assert 0.15 < shares.count("dev") / len(shares) < 0.25
+
+
+def test_dev_questions_never_reach_training(questions, tmp_path):
+    from legalrag.corpus import parse_corpus
+
+    report = parse_corpus(copy_corpus(tmp_path / "c", FILES))
+    rows = [json.loads(x) for x in questions.read_text().splitlines()]
+    tune, _ = make_examples(rows, report.articles, "tune")
+    dev, _ = make_examples(rows, report.articles, "dev")
+    tune_q = {e.query for e in tune}
+    assert tune and dev
+    assert not tune_q & {e.query for e in dev}
+    assert all(split_of(r["id"]) == "tune" for r in rows if r["query"] in tune_q)
+
+
+@pytest.mark.slow
+def test_tune_stage_trains_stores_and_is_kept_by_updates(questions, tmp_path):
+    corpus = copy_corpus(tmp_path / "corpus", FILES)
+    settings = make_settings(tmp_path, corpus, tune_questions=str(questions))
+    first = build_index(settings)
+    assert first.parts == ["lookup", "bm25", "dense", "tuned-queries"]
+    r = Retriever.open(settings)
+    assert r.query_encoder.endswith("query-encoder")
+    assert r.manifest["query_encoder"]["examples"] > 10
+    q = "公司不给我缴社保，我可以辞职并要求经济补偿吗？"
+    tuned = r.embedder.encode([q])
+    base = Retriever.open(make_settings(tmp_path, corpus, tune_questions=str(questions),
+                                        query_encoder="base")).embedder.encode([q])
+    assert not np.allclose(tuned, base, atol=1e-3)  # the tuned encoder really differs
+
+    # An update keeps the encoder (no training: the stage does not run).
+    (corpus / "社会法/劳动法(2018-12-29).md").unlink()
+    seen = []
+    update = build_index(settings, update=True, progress=lambda s, n: seen.append(s) or (lambda k: None))
+    assert "tune" not in seen
+    assert "tuned-queries" in update.parts
+    # A rebuild of an unchanged corpus finds the trained encoder in the cache.
+    seen.clear()
+    build_index(settings, progress=lambda s, n: seen.append(s) or (lambda k: None))
+    assert "tune" not in seen
+    assert "tuned-queries" in Retriever.open(settings).parts
