@@ -57,14 +57,18 @@ def test_tune_stage_trains_stores_and_is_kept_by_updates(questions, tmp_path):
                                         query_encoder="base")).embedder.encode([q])
     assert not np.allclose(tuned, base, atol=1e-3)  # the tuned encoder really differs
 
-    # An update keeps the encoder (no training: the stage does not run).
+    def stages(**kw):
+        seen: list[str] = []
+        result = build_index(settings, progress=lambda s, n: seen.append(s) or (lambda k: None),
+                             **kw)
+        return result, seen
+
+    # A rebuild of the unchanged corpus finds the trained encoder in the cache.
+    again, seen = stages()
+    assert "tune" not in seen and "tuned-queries" in again.parts
+    # An update keeps the live encoder: the stage does not run.
     (corpus / "社会法/劳动法(2018-12-29).md").unlink()
-    seen = []
-    update = build_index(settings, update=True, progress=lambda s, n: seen.append(s) or (lambda k: None))
-    assert "tune" not in seen
-    assert "tuned-queries" in update.parts
-    # A rebuild of an unchanged corpus finds the trained encoder in the cache.
-    seen.clear()
-    build_index(settings, progress=lambda s, n: seen.append(s) or (lambda k: None))
-    assert "tune" not in seen
-    assert "tuned-queries" in Retriever.open(settings).parts
+    update, seen = stages(update=True)
+    assert seen == [] or "tune" not in seen
+    assert update.removed_files and "tuned-queries" in update.parts
+    assert Retriever.open(settings).query_encoder.endswith("query-encoder")

@@ -108,6 +108,12 @@ def _index_info(settings, as_json: bool) -> int:
           f"{manifest['embedding']['fingerprint']})")
     print(f"segmenter {manifest['segmenter']['name']}, dictionary "
           f"{manifest['segmenter']['dictionary_hash']} ({manifest['segmenter']['terms']} terms)")
+    qe = manifest.get("query_encoder")
+    if qe:
+        print(f"questions embedded by the tuned query encoder ({qe['examples']} questions of "
+              f"{qe['trained_on']}, {qe['steps']} steps)")
+    else:
+        print("questions embedded by the base model (no tuned query encoder in this index)")
     print(f"timings   {manifest['build_seconds']}")
     return 0
 
@@ -235,6 +241,121 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
 
 
 _EXTRA_COMMANDS.append(_register_eval)
+
+
+# -- ask ------------------------------------------------------------------------------------
+
+_CHECK_SIGNS = {"verified": "✓", "not_retrieved": "?", "invented": "✗", "repealed": "✗",
+                "invalid": "✗"}
+_CHECK_NAMES = {"verified": "已核实", "not_retrieved": "不在来源中", "invented": "法库中不存在",
+                "repealed": "已失效", "invalid": "无效引用"}
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Sources first, then the answer as it is generated, then the citation check."""
+    from .assistant import Assistant, Final, Queued, Sources, Token
+
+    settings = _settings(args, llm_model_path=args.model)
+    assistant = Assistant(settings)
+    out = sys.stdout
+    for event in assistant.stream(args.question, k=args.k):
+        if args.json:
+            if isinstance(event, Final):
+                print(json.dumps(event.answer.to_dict(), ensure_ascii=False))
+            continue
+        if isinstance(event, Sources):
+            if event.rewritten_query != event.question:
+                print(f"检索问题：{event.rewritten_query}")
+            print(f"来源（检索用时 {event.retrieval_ms:.0f} ms）：")
+            for h in event.hits:
+                a = h.article
+                old = "" if a.in_force else "  [旧版本，已非现行有效]"
+                print(f" [{h.rank}] {a.citation}  {' › '.join(a.path)}{old}")
+            print()
+            if not event.abstained:
+                print("回答：", flush=True)
+        elif isinstance(event, Queued):
+            print(f"（排队中：前面还有 {event.ahead} 个问题）", file=sys.stderr, flush=True)
+        elif isinstance(event, Token):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, Final):
+            _print_checked(event.answer)
+    return 0
+
+
+def _print_checked(answer) -> None:
+    if answer.abstained:
+        print(answer.text)
+        return
+    print("\n")
+    if answer.citations:
+        print("引用核对：")
+        for c in answer.citations:
+            print(f"  {_CHECK_SIGNS[c.label]} {c.raw}  {_CHECK_NAMES[c.label]}"
+                  + (f"：{c.note}" if c.note else ""))
+    else:
+        print("引用核对：回答中没有引用。")
+    if any(c.label != "verified" for c in answer.citations) or answer.notes:
+        # The streamed text showed unchecked citations as written; repeat the answer with
+        # each one marked, so nothing invented is left on screen unmarked.
+        print("\n核对后的回答（〔〕内为核对标记）：")
+        print(answer.text)
+    else:
+        print()
+        print(answer.text.rsplit("\n\n", 1)[-1])  # the disclaimer
+    t = answer.timings
+    print(f"\n用时：检索 {t.retrieval_ms:.0f} ms，首字 {t.first_token_ms / 1000:.1f} s，"
+          f"共 {t.total_ms / 1000:.1f} s；提示 {t.prompt_tokens} tokens"
+          f"（缓存 {t.cached_tokens}），回答 {t.completion_tokens} tokens；模型 {answer.model}",
+          file=sys.stderr)
+
+
+def _register_ask(sub: argparse._SubParsersAction) -> None:
+    ask = sub.add_parser("ask", help="answer a question from the statutes, with checked "
+                                     "citations",
+                         description="Retrieves the most relevant articles, prints them, "
+                                     "streams an answer from the local model, then checks "
+                                     "every citation in it against the sources and the "
+                                     "corpus.")
+    ask.add_argument("question")
+    ask.add_argument("--k", "-k", type=int, default=None,
+                     help="articles to retrieve (default: answer_top_k, 5)")
+    ask.add_argument("--json", action="store_true",
+                     help="print the checked answer as one JSON object, nothing else")
+    ask.add_argument("--model", metavar="GGUF", default=None,
+                     help="a GGUF file instead of the default model (llm_model_path)")
+    ask.set_defaults(func=cmd_ask)
+
+
+_EXTRA_COMMANDS.append(_register_ask)
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The browser chat: builds the index on first run, then serves until Ctrl-C."""
+    from .ui import serve
+
+    settings = _settings(args, host=args.host, port=args.port, llm_model_path=args.model)
+    return serve(settings, verbose=args.verbose)
+
+
+def _register_serve(sub: argparse._SubParsersAction) -> None:
+    srv = sub.add_parser("serve", help="start the browser chat (127.0.0.1:7860 by default)",
+                         description="Builds the index on first run (the chat starts once "
+                                     "BM25 and exact lookup are live; embeddings continue in "
+                                     "the background), then serves the chat and the "
+                                     "knowledge base. Login: set auth_user and auth_password "
+                                     "(LEGALRAG_AUTH_USER, LEGALRAG_AUTH_PASSWORD).")
+    srv.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=None, help="port (default: 7860)")
+    srv.add_argument("--model", metavar="GGUF", default=None,
+                     help="a GGUF file instead of the default model (llm_model_path)")
+    srv.set_defaults(func=cmd_serve)
+
+
+_EXTRA_COMMANDS.append(_register_serve)
 
 
 def main(argv: list[str] | None = None) -> int:
