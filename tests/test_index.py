@@ -131,3 +131,18 @@ def test_one_writer_at_a_time(env):
     with IndexStore(settings.index_dir).lock():
         with pytest.raises(IndexBusyError):
             build_index(settings)
+
+
+def test_build_over_an_index_of_another_model_serves_bm25_early(env):
+    settings, _ = env
+    other = make_settings(settings.index_dir.parent, settings.corpus_dir, embedding_max_length=128)
+    build_index(other)  # a complete index, but for another configuration
+    seen = {}
+
+    def progress(stage, total):
+        if stage == "embed":
+            seen["parts"] = sorted(Retriever.open(settings).parts)
+        return lambda n: None
+
+    build_index(settings, progress=progress)
+    assert seen["parts"] == ["bm25", "lookup"]

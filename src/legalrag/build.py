@@ -197,7 +197,7 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
         "counts": {"laws": report.laws, "versions": report.versions,
                    "articles": len(report.articles), "in_force": report.in_force},
     }
-    live_has_dense = _live_has_dense(store)
+    live_has_dense = _live_has_dense(store, identity)
     if not dense or not live_has_dense:
         # Nothing dense is serving yet (or dense is not wanted): let the sparse part serve
         # now rather than after the embeddings.
@@ -308,9 +308,12 @@ def _headings(articles: list[Article]) -> set[str]:
     return {h for a in articles for h in a.path}
 
 
-def _live_has_dense(store: IndexStore) -> bool:
+def _live_has_dense(store: IndexStore, identity: dict) -> bool:
+    """Whether a usable dense index is serving (one built with this model counts)."""
     try:
-        manifest = read_manifest(store.current(), verify=False)
+        live = store.current()
+        manifest = read_manifest(live, verify=False)
+        check_compatible(manifest, identity, live)
     except LegalRagError:
         return False
     return "dense" in manifest.get("parts", [])
