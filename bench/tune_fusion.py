@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import sys
 import time
@@ -84,8 +83,7 @@ def main() -> None:
         return score(rows[split], keys, prior_of, fusion.rrf_k, w_dense)
 
     plain = Fusion()
-    grid = itertools.product([0.7, 1.0, 1.3], [1.0, 0.6, 0.4, 0.25], [1.0, 0.8, 0.6],
-                             [0.0, 0.05, 0.1, 0.2, 0.3])
+    grid = itertools.product([0.7, 1.0, 1.4], [1.0, 0.5, 0.3], [1.0, 0.7], [0.0, 0.1, 0.2])
     best = None
     for w_dense, w_admin, w_interp, authority in grid:
         fusion = Fusion(60, {"bm25": 1.0, "dense": w_dense},

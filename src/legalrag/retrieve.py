@@ -148,9 +148,11 @@ class Retriever:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: Settings, *, verify: bool = True) -> Retriever:
+    def open(cls, settings: Settings, *, verify: bool = True,
+             fusion: Fusion | None = None) -> Retriever:
         """Load the live index named by CURRENT in settings.index_dir."""
-        return cls(IndexStore(settings.index_dir).current(), settings, verify=verify)
+        return cls(IndexStore(settings.index_dir).current(), settings, verify=verify,
+                   fusion=fusion)
 
     @property
     def query_encoder(self) -> str:
