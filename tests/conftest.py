@@ -47,10 +47,8 @@ def make_settings(tmp: Path, corpus: Path, **overrides):
     cache = os.environ.get("LEGALRAG_CACHE_DIR")
     # The query-encoder tune stage is off unless a test asks for it (test_tune.py does).
     overrides.setdefault("tune_questions", "")
-    return Settings.load(
-        env={}, corpus_dir=corpus, index_dir=tmp / "indexes",
-        cache_dir=Path(cache) if cache else None, **overrides,
-    )
+    overrides.setdefault("cache_dir", Path(cache) if cache else None)
+    return Settings.load(env={}, corpus_dir=corpus, index_dir=tmp / "indexes", **overrides)
 
 
 @pytest.fixture(scope="session")

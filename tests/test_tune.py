@@ -72,3 +72,15 @@ def test_tune_stage_trains_stores_and_is_kept_by_updates(questions, tmp_path):
     assert seen == [] or "tune" not in seen
     assert update.removed_files and "tuned-queries" in update.parts
     assert Retriever.open(settings).query_encoder.endswith("query-encoder")
+
+
+def test_an_update_never_trains(questions, tmp_path):
+    corpus = copy_corpus(tmp_path / "corpus", FILES)
+    build_index(make_settings(tmp_path, corpus))  # no tuned encoder in the live index
+    settings = make_settings(tmp_path, corpus, tune_questions=str(questions))
+    (corpus / "社会法/劳动法(2018-12-29).md").unlink()
+    seen: list[str] = []
+    result = build_index(settings, update=True,
+                         progress=lambda s, n: seen.append(s) or (lambda k: None))
+    assert "tune" not in seen and "tuned-queries" not in result.parts
+    assert Retriever.open(settings).query_encoder == "base"

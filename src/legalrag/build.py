@@ -245,7 +245,9 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
         result.parts.append("tuned-queries")
     write_manifest(build, _stamp(base_manifest, result.parts, seconds))
     result.build_dir = store.publish(build)
-    if questions is not None and not live_tuned:
+    # Only a full build trains: an update must take seconds, so it keeps whatever encoder
+    # the live index has (none, if it had none; `legalrag index build` adds one).
+    if questions is not None and not live_tuned and previous is None:
         _tune_stage(settings, store, result, base_manifest, vectors, questions, seconds,
                     progress)
     store.collect_garbage()

@@ -60,9 +60,9 @@ class Settings:
     answer_source_tokens: int = 900
     answer_source_chars: int = 0
     max_question_chars: int = 1000
-    abstain_min_dense: float = 0.7709
-    abstain_min_bm25: float = 7.598
-    abstain_min_bm25_alone: float = 5.362  # while the index has no dense part yet
+    abstain_min_dense: float = 0.6757
+    abstain_min_bm25: float = 9.398
+    abstain_min_bm25_alone: float = 7.063  # while the index has no dense part yet
     # serving
     host: str = "127.0.0.1"
     port: int = 7860

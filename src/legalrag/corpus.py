@@ -220,7 +220,13 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
         rest = ""
         m = ARTICLE_RE.match(line) if not use_items else None
         if m:
-            number, suffix = parse_numeral(m.group(1)), parse_numeral(m.group(2)) if m.group(2) else 0
+            try:
+                number = parse_numeral(m.group(1))
+                suffix = parse_numeral(m.group(2)) if m.group(2) else 0
+            except ValueError:
+                raise CorpusError(
+                    source, i + 1, f"article number in {line[:20]!r} is not a valid numeral",
+                    fix="correct the number (e.g. 第二十二条, not 第二二条)") from None
             rest = m.group(3)
         elif use_items and (im := ITEM_RE.match(line)):
             try:
@@ -244,7 +250,8 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
         if (number, suffix) < (last_number, 0) and suffix == 0:
             warnings.append(CorpusError(
                 source, i + 1,
-                f"article {article_label(number, suffix)} follows 第{last_number}条: out of order",
+                f"article {article_label(number, suffix)} follows "
+                f"{article_label(last_number)}: out of order",
             ))
         seen[key] = i + 1
         last_number = max(last_number, number)

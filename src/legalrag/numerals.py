@@ -19,8 +19,10 @@ _CN_DIGITS = "零一二三四五六七八九"
 def parse_numeral(text: str) -> int:
     """Value of a Chinese or Arabic numeral.
 
-    >>> parse_numeral("一千零三十二"), parse_numeral("十"), parse_numeral("一十"), parse_numeral("47")
-    (1032, 10, 10, 47)
+    >>> parse_numeral("一千零三十二"), parse_numeral("十"), parse_numeral("一十")
+    (1032, 10, 10)
+    >>> parse_numeral("47"), parse_numeral("４７")
+    (47, 47)
     """
     s = text.strip().translate(_FULLWIDTH)
     if not s:
@@ -28,14 +30,22 @@ def parse_numeral(text: str) -> int:
     if s.isascii():
         if not s.isdigit():
             raise ValueError(f"not a numeral: {text!r}")
-        return int(s)
+        return _article_number(int(s), text)
     if "万" in s:
         high, _, low = s.partition("万")
         value = (_parse_below_10000(high) if high else 1) * 10000
         if low:
             value += _parse_below_10000(low.removeprefix("零"))
-        return value
+        return _article_number(value, text)
     return _parse_below_10000(s)
+
+
+def _article_number(value: int, text: str) -> int:
+    # 第0条 and 第100000条 are no article: refusing them here keeps every parsed number
+    # writable by to_chinese, which the corpus parser and the answer check rely on.
+    if not 1 <= value < 100000:
+        raise ValueError(f"not an article number (1 to 99999): {text!r}")
+    return value
 
 
 def _parse_below_10000(s: str) -> int:

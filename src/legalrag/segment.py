@@ -54,11 +54,9 @@ def normalize_refs(text: str) -> str:
     def sub(m: re.Match[str]) -> str:
         try:
             n = parse_numeral(m.group(1))
+            tail = f"之{parse_numeral(m.group(3))}" if m.group(3) else ""
         except ValueError:
             return m.group(0)
-        tail = ""
-        if m.group(3):
-            tail = f"之{parse_numeral(m.group(3))}"
         return f"第{n}{m.group(2)}{tail}"
 
     return REF_RE.sub(sub, text)

@@ -1,0 +1,357 @@
+"""The assistant: question → retrieval → prompt → generation → checked answer.
+
+One library API for the CLI and the UI. ``stream`` yields events in the order a person
+wants to see them: the retrieved sources first (retrieval only, well under a second), a
+queue notice if another answer is being generated, the answer's text pieces, and finally
+the checked :class:`Answer`.
+
+    >>> assistant = Assistant(Settings.load())                       # doctest: +SKIP
+    >>> answer = assistant.answer("试用期最长可以约定多久？")            # doctest: +SKIP
+    >>> answer.text, [c.label for c in answer.citations]             # doctest: +SKIP
+    >>> for event in assistant.stream("那如果是试用期呢？", [answer.turn]):  # doctest: +SKIP
+    ...     ...
+
+When retrieval finds nothing relevant enough (abstain.py), no model is loaded or run: the
+answer says so and lists the closest articles.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from .abstain import AbstainRule, measure
+from .check import (
+    INVALID,
+    INVENTED,
+    NOT_RETRIEVED,
+    VERIFIED,
+    CheckedCitation,
+    CorpusFacts,
+    annotate,
+    check_answer,
+    repeal_notes,
+)
+from .config import Settings
+from .errors import QueryError
+from .llm import ChatModel, Usage, load_chat_model
+from .prompt import Message, Source, build_messages, fit_sources, source_budget
+from .records import Hit
+from .rewrite import Turn, rewrite_query
+
+log = logging.getLogger(__name__)
+
+DISCLAIMER = "（以上为法律信息，不构成法律意见；具体情况请咨询执业律师。）"
+ABSTAIN_TEXT = "法库中没有找到与这个问题足够相关的法律条文，因此不作回答。"
+CANDIDATES_INTRO = "最接近的条文（相关性不足，仅供参考）："
+NO_CITATION_NOTE = "注意：回答没有引用所给来源，请以下列条文原文为准。"
+UNCHECKED_NOTE = "注意：回答中有{n}处引用无法在法库中核实或不在所给来源中，已用〔〕标出。"
+EMPTY_ANSWER = "模型没有生成回答。请参考下列检索到的条文。"
+TRUNCATED_NOTE = "（回答达到长度上限，已截断。）"
+LOOP_NOTE = "（模型开始重复，已停止生成。）"
+CANDIDATES_SHOWN = 3
+# A tail of LOOP_WINDOW characters seen LOOP_TIMES times is a loop. The model's loops are
+# often whole paragraphs restated once (bench: a 5-item list written twice to max_tokens),
+# so two occurrences suffice; 80 identical characters twice is never worth waiting for.
+LOOP_WINDOW = 80
+LOOP_TIMES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Where the time went, in milliseconds, and the tokens spent."""
+
+    retrieval_ms: float
+    first_token_ms: float  # from the question to the first answer token (0 if abstained)
+    total_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    queue_ms: float = 0.0
+    threads: int = 0  # llama.cpp threads used (0: not known)
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 1) if isinstance(v, float) else v
+                for k, v in ((f, getattr(self, f)) for f in self.__slots__)}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A checked answer. ``text`` is what to show: the model's answer with every citation
+    that is not verified marked, notes on repealed laws, and the disclaimer."""
+
+    question: str
+    rewritten_query: str  # the standalone query retrieval used
+    hits: tuple[Hit, ...]  # everything retrieved, best first
+    sources: tuple[Source, ...]  # what the model was shown, numbered as it cites them
+    text: str
+    raw_text: str  # the model's own words, unmarked
+    citations: tuple[CheckedCitation, ...]
+    abstained: bool
+    timings: Timings
+    model: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def turn(self) -> Turn:
+        """This exchange as history for a follow-up question."""
+        rewritten = self.rewritten_query if self.rewritten_query != self.question else ""
+        return Turn(self.question, rewritten)
+
+    def labels(self) -> dict[str, int]:
+        """How many citations got each label."""
+        out: dict[str, int] = {}
+        for c in self.citations:
+            out[c.label] = out.get(c.label, 0) + 1
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question, "rewritten_query": self.rewritten_query,
+            "abstained": self.abstained, "text": self.text, "raw_text": self.raw_text,
+            "model": self.model, "notes": list(self.notes),
+            "sources": [{"n": s.n, "citation": s.article.citation, "id": s.article.id,
+                         "truncated": s.truncated} for s in self.sources],
+            "hits": [h.to_dict() for h in self.hits],
+            "citations": [c.to_dict() for c in self.citations],
+            "timings": self.timings.to_dict(),
+        }
+
+
+# Events of Assistant.stream, in order: Sources, then Queued (only when waiting), Token*,
+# then Final.
+@dataclass(frozen=True, slots=True)
+class Sources:
+    question: str
+    rewritten_query: str
+    hits: tuple[Hit, ...]
+    abstained: bool
+    retrieval_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    ahead: int  # answers being generated or waiting before this one
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    answer: Answer
+
+
+Event = Sources | Queued | Token | Final
+
+
+def validate_question(question: object, max_chars: int) -> str:
+    """The question stripped, or a QueryError that says what is wrong with it."""
+    if not isinstance(question, str):
+        raise QueryError("the question must be text")
+    q = question.strip()
+    if not q:
+        raise QueryError("the question is empty",
+                         fix="type a legal question, e.g. 试用期最长多久？")
+    if len(q) > max_chars:
+        raise QueryError(f"the question is {len(q)} characters long; the limit is {max_chars}",
+                         fix="shorten it to the facts that matter")
+    bad = sorted({f"U+{ord(ch):04X}" for ch in q if not ch.isprintable() and ch not in "\n\t"})
+    if bad:
+        raise QueryError(f"the question contains control characters ({', '.join(bad[:5])})",
+                         fix="retype the question as plain text")
+    return q
+
+
+def abstain_text(hits: Sequence[Hit]) -> str:
+    """The reply when nothing relevant was found: say so, then the closest candidates."""
+    lines = [ABSTAIN_TEXT]
+    if hits:
+        lines += ["", CANDIDATES_INTRO]
+        lines += [f"- {h.article.citation}（{' › '.join(h.article.path) or h.article.law_title}）"
+                  for h in hits[:CANDIDATES_SHOWN]]
+    lines += ["", "可以换一种说法、补充具体情形后再问。", "", DISCLAIMER]
+    return "\n".join(lines)
+
+
+def looping(text: str, window: int = LOOP_WINDOW, times: int = LOOP_TIMES) -> bool:
+    """Whether text ends in a passage it has already produced times - 1 times before.
+
+    A 1.5B model at temperature 0 can fall into repeating a sentence until max_tokens;
+    on 2 cores that is half a minute spent on nothing, so generation stops instead.
+
+    >>> looping("甲乙丙。" * 30, window=8), looping("甲乙丙丁戊己庚辛壬癸" * 3, window=11)
+    (True, False)
+    """
+    if len(text) < window * times:
+        return False
+    return text.count(text[-window:]) >= times
+
+
+def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
+            ) -> tuple[str, tuple[str, ...]]:
+    """The text to show for a generated answer, and the notes appended to it."""
+    body = annotate(raw, citations).strip() or EMPTY_ANSWER
+    notes = [TRUNCATED_NOTE] if finish == "length" else [LOOP_NOTE] if finish == "loop" else []
+    notes += repeal_notes(citations)
+    unchecked = sum(1 for c in citations if c.label in (NOT_RETRIEVED, INVENTED, INVALID))
+    if unchecked:
+        notes.append(UNCHECKED_NOTE.format(n=unchecked))
+    if raw.strip() and not any(c.label == VERIFIED for c in citations):
+        notes.append(NO_CITATION_NOTE)
+    return "\n\n".join([body, *notes, DISCLAIMER]), tuple(notes)
+
+
+class Assistant:
+    """Answers questions from the index with the configured chat model.
+
+    retriever: a Retriever; default: the live index (picks up `index update` swaps).
+    model: any ChatModel; default: loaded on the first question that needs it, once per
+    process (llm.load_chat_model), so abstained questions never pay for loading it.
+    """
+
+    def __init__(self, settings: Settings, retriever=None, model: ChatModel | None = None
+                 ) -> None:
+        self.settings = settings
+        self._retriever = retriever
+        self._live = None
+        if retriever is None:
+            from .retrieve import LiveRetriever
+
+            self._live = LiveRetriever(settings)
+        self._model = model
+        self._facts: tuple[object, CorpusFacts] | None = None
+        self._lock = threading.Lock()
+        self.rule = AbstainRule(settings.abstain_min_dense, settings.abstain_min_bm25)
+
+    def rule_for(self, retriever) -> AbstainRule:
+        """The abstain rule for an index: without its dense part (still being built) BM25
+        decides alone, with its own calibrated threshold."""
+        if "dense" in retriever.parts:
+            return self.rule
+        return AbstainRule(float("inf"), self.settings.abstain_min_bm25_alone)
+
+    @property
+    def retriever(self):
+        return self._retriever if self._live is None else self._live.get()
+
+    @property
+    def model(self) -> ChatModel:
+        with self._lock:
+            if self._model is None:
+                self._model = load_chat_model(self.settings)
+            return self._model
+
+    def facts(self, retriever) -> CorpusFacts:
+        """Corpus facts for the citation check, rebuilt when the index changes."""
+        with self._lock:
+            # Holding the retriever (not its id) keeps an id reused after a swap from
+            # matching the old facts.
+            if self._facts is None or self._facts[0] is not retriever:
+                self._facts = (retriever, CorpusFacts.from_articles(retriever.articles))
+            return self._facts[1]
+
+    def warm_up(self) -> None:
+        """Load the embedding and chat models and prefill the system prompt now, so the
+        first question is as fast as the ones after it (a UI calls this at start-up).
+
+        Every prompt starts with the same system message and source intro; the model's KV
+        cache keeps them between requests, so only the sources and question are new."""
+        self.retriever.warm_up()
+        model = self.model
+        messages = build_messages("", ())
+        intro = messages[1].content.split("\n", 1)[0]  # SOURCES_INTRO: the shared prefix
+        model.stream([messages[0], Message("user", intro)], max_tokens=1).text()
+
+    def answer(self, question: str, history: Sequence[Turn] = (), *, k: int | None = None
+               ) -> Answer:
+        """The checked answer to question, without streaming."""
+        final = None
+        for event in self.stream(question, history, k=k):
+            if isinstance(event, Final):
+                final = event.answer
+        assert final is not None  # stream always ends with Final
+        return final
+
+    def stream(self, question: str, history: Sequence[Turn] = (), *, k: int | None = None
+               ) -> Iterator[Event]:
+        """Events for one question: Sources, [Queued], Token…, Final (see module doc).
+
+        Raises QueryError for an empty, overlong or garbled question before any work.
+        Closing the iterator early stops generation and frees the model for the next user.
+        """
+        s = self.settings
+        q = validate_question(question, s.max_question_chars)
+        for turn in history:
+            if not isinstance(turn, Turn):
+                raise QueryError("history must be a list of Turn records (Answer.turn)")
+        query = rewrite_query(q, history)
+        t0 = time.perf_counter()
+        retriever = self.retriever
+        hits = tuple(retriever.search(query, k=k or s.answer_top_k, mode=s.retrieval_mode,
+                                      include_old=s.include_old_versions))
+        relevance = measure(retriever, query, hits, s.retrieval_mode, s.include_old_versions)
+        retrieval_ms = (time.perf_counter() - t0) * 1000
+        abstained = self.rule_for(retriever).abstains(relevance)
+        log.info("query %s: %d hits in %.0f ms, %s%s",
+                 repr(query) if s.log_questions else f"of {len(query)} characters", len(hits),
+                 retrieval_ms, relevance, " (abstain)" if abstained else "")
+        yield Sources(q, query, hits, abstained, retrieval_ms)
+        if abstained:
+            total = (time.perf_counter() - t0) * 1000
+            yield Final(Answer(q, query, hits, (), abstain_text(hits), "", (), True,
+                               Timings(retrieval_ms, 0.0, total), model=""))
+            return
+        yield from self._generate(q, query, hits, retriever, t0, retrieval_ms)
+
+    def _generate(self, q: str, query: str, hits: tuple[Hit, ...], retriever, t0: float,
+                  retrieval_ms: float) -> Iterator[Event]:
+        s = self.settings
+        model = self.model
+        budget = source_budget(model.n_ctx, s.llm_max_tokens, q, model.count_tokens,
+                               query=query, cap=s.answer_source_tokens)
+        sources = fit_sources([h.article for h in hits], budget, model.count_tokens,
+                              max_chars=s.answer_source_chars)
+        messages = build_messages(q, sources, query)
+        ahead = model.waiting()
+        if ahead:
+            yield Queued(ahead)
+        gen = model.stream(messages, max_tokens=s.llm_max_tokens,
+                           temperature=s.llm_temperature, seed=s.llm_seed)
+        pieces: list[str] = []
+        first = 0.0
+        loop = False
+        try:
+            for piece in gen:
+                first = first or time.perf_counter()
+                pieces.append(piece)
+                yield Token(piece)
+                if len(pieces) % 16 == 0 and looping("".join(pieces)):
+                    loop = True
+                    break
+        finally:
+            gen.close()
+        end = time.perf_counter()
+        raw = "".join(pieces)
+        citations = tuple(check_answer(raw, [src.article for src in sources],
+                                       self.facts(retriever)))
+        usage: Usage | None = gen.usage
+        finish = "loop" if loop else usage.finish_reason if usage else "stop"
+        text, notes = compose(raw, citations, finish)
+        timings = Timings(
+            retrieval_ms, ((first or end) - t0) * 1000, (end - t0) * 1000,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            cached_tokens=usage.cached_tokens if usage else 0,
+            queue_ms=usage.queue_ms if usage else 0.0, threads=usage.threads if usage else 0)
+        yield Final(Answer(q, query, hits, tuple(sources), text, raw, citations, False,
+                           timings, model.name, notes))
+
+
+__all__ = ["Answer", "Assistant", "Event", "Final", "Queued", "Sources", "Timings", "Token",
+           "Turn", "validate_question"]

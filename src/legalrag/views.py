@@ -1,0 +1,286 @@
+"""HTML for the browser UI: answers with checked citations, source panels, index status,
+upload previews. Pure functions from records to strings (escaped), gradio-free, so a test
+can check the exact markup.
+
+Anchors: the article retrieved at rank r for the n-th question of a session has the id
+``lr-t{n}-h{r}`` in the sources panel; every link in an answer points at one of these.
+Every citation in an answer carries its check result as a class (``lr-verified``,
+``lr-not_retrieved``, ``lr-invented``, ``lr-repealed``, ``lr-invalid``) and, except for a
+verified ``[n]`` marker, as visible Chinese text.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from .assistant import (
+    ABSTAIN_TEXT,
+    CANDIDATES_INTRO,
+    CANDIDATES_SHOWN,
+    DISCLAIMER,
+    EMPTY_ANSWER,
+    Answer,
+)
+from .check import INVALID, INVENTED, MARKS, NOT_RETRIEVED, REPEALED, VERIFIED, CheckedCitation
+from .kb import Job, UpdateOutcome, UserFile
+from .records import Hit
+from .uploads import UploadPlan
+
+LABEL_TEXT = {VERIFIED: "✓已核实", **MARKS}
+LABEL_NAMES = {VERIFIED: "已核实", NOT_RETRIEVED: "未在检索来源中", INVENTED: "法库中无此条文",
+               REPEALED: "已失效", INVALID: "引用无效"}
+# The worst label of a group decides how a shared span ([1,9]) is shown.
+_SEVERITY = {VERIFIED: 0, NOT_RETRIEVED: 1, REPEALED: 2, INVALID: 3, INVENTED: 4}
+NOTICE = ("本工具依据本机法库中的法律条文提供<b>法律信息</b>，不构成法律意见；"
+          "具体情况请咨询执业律师。所有处理均在本机完成，问题不会发送到网络。")
+DENSE_BUILDING = "语义索引仍在构建中：目前按关键词（BM25）和条文号精确查找检索，完成后自动切换。"
+PART_NAMES = (("lookup", "条文号精确查找"), ("bm25", "关键词检索（BM25）"),
+              ("dense", "语义检索（向量）"))
+OPTIONAL_PARTS = {"tuned-queries": "查询编码器（已针对法条调优）"}
+
+
+def esc(text: str) -> str:
+    """HTML-escaped text (quotes too, so it is safe inside attributes)."""
+    return html.escape(text, quote=True)
+
+
+def anchor(turn: int, rank: int) -> str:
+    """Id of the rank-th retrieved article of the turn-th question in the sources panel."""
+    return f"lr-t{turn}-h{rank}"
+
+
+# ---------------------------------------------------------------- answers
+
+
+def render_answer(answer: Answer, turn: int) -> str:
+    """A generated answer: the model's text with every citation linked to its source and
+    labelled by the check, then the notes and the disclaimer."""
+    if answer.abstained:
+        return render_abstain(answer, turn)
+    raw = answer.raw_text
+    by_span: dict[tuple[int, int], list[CheckedCitation]] = {}
+    for c in answer.citations:
+        by_span.setdefault((c.start, c.end), []).append(c)
+    out: list[str] = []
+    pos = 0
+    for (start, end), group in sorted(by_span.items()):
+        if start < pos:  # overlapping spans: the first one wins
+            continue
+        out.append(esc(raw[pos:start]))
+        out.append(_citation(raw[start:end], group, answer, turn))
+        pos = end
+    out.append(esc(raw[pos:]))
+    body = "".join(out).strip() or esc(EMPTY_ANSWER)
+    parts = [f'<div class="lr-answer">\n\n{body}\n\n</div>']
+    if answer.notes:
+        notes = "".join(f"<p>{esc(n)}</p>" for n in answer.notes)
+        parts.append(f'<div class="lr-notes">{notes}</div>')
+    parts.append(f'<div class="lr-disclaimer">{esc(DISCLAIMER)}</div>')
+    return "\n\n".join(parts)
+
+
+def _hit_anchor(answer: Answer, turn: int, c: CheckedCitation) -> str | None:
+    """Where a citation's link points: its source, or the same article among the hits."""
+    if c.source is not None and 1 <= c.source <= len(answer.sources):
+        article_id = answer.sources[c.source - 1].article.id
+        for h in answer.hits:
+            if h.article.id == article_id:
+                return anchor(turn, h.rank)
+        return anchor(turn, c.source)
+    if c.kind == "article" and c.label == NOT_RETRIEVED:
+        for h in answer.hits:
+            a = h.article
+            if (a.law, a.number, a.suffix) == (c.law, c.number, c.suffix):
+                return anchor(turn, h.rank)
+    return None
+
+
+def _citation(text: str, group: Sequence[CheckedCitation], answer: Answer, turn: int) -> str:
+    worst = max(group, key=lambda c: _SEVERITY.get(c.label, 5))
+    label = worst.label
+    target = next((t for c in group if (t := _hit_anchor(answer, turn, c))), None)
+    title = "；".join(dict.fromkeys(
+        f"{LABEL_NAMES.get(c.label, c.label)}" + (f"：{c.note}" if c.note else "") for c in group))
+    classes = f"lr-cite lr-{label}" + (" lr-marker" if worst.kind == "marker" else "")
+    attrs = f'class="{classes}" title="{esc(title)}" data-check="{label}"'
+    link = (f'<a {attrs} href="#{target}">{esc(text)}</a>' if target
+            else f"<span {attrs}>{esc(text)}</span>")
+    if worst.kind == "marker" and label == VERIFIED:
+        return link  # a green [n] chip; the citation it follows carries the text label
+    return f'{link}<span class="lr-badge lr-{label}">{esc(LABEL_TEXT.get(label, label))}</span>'
+
+
+def render_abstain(answer: Answer, turn: int) -> str:
+    """The reply when nothing relevant enough was found: visibly not an answer."""
+    rows = []
+    for h in answer.hits[:CANDIDATES_SHOWN]:
+        a = h.article
+        where = " › ".join(a.path) or a.law_title
+        rows.append(f'<li><a class="lr-cite" href="#{anchor(turn, h.rank)}">{esc(a.citation)}'
+                    f"</a>（{esc(where)}）</li>")
+    candidates = (f"<p>{esc(CANDIDATES_INTRO)}</p><ul>{''.join(rows)}</ul>" if rows else "")
+    return (f'<div class="lr-abstain"><div class="lr-abstain-title">未作回答</div>'
+            f"<p>{esc(ABSTAIN_TEXT)}</p>{candidates}"
+            "<p>可以换一种说法、补充具体情形后再问。</p></div>\n\n"
+            f'<div class="lr-disclaimer">{esc(DISCLAIMER)}</div>')
+
+
+def render_streaming(text: str) -> str:
+    """The answer while it is being written (checked when it is complete)."""
+    return f'<div class="lr-answer">\n\n{esc(text)}<span class="lr-cursor">▍</span>\n\n</div>'
+
+
+# ---------------------------------------------------------------- sources panel
+
+
+def render_hits(hits: Sequence[Hit], turn: int, given: int | None = None) -> str:
+    """Article cards: heading (law › 编/章/节 › 第N条), in-force status, full text.
+
+    given: how many of the hits the model was shown (None while that is not known yet).
+    """
+    cards = []
+    for h in hits:
+        a = h.article
+        force = ('<span class="lr-force lr-in-force">现行有效</span>' if a.in_force else
+                 '<span class="lr-force lr-not-in-force">非现行有效（旧版本或已失效）</span>')
+        meta = [force, esc(a.version or "日期不详"), esc(a.level), esc(f"《{a.law_title}》")]
+        if given is not None and h.rank > given:
+            meta.append('<span class="lr-unused">未提供给模型</span>')
+        via = {"lookup": "条文号", "bm25": "关键词", "dense": "语义"}
+        found = "、".join(via.get(v, v) for v in sorted(h.ranks)) or "—"
+        paras = "".join(f"<p>{esc(p)}</p>" for p in a.text.split("\n") if p.strip())
+        cards.append(
+            f'<article class="lr-src" id="{anchor(turn, h.rank)}">'
+            f'<div class="lr-src-head"><span class="lr-src-n">[{h.rank}]</span> '
+            f'<span class="lr-src-heading">{esc(a.heading)}</span></div>'
+            f'<div class="lr-src-meta">{" · ".join(meta)} · 检索：{esc(found)}</div>'
+            f'<div class="lr-src-text">{paras}</div></article>')
+    return "".join(cards)
+
+
+# ---------------------------------------------------------------- knowledge base
+
+
+def render_status(st: Mapping) -> str:
+    """The index status panel: laws, articles, model, build time, live parts, running job."""
+    rows = []
+    if st.get("live"):
+        parts = set(st.get("parts", ()))
+        live = "".join(
+            f'<li class="{"lr-on" if p in parts else "lr-off"}">'
+            f'{"✓" if p in parts else "…"} {name}{"" if p in parts else "（构建中）"}</li>'
+            for p, name in PART_NAMES)
+        live += "".join(f'<li class="lr-on">✓ {esc(OPTIONAL_PARTS.get(p, p))}</li>'
+                        for p in sorted(parts - {p for p, _ in PART_NAMES}))
+        rows += [
+            ("法律", f"{st.get('laws', 0):,} 部（{st.get('versions', 0):,} 个版本）"),
+            ("条文", f"现行有效 {st.get('in_force', 0):,} 条 / 全部 {st.get('articles', 0):,} 条"),
+            ("嵌入模型", esc(str(st.get("embedding", "")))),
+            ("建立时间", esc(_local_time(st.get("built_at")))),
+            ("可用部分", f'<ul class="lr-parts">{live}</ul>'),
+        ]
+    else:
+        rows.append(("索引", f"暂不可用：{esc(str(st.get('error', '')))}"))
+    table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    out = [f'<table class="lr-status">{table}</table>']
+    job = st.get("job")
+    if job is not None:
+        out.append(render_job(job))
+    if st.get("last_error"):
+        out.append(f'<div class="lr-error">{esc(st["last_error"])}</div>')
+    elif st.get("last_message"):
+        out.append(f'<div class="lr-ok">{esc(st["last_message"])}</div>')
+    return "".join(out)
+
+
+def render_job(job: Job) -> str:
+    frac = job.fraction
+    pct = f"{frac * 100:.0f}%" if frac is not None else ""
+    bar = (f'<div class="lr-bar"><div style="width:{frac * 100:.1f}%"></div></div>'
+           if frac is not None else "")
+    done = f"（{job.done:,}/{job.total:,}）" if job.total else ""
+    return (f'<div class="lr-job">正在进行：{esc(job.title)} — {esc(job.stage_name)}{done} {pct}'
+            f"{bar}</div>")
+
+
+def render_chat_notice(st: Mapping) -> str:
+    """One line above the chat: which index answers, and whether dense is still building."""
+    if not st.get("live"):
+        return '<div class="lr-note">索引暂不可用（见“知识库”），正在准备……</div>'
+    text = (f"法库：{st.get('laws', 0):,} 部法律，现行有效条文 {st.get('in_force', 0):,} 条。")
+    if not st.get("dense_live"):
+        job = st.get("job")
+        progress = ""
+        if job is not None and job.stage == "embed" and job.fraction is not None:
+            progress = f"（已完成 {job.fraction * 100:.0f}%）"
+        return f'<div class="lr-note">{text}{DENSE_BUILDING}{progress}</div>'
+    return f'<div class="lr-index-ok">{text}</div>'
+
+
+def render_plan(plan: UploadPlan | None, preview_articles: int = 3) -> str:
+    """The preview of an upload: per file, the parsed law and first articles, or why it
+    is refused."""
+    if plan is None or not plan.checks:
+        return ""
+    out = []
+    for c in plan.checks:
+        if not c.ok:
+            out.append(f'<div class="lr-upload lr-rejected"><b>✗ {esc(c.name)}</b>：不能添加。'
+                       f'<div class="lr-reason">{esc(c.problem)}</div></div>')
+            continue
+        in_force = sum(a.in_force for a in c.articles)
+        items = "".join(
+            f"<li><b>{esc(a.label)}</b> {esc(_clip(a.text, 80))}</li>"
+            for a in c.articles[:preview_articles])
+        more = (f"<li>……共 {len(c.articles)} 条</li>" if len(c.articles) > preview_articles
+                else "")
+        notes = "".join(f'<div class="lr-note">{esc(n)}</div>' for n in c.notes)
+        warns = "".join(f'<div class="lr-warn">注意：{esc(w)}</div>' for w in c.warnings)
+        out.append(
+            f'<div class="lr-upload lr-accepted"><b>✓ {esc(c.name)}</b> → {esc(c.target)}'
+            f"<div>《{esc(c.title)}》，版本 {esc(c.version or '日期不详')}，"
+            f"{len(c.articles)} 条（现行有效 {in_force} 条）</div>"
+            f"{notes}{warns}<ul>{items}{more}</ul></div>")
+    head = (f"<p>可以添加 {len(plan.accepted)} 个文件"
+            + (f"，{len(plan.rejected)} 个文件不能添加（不会写入任何内容）"
+               if plan.rejected else "")
+            + "。</p>")
+    return head + "".join(out)
+
+
+def render_outcome(outcome: UpdateOutcome) -> str:
+    done = "、".join(outcome.added or outcome.removed)
+    verb = "已添加" if outcome.added else "已删除"
+    return (f'<div class="lr-ok">{verb}：{esc(done)}。索引已更新并已生效'
+            f"（{outcome.seconds:.1f} 秒，共 {outcome.articles:,} 条）。</div>")
+
+
+def render_error(message: str) -> str:
+    return f'<div class="lr-error">⚠ {esc(message)}</div>'
+
+
+def render_user_files(files: Sequence[UserFile]) -> str:
+    if not files:
+        return "<p>还没有用户上传的法律。</p>"
+    rows = "".join(
+        f"<tr><td>{esc(f.source)}</td><td>{esc(f.law or '（未编入索引）')}</td>"
+        f"<td>{esc(f.version or '—')}</td><td>{f.articles}</td>"
+        f"<td>{'现行有效' if f.in_force else '非现行'}</td></tr>" for f in files)
+    return ('<table class="lr-files"><tr><th>文件</th><th>法律</th><th>版本</th><th>条数</th>'
+            f"<th>状态</th></tr>{rows}</table>")
+
+
+def _clip(text: str, n: int) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def _local_time(iso: object) -> str:
+    if not iso:
+        return "—"
+    try:
+        return datetime.fromisoformat(str(iso)).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return str(iso)

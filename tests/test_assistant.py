@@ -1,0 +1,264 @@
+"""The assistant end to end over the small real index: real retrieval, the real SmolLM2
+GGUF through llama.cpp (deterministic), the real citation check; and one slow answer with
+the default Qwen model."""
+
+import dataclasses
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from legalrag.assistant import (
+    DISCLAIMER,
+    Answer,
+    Assistant,
+    Final,
+    Queued,
+    Sources,
+    Token,
+    abstain_text,
+    compose,
+    looping,
+    validate_question,
+)
+from legalrag.check import LABELS, VERIFIED, CorpusFacts, check_answer
+from legalrag.errors import QueryError
+from legalrag.llm import smollm2_path
+from legalrag.prompt import build_messages
+from legalrag.records import Article
+from legalrag.rewrite import Turn
+
+CHESS = "国际象棋中王车易位需要满足哪些条件？"
+NAMED = "劳动合同法第十九条规定的试用期是多久？"
+
+
+@pytest.fixture(scope="module")
+def smol_settings(small_settings):
+    return dataclasses.replace(small_settings, llm_model_path=str(smollm2_path()),
+                               llm_context=2048, llm_max_tokens=48, llm_temperature=0.0,
+                               answer_source_tokens=600)
+
+
+@pytest.fixture(scope="module")
+def assistant(smol_settings, small_index):
+    return Assistant(smol_settings, retriever=small_index)
+
+
+# -- pure parts -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("question, message", [
+    ("", "the question is empty"),
+    (" \n\t ", "the question is empty"),
+    ("问" * 1001, "the question is 1001 characters long; the limit is 1000"),
+    ("试用期\x00多久", "control characters (U+0000)"),
+    ("试用期\x1b[31m多久", "control characters (U+001B)"),
+    (42, "the question must be text"),
+])
+def test_bad_questions_get_a_clear_error(question, message):
+    with pytest.raises(QueryError, match=re.escape(message)):
+        validate_question(question, 1000)
+
+
+def test_good_questions_are_stripped():
+    assert validate_question("  试用期多久？\n第二行 ", 1000) == "试用期多久？\n第二行"
+
+
+def art(law, number, text="……"):
+    from legalrag.numerals import article_label
+
+    return Article(f"中华人民共和国{law}", law, "法律", "t", (), number, 0,
+                   article_label(number, 0), text, "2021-01-01", True, "t.md", 1)
+
+
+def test_compose_marks_and_notes():
+    sources = [art("民法典", 577)]
+    facts = CorpusFacts.from_articles(sources + [art(
+        "民法典", 1260, "《中华人民共和国合同法》同时废止。"), art("民法典", 509)])
+    raw = ("依《民法典》第五百七十七条[1]承担违约责任；旧《合同法》第一百零七条同此；"
+           "另见《民法典》第五百零九条。")
+    text, notes = compose(raw, check_answer(raw, sources, facts))
+    assert notes == ("《合同法》已被《民法典》废止（见《民法典》第一千二百六十条）。",
+                     "注意：回答中有1处引用无法在法库中核实或不在所给来源中，已用〔〕标出。")
+    assert text == ("依《民法典》第五百七十七条[1]承担违约责任；"
+                    "旧《合同法》第一百零七条〔⚠已失效〕同此；"
+                    "另见《民法典》第五百零九条〔未在检索来源中，请自行核对〕。\n\n"
+                    + "\n\n".join(notes)
+                    + "\n\n" + DISCLAIMER)
+    text, notes = compose("试用期有上限。", [])
+    assert notes == ("注意：回答没有引用所给来源，请以下列条文原文为准。",)
+    assert compose("", [])[0].startswith("模型没有生成回答。")
+
+
+def test_compose_notes_truncation_and_loops():
+    assert compose("甲", [], "length")[1][0] == "（回答达到长度上限，已截断。）"
+    assert compose("甲", [], "loop")[1][0] == "（模型开始重复，已停止生成。）"
+
+
+def test_looping():
+    assert looping("依法应当支付经济补偿。" * 16)  # 176 characters: the last 80 seen twice
+    assert not looping("依法应当支付经济补偿。" * 15)  # 165: not room for it twice
+    paragraph = "".join(f"{i}. 第{i}条规定的情形，依照合同约定处理。\n" for i in range(1, 6))
+    assert looping("答：\n" + paragraph + "适用条件：\n" + paragraph)
+    assert not looping("".join(f"第{i}点，情况各不相同。" for i in range(40)))
+
+
+def test_abstain_text_lists_candidates(small_index):
+    hits = small_index.search(CHESS, k=5)
+    text = abstain_text(hits)
+    assert text.startswith("法库中没有找到与这个问题足够相关的法律条文")
+    for h in hits[:3]:
+        assert h.article.citation in text
+    assert [ln[:2] for ln in text.splitlines()].count("- ") == 3
+    assert text.endswith(DISCLAIMER)
+
+
+# -- with the real index ----------------------------------------------------------------------
+
+def test_out_of_corpus_question_abstains_without_the_model(small_settings, small_index,
+                                                           tmp_path):
+    # A model path that does not exist: loading the model would raise ModelError.
+    settings = dataclasses.replace(small_settings, llm_model_path=str(tmp_path / "no.gguf"))
+    events = list(Assistant(settings, retriever=small_index).stream(CHESS))
+    assert [type(e) for e in events] == [Sources, Final]
+    answer = events[-1].answer
+    assert events[0].abstained and answer.abstained and answer.citations == ()
+    assert answer.sources == () and answer.raw_text == "" and answer.model == ""
+    assert answer.text == abstain_text(answer.hits)
+    assert answer.timings.first_token_ms == 0.0 and answer.timings.retrieval_ms > 0
+
+
+def test_an_answer_streams_sources_tokens_then_the_checked_answer(assistant):
+    events = list(assistant.stream(NAMED))
+    assert isinstance(events[0], Sources) and not events[0].abstained
+    assert isinstance(events[-1], Final)
+    tokens = [e.text for e in events[1:-1]]
+    assert tokens and all(isinstance(e, Token) for e in events[1:-1])
+    answer: Answer = events[-1].answer
+    assert answer.raw_text == "".join(tokens)
+    assert not answer.abstained and answer.rewritten_query == NAMED
+    first = answer.sources[0].article
+    assert (first.law, first.number) == ("劳动合同法", 19)  # exact lookup, source [1]
+    assert [s.n for s in answer.sources] == list(range(1, len(answer.sources) + 1))
+    assert answer.hits[0].article == first and answer.model == "SmolLM2-135M-Instruct.Q4_1"
+    assert {c.label for c in answer.citations} <= set(LABELS)
+    assert answer.text.endswith(DISCLAIMER)
+    t = answer.timings
+    assert 0 < t.retrieval_ms <= t.first_token_ms <= t.total_ms
+    assert t.prompt_tokens > 100 and 0 < t.completion_tokens <= 48
+    # Deterministic: the same question gives the same answer.
+    assert assistant.answer(NAMED).raw_text == answer.raw_text
+
+
+def test_the_prompt_fits_the_source_budget(assistant):
+    answer = assistant.answer(NAMED, k=8)
+    model = assistant.model
+    used = sum(model.count_tokens(s.block) for s in answer.sources)
+    assert used <= 600 and len(answer.sources) < 8  # the rest did not fit
+    # What the model evaluated is exactly the prompt built from the recorded sources.
+    messages = build_messages(answer.question, answer.sources, answer.rewritten_query)
+    assert answer.timings.prompt_tokens == len(model.prompt_tokens(messages))
+    assert answer.timings.prompt_tokens + 48 <= model.n_ctx
+
+
+def test_follow_up_is_rewritten_and_returned(assistant):
+    first = assistant.answer(NAMED)
+    follow = assistant.answer("那如果劳动合同期限是两年呢？", [first.turn])
+    assert follow.rewritten_query == "劳动合同法第十九条规定的试用期是多久；如果劳动合同期限是两年"
+    assert follow.question == "那如果劳动合同期限是两年呢？"
+    assert follow.turn == Turn(follow.question, follow.rewritten_query)
+    assert (follow.sources[0].article.law, follow.sources[0].article.number) == ("劳动合同法", 19)
+    with pytest.raises(QueryError, match="history"):
+        assistant.answer("那呢？", ["公司辞退员工要给经济补偿吗？"])
+
+
+def test_a_second_question_waits_its_turn(assistant):
+    first = assistant.stream(NAMED)
+    assert isinstance(next(first), Sources)
+    assert isinstance(next(first), Token)  # the first answer now holds the model
+    seen: list = []
+
+    def second():
+        seen.extend(assistant.stream(NAMED))
+
+    t = threading.Thread(target=second)
+    t.start()
+    rest = list(first)
+    t.join(120)
+    assert [type(e) for e in seen[:2]] == [Sources, Queued] and seen[1].ahead == 1
+    assert isinstance(seen[-1], Final) and isinstance(rest[-1], Final)
+    assert seen[-1].answer.raw_text == rest[-1].answer.raw_text
+    assert seen[-1].answer.timings.queue_ms > 0
+
+
+def test_stopping_early_frees_the_model(assistant):
+    stream = assistant.stream(NAMED)
+    next(stream), next(stream)
+    stream.close()
+    assert assistant.model.waiting() == 0
+    assert assistant.answer(NAMED).raw_text
+
+
+def test_answer_as_json_is_complete(assistant):
+    d = json.loads(json.dumps(assistant.answer(NAMED).to_dict(), ensure_ascii=False))
+    assert set(d) == {"question", "rewritten_query", "abstained", "text", "raw_text", "model",
+                      "notes", "sources", "hits", "citations", "timings"}
+    assert d["sources"][0]["citation"] == "《劳动合同法》第十九条"
+    assert set(d["timings"]) == {"retrieval_ms", "first_token_ms", "total_ms", "prompt_tokens",
+                                 "completion_tokens", "cached_tokens", "queue_ms", "threads"}
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+def cli(settings, *args):
+    from legalrag.cli import main
+
+    return main(["--corpus", str(settings.corpus_dir), "--index-dir", str(settings.index_dir),
+                 *args])
+
+
+def test_cli_ask_abstains_on_chess(small_settings, capsys):
+    assert cli(small_settings, "ask", CHESS) == 0
+    out = capsys.readouterr().out
+    assert out.index("来源") < out.index("法库中没有找到")
+
+
+def test_cli_ask_prints_sources_answer_and_check(small_settings, capsys, monkeypatch):
+    monkeypatch.setenv("LEGALRAG_LLM_MAX_TOKENS", "32")
+    assert cli(small_settings, "ask", NAMED, "--model", str(smollm2_path()), "-k", "3") == 0
+    out = capsys.readouterr().out
+    assert out.index(" [1] 《劳动合同法》第十九条") < out.index("回答：") < out.index("引用核对")
+    assert DISCLAIMER in out
+
+
+def test_cli_ask_json(small_settings, capsys, monkeypatch):
+    monkeypatch.setenv("LEGALRAG_LLM_MAX_TOKENS", "32")
+    assert cli(small_settings, "ask", NAMED, "--json", "--model", str(smollm2_path())) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["sources"][0]["citation"] == "《劳动合同法》第十九条" and not d["abstained"]
+
+
+def test_cli_ask_bad_question(small_settings, capsys):
+    assert cli(small_settings, "ask", "   ") == 2
+    assert "the question is empty" in capsys.readouterr().err
+
+
+# -- the default model ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_default_model_answers_with_verified_citations(small_settings, small_index):
+    settings = dataclasses.replace(small_settings, llm_temperature=0.0, llm_max_tokens=256)
+    answer = Assistant(settings, retriever=small_index).answer(
+        "用人单位和劳动者约定试用期，最长不能超过多久？")
+    assert not answer.abstained and answer.model == "qwen2.5-coder-1.5b-instruct"
+    assert answer.citations, answer.raw_text
+    assert {c.label for c in answer.citations} <= set(LABELS)
+    verified = [c for c in answer.citations if c.label == VERIFIED and c.kind == "article"]
+    retrieved = {(h.article.law, h.article.number) for h in answer.hits}
+    assert verified and all((c.law, c.number) in retrieved for c in verified), answer.raw_text
+    # Nothing that is not verified is left unmarked in the text shown.
+    for c in answer.citations:
+        if c.label != VERIFIED:
+            assert c.raw + "〔" in answer.text
+    assert Path(settings.cache_dir, "models", "qwen2.5-coder-1.5b-instruct.gguf").exists()

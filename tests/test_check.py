@@ -1,0 +1,204 @@
+"""Citation extraction and labelling: pure functions with hand-written articles and exact
+expected labels, plus the repeal table derived from the real 民法典 and 监察法 files."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from legalrag.check import (
+    INVALID,
+    INVENTED,
+    LABELS,
+    MARKS,
+    NOT_RETRIEVED,
+    REPEALED,
+    VERIFIED,
+    CorpusFacts,
+    annotate,
+    check_answer,
+    find_repeals,
+    repeal_notes,
+)
+from legalrag.numerals import article_label
+from legalrag.records import Article
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+
+
+def art(law: str, number: int, text: str = "……", *, suffix: int = 0, in_force: bool = True,
+        version: str = "2020-01-01", title: str | None = None) -> Article:
+    return Article(law_title=title or f"中华人民共和国{law}", law=law, level="法律",
+                   category="test", path=(), number=number, suffix=suffix,
+                   label=article_label(number, suffix), text=text, version=version,
+                   in_force=in_force, source=f"{law}.md", line=1)
+
+
+L19 = art("劳动合同法", 19, "劳动合同期限三个月以上不满一年的，试用期不得超过一个月。\n"
+          "同一用人单位与同一劳动者只能约定一次试用期。")
+L21 = art("劳动合同法", 21, "在试用期中，除劳动者有本法第三十九条……")
+L39 = art("劳动合同法", 39, "劳动者有下列情形之一的，用人单位可以解除劳动合同：\n"
+          "（一）在试用期间被证明不符合录用条件的；")
+M1260 = art("民法典", 1260, "本法自2021年1月1日起施行。《中华人民共和国婚姻法》、"
+            "《中华人民共和国合同法》、"
+            "《中华人民共和国物权法》同时废止。", version="2021-01-01")
+OLD = art("劳动争议处理条例", 5, "旧规定。", in_force=False, version="1993-07-06",
+          title="企业劳动争议处理条例")
+OLD_VERSION = art("公司法", 16, "旧版本条文。", in_force=False, version="2018-10-26")
+NEW_VERSION = art("公司法", 15, "新版本条文。", version="2023-12-29")
+XING = art("刑法", 133, "醉驾……", suffix=1)
+
+FACTS = CorpusFacts.from_articles([L19, L21, L39, M1260, OLD, OLD_VERSION, NEW_VERSION, XING])
+SOURCES = [L19, L21]
+
+
+def labels(text: str, sources=SOURCES):
+    return [(c.kind, c.raw, c.label, c.law, c.number, c.source)
+            for c in check_answer(text, sources, FACTS)]
+
+
+def test_repeal_table_comes_from_the_corpus_text():
+    assert sorted(FACTS.repeals) == ["合同法", "婚姻法", "物权法"]
+    assert FACTS.repeals["合同法"].by == M1260
+    assert FACTS.repeals["合同法"].note == (
+        "《合同法》已被《民法典》废止（见《民法典》第一千二百六十条）")
+
+
+def test_a_same_named_successor_is_not_repealed():
+    # 2015 国家安全法 §84 repeals the 1993 国家安全法 in force in the corpus: not repealed.
+    old = art("国家安全法", 40, "本法自公布之日起施行。《中华人民共和国国家安全法》同时废止。",
+              title="中华人民共和国反间谍法")
+    new = art("国家安全法", 84, "本法自公布之日起施行。")
+    assert find_repeals([old, new]) == {}
+    # A repealing article that is itself no longer in force repeals nothing.
+    assert find_repeals([art("甲法", 9, "《乙法》同时废止。", in_force=False)]) == {}
+
+
+def test_verified_citations_and_markers():
+    text = ("依据《劳动合同法》第十九条[1]，试用期有上限；"
+            "《中华人民共和国劳动合同法》第二十一条第一款[2]也有规定。")
+    assert labels(text) == [
+        ("article", "《劳动合同法》第十九条", VERIFIED, "劳动合同法", 19, 1),
+        ("marker", "[1]", VERIFIED, "劳动合同法", 1, 1),
+        ("article", "《中华人民共和国劳动合同法》第二十一条第一款", VERIFIED, "劳动合同法", 21, 2),
+        ("marker", "[2]", VERIFIED, "劳动合同法", 2, 2),
+    ]
+
+
+def test_in_corpus_but_not_retrieved():
+    assert labels("劳动合同法第三十九条和第十九条规定") == [
+        ("article", "劳动合同法第三十九条", NOT_RETRIEVED, "劳动合同法", 39, None),
+        ("article", "第十九条", VERIFIED, "劳动合同法", 19, 1),
+    ]
+
+
+def test_invented_law_article_and_paragraph():
+    got = labels("《劳动合同法》第九百条、《劳动保障法》第三条、《劳动合同法》第十九条第三款、"
+                 "《劳动合同法》第三十九条第二款、刑法第一百三十三条之二")
+    assert [(g[1], g[2]) for g in got] == [
+        ("《劳动合同法》第九百条", INVENTED),
+        ("《劳动保障法》第三条", INVENTED),
+        ("《劳动合同法》第十九条第三款", INVENTED),  # source 1 has two paragraphs
+        ("《劳动合同法》第三十九条第二款", INVENTED),  # one paragraph, then items (一)…
+        ("刑法第一百三十三条之二", INVENTED),
+    ]
+    got = check_answer("《劳动合同法》第九百条、《劳动保障法》第三条", SOURCES, FACTS)
+    notes = [c.note for c in got]
+    assert notes == ["《劳动合同法》没有第九百条", "法库中没有《劳动保障法》"]
+
+
+def test_repealed_laws_and_versions():
+    got = check_answer("根据《合同法》第五十二条，合同无效；婚姻法第三十二条；另见《物权法》。"
+                       "《劳动争议处理条例》第五条；《公司法》第十六条。", SOURCES, FACTS)
+    assert [(c.kind, c.raw, c.label, c.law) for c in got] == [
+        ("article", "《合同法》第五十二条", REPEALED, "合同法"),
+        ("article", "婚姻法第三十二条", REPEALED, "婚姻法"),  # bare title after 合同无效；
+        ("law", "《物权法》", REPEALED, "物权法"),
+        ("article", "《劳动争议处理条例》第五条", REPEALED, "劳动争议处理条例"),
+        ("article", "《公司法》第十六条", REPEALED, "公司法"),  # only an old version has §16
+    ]
+    assert repeal_notes(got) == [
+        "《合同法》已被《民法典》废止（见《民法典》第一千二百六十条）。",
+        "《婚姻法》已被《民法典》废止（见《民法典》第一千二百六十条）。",
+        "《物权法》已被《民法典》废止（见《民法典》第一千二百六十条）。",
+        "《劳动争议处理条例》第五条已失效。",
+        "《公司法》第十六条已失效。",
+    ]
+
+
+def test_malformed_and_unanchored_citations_are_invalid():
+    got = labels("《劳动合同法》第三十九十条；本法第十条；见[3]和[0]；【来源2】；[1、4]")
+    assert [(g[0], g[1], g[2]) for g in got] == [
+        ("article", "《劳动合同法》第三十九十条", INVALID),
+        ("article", "本法第十条", INVALID),
+        ("marker", "[3]", INVALID),
+        ("marker", "[0]", INVALID),
+        ("marker", "【来源2】", VERIFIED),
+        ("marker", "[1、4]", VERIFIED),
+        ("marker", "[1、4]", INVALID),
+    ]
+
+
+def test_a_marker_must_name_the_source_of_the_citation_before_it():
+    got = check_answer("《劳动合同法》第十九条[2]；《劳动合同法》第二十一条 [1,2]；"
+                       "劳动合同法第三十九条[1]；第十九条，见[2]", SOURCES, FACTS)
+    assert [(c.raw, c.label, c.note) for c in got if c.kind == "marker"] == [
+        ("[2]", INVALID, "来源[2]是《劳动合同法》第二十一条，与所引《劳动合同法》第十九条不符"),
+        ("[1,2]", VERIFIED, "《劳动合同法》第十九条"),  # one of the group is right
+        ("[1,2]", VERIFIED, "《劳动合同法》第二十一条"),
+        ("[1]", INVALID, "来源[1]是《劳动合同法》第十九条，与所引《劳动合同法》第三十九条不符"),
+        ("[2]", VERIFIED, "《劳动合同法》第二十一条"),  # not right after the citation
+    ]
+
+
+def test_law_mentions_without_article():
+    assert labels("《劳动合同法》保护劳动者；《刑法》也相关；《星际法》不存在") == [
+        ("law", "《劳动合同法》", VERIFIED, "劳动合同法", 0, 1),
+        ("law", "《刑法》", NOT_RETRIEVED, "刑法", 0, None),
+        ("law", "《星际法》", INVENTED, "星际法", 0, None),
+    ]
+
+
+def test_no_citation_is_left_unmarked_unless_verified():
+    text = ("《劳动合同法》第十九条[1]；《合同法》第五十二条；《劳动合同法》第九百条[7]；"
+            "劳动合同法第三十九条。")
+    checked = check_answer(text, SOURCES, FACTS)
+    assert annotate(text, checked) == (
+        "《劳动合同法》第十九条[1]；《合同法》第五十二条〔⚠已失效〕；《劳动合同法》第九百条〔⚠法库中无此条文〕"
+        "[7]〔⚠引用无效〕；劳动合同法第三十九条〔未在检索来源中，请自行核对〕。")
+    assert {c.label for c in checked} <= set(LABELS)
+    assert set(MARKS) == set(LABELS) - {VERIFIED}
+
+
+def test_no_citations_at_all():
+    assert check_answer("试用期有上限。", SOURCES, FACTS) == []
+    assert annotate("试用期有上限。", []) == "试用期有上限。"
+
+
+@pytest.fixture(scope="module")
+def real_facts(tmp_path_factory):
+    from legalrag.corpus import parse_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    for rel in ["民法典/附则.md", "民法典/合同编.md", "社会法/劳动合同法(2012-12-28).md"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(CORPUS / rel, root / rel)
+    for f in (CORPUS / "宪法相关法").glob("监察法*.md"):
+        (root / "宪法相关法").mkdir(exist_ok=True)
+        shutil.copy2(f, root / "宪法相关法" / f.name)
+    return CorpusFacts.from_articles(parse_corpus(root).articles)
+
+
+def test_real_corpus_repeals(real_facts):
+    by = {name: r.by.citation for name, r in real_facts.repeals.items()}
+    for law in ("婚姻法", "继承法", "民法通则", "收养法", "担保法", "合同法", "物权法",
+                "侵权责任法", "民法总则"):
+        assert by[law] == "《民法典》第一千二百六十条"
+    assert by["行政监察法"].startswith("《监察法》")
+    got = check_answer("《中华人民共和国合同法》第一百零七条规定了违约责任，"
+                       "现为《民法典》第五百七十七条。",
+                       [], real_facts)
+    assert [(c.raw, c.label) for c in got] == [
+        ("《中华人民共和国合同法》第一百零七条", REPEALED),
+        ("《民法典》第五百七十七条", NOT_RETRIEVED),
+    ]

@@ -1,0 +1,39 @@
+"""Follow-up questions rewritten into standalone retrieval queries (exact outputs)."""
+
+import pytest
+
+from legalrag.rewrite import Turn, is_followup, rewrite_query
+
+FIRST = Turn("公司辞退员工要给经济补偿吗？")
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("那如果是试用期呢？", "公司辞退员工要给经济补偿吗；如果是试用期"),
+    ("那么，孕期呢", "公司辞退员工要给经济补偿吗；孕期"),
+    ("赔偿多少？", "公司辞退员工要给经济补偿吗；赔偿多少"),
+    ("这种情况要提前通知吗？", "公司辞退员工要给经济补偿吗；这种情况要提前通知吗"),
+    ("要是对方不同意怎么办", "公司辞退员工要给经济补偿吗；要是对方不同意怎么办"),
+    # standalone: no history marker, or an article cited by name
+    ("房东不退押金怎么办？", "房东不退押金怎么办？"),
+    ("那劳动合同法第四十七条怎么规定？", "那劳动合同法第四十七条怎么规定？"),
+    ("  醉酒驾驶机动车会受到什么处罚？ ", "醉酒驾驶机动车会受到什么处罚？"),
+])
+def test_rewrite_after_one_turn(question, expected):
+    assert rewrite_query(question, [FIRST]) == expected
+
+
+def test_without_history_nothing_is_rewritten():
+    assert not is_followup("那如果是试用期呢？", [])
+    assert rewrite_query("那如果是试用期呢？", []) == "那如果是试用期呢？"
+
+
+def test_a_chain_keeps_the_anchor_and_the_last_follow_up():
+    second = Turn("那如果是试用期呢？", "公司辞退员工要给经济补偿吗；如果是试用期")
+    third_query = rewrite_query("那要赔多少钱？", [FIRST, second])
+    assert third_query == "公司辞退员工要给经济补偿吗；如果是试用期；要赔多少钱"
+    third = Turn("那要赔多少钱？", third_query)
+    assert rewrite_query("如果是孕期呢", [FIRST, second, third]) == (
+        "公司辞退员工要给经济补偿吗；要赔多少钱；如果是孕期")
+    # A new standalone question starts a new chain.
+    assert rewrite_query("那么，孕期呢", [FIRST, second, third, Turn("房东不退押金怎么办？")]) == (
+        "房东不退押金怎么办；孕期")
