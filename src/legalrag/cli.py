@@ -34,42 +34,17 @@ def _settings(args: argparse.Namespace, **extra: object):
     )
 
 
-def _progress_factory(quiet: bool) -> Callable[[str, int], Callable[[int], None]]:
-    """tqdm bars on stderr, one per stage, with rate and ETA."""
-    from tqdm import tqdm
-
-    bars: list = []
-
-    def factory(stage: str, total: int) -> Callable[[int], None]:
-        for b in bars:
-            b.close()
-        bars.clear()
-        if quiet or total == 0:
-            return lambda n: None
-        bar = tqdm(total=total, desc=f"{stage:>8}", unit="art", file=sys.stderr,
-                   dynamic_ncols=True, mininterval=0.5)
-        bars.append(bar)
-
-        def tick(n: int) -> None:
-            bar.update(n)
-            if bar.n >= bar.total:
-                bar.close()
-
-        return tick
-
-    return factory
-
-
 # -- index ----------------------------------------------------------------------------------
 
 def cmd_index(args: argparse.Namespace) -> int:
     from .build import build_index
+    from .progress import terminal_progress
 
     settings = _settings(args)
     if args.action == "info":
         return _index_info(settings, args.json)
     result = build_index(settings, update=args.action == "update", dense=not args.no_dense,
-                         progress=_progress_factory(args.quiet))
+                         progress=terminal_progress(quiet=args.quiet))
     for err in result.report.skipped:
         print(f"skipped {err}", file=sys.stderr)
     for warn in result.report.warnings:

@@ -23,8 +23,8 @@ class ConfigError(LegalRagError):
     """A setting is missing or invalid."""
 
 
-class CorpusError(LegalRagError):
-    """A statute file cannot be used; names the file, the line and the reason."""
+class InputFileError(LegalRagError):
+    """An input file cannot be used; names the file, the line (0: the whole file) and why."""
 
     def __init__(self, path: str, line: int, reason: str, *, fix: str | None = None) -> None:
         where = f"{path}:{line}" if line else path
@@ -32,6 +32,10 @@ class CorpusError(LegalRagError):
         self.path = path
         self.line = line
         self.reason = reason
+
+
+class CorpusError(InputFileError):
+    """A statute file cannot be used."""
 
 
 class IndexMissingError(LegalRagError):

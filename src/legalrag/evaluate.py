@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .citations import LawNames, find_citations
-from .errors import LegalRagError
+from .errors import InputFileError, LegalRagError
 from .numerals import article_label
 from .records import Article, Hit
 
@@ -52,15 +52,8 @@ class EvalError(LegalRagError):
     """An evaluation was asked for with arguments it cannot honour (mode, k, bound)."""
 
 
-class EvalInputError(EvalError):
+class EvalInputError(EvalError, InputFileError):
     """A query file cannot be used; names the file, the line and the reason."""
-
-    def __init__(self, path: str, line: int, reason: str, *, fix: str | None = None) -> None:
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {reason}", fix=fix)
-        self.path = path
-        self.line = line
-        self.reason = reason
 
 
 class SearchBackend(Protocol):

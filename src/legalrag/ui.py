@@ -45,6 +45,7 @@ from .config import Settings
 from .errors import ConfigError, LegalRagError
 from .kb import STAGES, IndexJobs, KnowledgeBase, ProgressFactory
 from .llm import ChatModel
+from .progress import terminal_progress
 from .retrieve import LiveRetriever
 from .uploads import Upload, UploadPlan
 
@@ -389,32 +390,6 @@ def _warm_up(chat: ChatService) -> None:
         log.warning("models not preloaded: %s", e)
 
 
-def terminal_progress(stream=sys.stderr) -> ProgressFactory:
-    """tqdm bars for the index build on the terminal that started the server."""
-    from tqdm import tqdm
-
-    bars: list = []
-
-    def make(stage: str, total: int) -> Callable[[int], None]:
-        for b in bars:
-            b.close()
-        bars.clear()
-        if total == 0:
-            return lambda n: None
-        bar = tqdm(total=total, desc=f"{STAGES.get(stage, stage)}", unit="条", file=stream,
-                   dynamic_ncols=True, mininterval=1.0)
-        bars.append(bar)
-
-        def tick(n: int) -> None:
-            bar.update(n)
-            if bar.n >= bar.total:
-                bar.close()
-
-        return tick
-
-    return make
-
-
 def configure_logging(settings: Settings, verbose: bool = False) -> None:
     """Warnings on stderr, plus the one-line-per-question log (JSON, no question text
     unless log_questions is on). The assistant's own debug line carries the query, so it
@@ -448,7 +423,7 @@ def serve(settings: Settings, *, verbose: bool = False, echo: Callable[[str], No
         why = "首次启动" if state == "missing" else "现有索引与当前配置（嵌入模型或格式）不符"
         echo(f"legalrag: {why}，正在建立索引：先建关键词索引（约 1 分钟），建好后即可提问；"
              "语义索引随后在后台继续构建（约 8 分钟）。")
-    server = start(settings, progress=terminal_progress())
+    server = start(settings, progress=terminal_progress(labels=STAGES, unit="条"))
     building = server.index_thread is not None and server.index_thread.is_alive()
     echo(f"{chr(10) if building else ''}legalrag: 聊天界面已启动 {server.url}  （Ctrl-C 退出）")
     if settings.auth_user:
