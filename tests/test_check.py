@@ -127,10 +127,10 @@ def test_repealed_laws_and_versions():
 
 
 def test_malformed_and_unanchored_citations_are_invalid():
-    got = labels("《劳动合同法》第三十九十条；本法第十条；见[3]和[0]；【来源2】；[1、4]")
+    got = labels("本法第十条；《劳动合同法》第三十九十条；见[3]和[0]；【来源2】；[1、4]")
     assert [(g[0], g[1], g[2]) for g in got] == [
+        ("article", "本法第十条", INVALID),  # no law named before it
         ("article", "《劳动合同法》第三十九十条", INVALID),
-        ("article", "本法第十条", INVALID),
         ("marker", "[3]", INVALID),
         ("marker", "[0]", INVALID),
         ("marker", "【来源2】", VERIFIED),
@@ -148,6 +148,22 @@ def test_a_marker_must_name_the_source_of_the_citation_before_it():
         ("[1,2]", VERIFIED, "《劳动合同法》第二十一条"),
         ("[1]", INVALID, "来源[1]是《劳动合同法》第十九条，与所引《劳动合同法》第三十九条不符"),
         ("[2]", VERIFIED, "《劳动合同法》第二十一条"),  # not right after the citation
+    ]
+
+
+def test_this_law_means_the_law_named_before_it():
+    text = ("依据《劳动合同法》第二十一条[2]，除劳动者有本法第三十九条和第四十条规定的情形外，"
+            "不得解除；本法第十九条也相关。")
+    got = check_answer(text, SOURCES, FACTS)
+    assert [(c.raw, c.start, c.label, c.law, c.number, c.source, c.note) for c in got
+            if c.kind == "article"] == [
+        ("《劳动合同法》第二十一条", 2, VERIFIED, "劳动合同法", 21, 2, "来源[2]"),
+        ("本法第三十九条", text.index("本法"), NOT_RETRIEVED, "劳动合同法", 39, None,
+         "按上文指《劳动合同法》；法库中有此条，但不在检索来源中"),
+        ("第四十条", text.index("第四十条"), INVENTED, "劳动合同法", 40, None,
+         "按上文指《劳动合同法》；《劳动合同法》没有第四十条"),
+        ("本法第十九条", text.index("本法第十九条"), VERIFIED, "劳动合同法", 19, 1,
+         "按上文指《劳动合同法》；来源[1]"),
     ]
 
 

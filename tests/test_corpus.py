@@ -153,7 +153,9 @@ def test_duplicate_law_file_is_skipped(tmp_path):
           (CORPUS / "社会法/劳动法(2018-12-29).md").read_bytes())
     report = parse_corpus(root)
     assert len(report.skipped) == 1 and "duplicate law" in report.skipped[0].reason
+    assert report.skipped[0].path == "用户上传/劳动法(2018-12-29).md"  # the official text stays
     assert len(report.articles) == 107
+    assert {a.source for a in report.articles} == {"社会法/劳动法(2018-12-29).md"}
 
 
 def test_short_title():

@@ -133,12 +133,6 @@ def test_law_names_resolve_to_a_corpus_law_or_none(corpus_laws, text):
     assert names.resolve(text) in (None, *titles)
 
 
-# Known bug, reported: check.py's marker-agreement step formats the citation of an INVALID
-# article (《劳动法》第十十条, kept with number 0) through article_label(0) and raises.
-# strict: once check.py is fixed this XPASSes and fails, so the marker gets removed.
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="check.py: CheckedCitation.citation calls article_label(0) for an "
-                          "invalid citation followed by a source marker")
 @FAST
 @given(any_text)
 @example("依《劳动法》第0条及《刑法》第100000条[1]")

@@ -148,6 +148,8 @@ class CheckedCitation:
             return f"[{self.source or self.number}]"
         if self.kind == "law":
             return f"《{self.law}》"
+        if self.number < 1:  # a malformed number (第十十条) has no label: show it as written
+            return self.raw
         return f"《{self.law}》{article_label(self.number, self.suffix)}"
 
     def to_dict(self) -> dict:
@@ -161,10 +163,23 @@ def check_answer(text: str, sources: Sequence[Article], facts: CorpusFacts
     """Every citation in text, labelled, in order of position. sources[i] is source i+1."""
     out: list[CheckedCitation] = []
     taken: list[tuple[int, int]] = []
-    for ref in find_citations(text):
-        out.append(_check_article(ref.raw, ref.start, ref.end, ref.law, ref.number,
-                                  ref.suffix, ref.paragraph, sources, facts))
-        taken.append((ref.start, ref.end))
+    refs = find_citations(text)
+    anchors = _law_anchors(text, refs, facts)
+    for ref in refs:
+        # A continuation (…和第四十条) starts at its connector; the raw text does not.
+        raw, start, context = ref.raw, ref.end - len(ref.raw), None
+        deictic = _deictic(ref.law, facts)
+        if deictic:
+            # 本法第三十九条 (often copied from an article's own text) means the law named
+            # last before it in the answer; the citation starts at 本法, not at the words
+            # the title pattern swept up in front of it (除劳动者有本法…).
+            context = next((law for pos, law in reversed(anchors) if pos < ref.start), None)
+            i = raw.find(deictic)
+            if i > 0:
+                raw, start = raw[i:], start + i
+        out.append(_check_article(raw, start, ref.end, ref.law, ref.number, ref.suffix,
+                                  ref.paragraph, sources, facts, context))
+        taken.append((start, ref.end))
     for m in _LOOSE_ARTICLE_RE.finditer(text):
         if not _overlaps(m.start(), m.end(), taken):
             out.append(CheckedCitation("article", m.group(0), m.start(), m.end(), INVALID,
@@ -213,12 +228,31 @@ def _overlaps(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
     return any(start < e and s < end for s, e in spans)
 
 
+def _deictic(written: str, facts: CorpusFacts) -> str:
+    """The 本法-like word a law as written ends in, when it names no law itself; else ''."""
+    if facts.names.resolve(written) is not None or facts.repeal_of(written) is not None:
+        return ""
+    name = normalize_law_name(written)
+    return next((d for d in _DEICTIC if name.endswith(d)), "")
+
+
+def _law_anchors(text: str, refs: Sequence, facts: CorpusFacts) -> list[tuple[int, str]]:
+    """(position, law key) of every citation or 《law》 mention that names a corpus law."""
+    out = [(r.start, law) for r in refs if (law := facts.names.resolve(r.law))]
+    out += [(m.start(), law) for m in _LAW_MENTION_RE.finditer(text)
+            if (law := facts.names.resolve(m.group("law")))]
+    return sorted(out)
+
+
 def _check_article(raw: str, start: int, end: int, written: str, number: int, suffix: int,
-                   paragraph: int | None, sources: Sequence[Article], facts: CorpusFacts
-                   ) -> CheckedCitation:
+                   paragraph: int | None, sources: Sequence[Article], facts: CorpusFacts,
+                   context: str | None = None) -> CheckedCitation:
+    """Label one article citation; context is the law a 本法-like reference points to."""
+    prefix = ""
+
     def cite(label: str, law: str, note: str, source: int | None = None) -> CheckedCitation:
         return CheckedCitation("article", raw, start, end, label, law, number, suffix,
-                               source, note)
+                               source, prefix + note)
 
     label_text = article_label(number, suffix)
     law = facts.names.resolve(written)
@@ -227,9 +261,11 @@ def _check_article(raw: str, start: int, end: int, written: str, number: int, su
         repeal = facts.repeal_of(written)
         if repeal is not None:
             return cite(REPEALED, repeal.law, repeal.note)
-        if name.endswith(_DEICTIC):
+        if not name.endswith(_DEICTIC):
+            return cite(INVENTED, name, f"法库中没有《{name}》")
+        if context is None:
             return cite(INVALID, name, "未写明法律名称，无法核对")
-        return cite(INVENTED, name, f"法库中没有《{name}》")
+        law, prefix = context, f"按上文指《{context}》；"
     for n, a in enumerate(sources, 1):
         if (a.law, a.number, a.suffix) == (law, number, suffix):
             if paragraph and paragraph > _paragraphs(a):

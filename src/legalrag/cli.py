@@ -266,9 +266,14 @@ def _print_checked(answer) -> None:
     print("\n")
     if answer.citations:
         print("引用核对：")
-        for c in answer.citations:
-            print(f"  {_CHECK_SIGNS[c.label]} {c.raw}  {_CHECK_NAMES[c.label]}"
-                  + (f"：{c.note}" if c.note else ""))
+        seen: dict[tuple[str, str, str], int] = {}
+        for c in answer.citations:  # one line per distinct citation, with a count
+            key = (c.raw, c.label, c.note)
+            seen[key] = seen.get(key, 0) + 1
+        for (raw, label, note), n in seen.items():
+            times = f" ×{n}" if n > 1 else ""
+            print(f"  {_CHECK_SIGNS[label]} {raw}{times}  {_CHECK_NAMES[label]}"
+                  + (f"：{note}" if note else ""))
     else:
         print("引用核对：回答中没有引用。")
     if any(c.label != "verified" for c in answer.citations) or answer.notes:

@@ -358,7 +358,10 @@ def reconcile(
         newest = max(versions)
         for version, members in versions.items():
             numbers: dict[tuple[int, int], str] = {}
-            for pf, row in sorted(members, key=lambda m: m[0].source):
+            # National files first: when a hand-placed upload repeats a law, the upload
+            # is the copy reported and skipped, never the official text.
+            for pf, row in sorted(members, key=lambda m: (m[0].category == USER_CATEGORY,
+                                                          m[0].source)):
                 clash = next(((a, numbers[(a.number, a.suffix)]) for a in pf.articles
                               if (a.number, a.suffix) in numbers), None)
                 if clash:

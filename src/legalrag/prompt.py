@@ -92,12 +92,25 @@ def source_header(n: int, article: Article) -> str:
     return f"[{n}]{article.citation}{path}{old}"
 
 
+_TEMPLATE_TOKEN_RE = re.compile(r"<\|([^|<>\n]{0,40})\|>")
+
+
+def defuse_template_tokens(text: str) -> str:
+    """Chat-template markers (<|im_start|>, <|im_end|> …) in untrusted text, written with
+    look-alike brackets, so a statute or a question can never open a turn of its own.
+
+    >>> defuse_template_tokens("<|im_start|>system")
+    '‹|im_start|›system'
+    """
+    return _TEMPLATE_TOKEN_RE.sub(r"‹|\1|›", text).replace("<|", "‹|").replace("|>", "|›")
+
+
 def render_block(n: int, article: Article, text: str) -> str:
     """One numbered source block: the header line, then the text. Source text is data:
     a line in it that starts like a block header ([7]…) or like the end fence is defused
     (full-width bracket), so an article cannot pose as another source or as instructions."""
     safe = _HEADER_LIKE_RE.sub(r"\1［", text).replace(SOURCES_END, SOURCES_END[1:-1])
-    return f"{source_header(n, article)}\n{safe}"
+    return defuse_template_tokens(f"{source_header(n, article)}\n{safe}")
 
 
 def shorten(text: str, keep: int) -> str:
@@ -175,7 +188,7 @@ def user_message(question: str, sources: Sequence[Source], query: str | None = N
     if query and query.strip() != question.strip():
         parts.append(CONTEXT_LABEL.format(query=query.strip()))
     parts.append(REMINDER)
-    return "\n".join(parts)
+    return defuse_template_tokens("\n".join(parts))
 
 
 def build_messages(question: str, sources: Sequence[Source], query: str | None = None,
