@@ -25,7 +25,9 @@ want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-test$want_t
 apt_missing() {
     local missing=()
     [ -x /usr/bin/chromium ] || missing+=(chromium)
-    fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
+    # grep without -q reads all of fc-list's output: with -q it exits at the first match,
+    # fc-list dies of SIGPIPE, and pipefail would report the fonts missing.
+    fc-list 2>/dev/null | grep -i "Noto Sans CJK" >/dev/null || missing+=(fonts-noto-cjk)
     echo "${missing[@]:-}"
 }
 
