@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-
 from conftest import CORPUS, copy_corpus
+
 from legalrag.corpus import parse_corpus, parse_file, short_title
 from legalrag.errors import CorpusError
 
@@ -50,7 +50,8 @@ def test_multi_paragraph_article_keeps_every_paragraph(real):
 
 
 def test_versions_only_the_newest_is_in_force(real):
-    old, new = by(real, "公司法", 1, version="2018-10-26"), by(real, "公司法", 1, version="2023-12-29")
+    old = by(real, "公司法", 1, version="2018-10-26")
+    new = by(real, "公司法", 1, version="2023-12-29")
     assert old and new
     assert not old[0].in_force and new[0].in_force
     assert old[0].id != new[0].id
@@ -92,7 +93,8 @@ def write(path: Path, text: str | bytes) -> Path:
 
 def test_plain_user_format(tmp_path):
     f = write(tmp_path / "我的规定.txt",
-              "某市文明养犬条例\n\n第一条 为了规范养犬行为，制定本条例。\n第二条　养犬人应当束犬链。\n"
+              "某市文明养犬条例\n\n第一条 为了规范养犬行为，制定本条例。\n"
+              "第二条　养犬人应当束犬链。\n"
               "携带犬只出户的，应当由成年人牵领。\n第三条：违反本条例的，予以警告。\n")
     pf = parse_file(f, "我的规定.txt", "用户上传")
     assert pf.law == "某市文明养犬条例"

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import make_settings
+
 from legalrag.embed import TorchEmbedder, embedder_identity, load_embedder, resolve_model_path
 
 TEXTS = ["劳动合同的解除和终止", "老板拖欠工资不发怎么办？", "醉酒驾驶机动车的，处拘役，并处罚金。"]

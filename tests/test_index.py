@@ -4,8 +4,8 @@ the live index serving; mismatched and corrupted indexes are refused with the fi
 import shutil
 
 import pytest
-
 from conftest import CORPUS, copy_corpus, make_settings
+
 from legalrag.build import build_index
 from legalrag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError
 from legalrag.retrieve import Retriever

@@ -34,7 +34,8 @@ def test_round_trip_over_every_article_number():
 
 
 @pytest.mark.parametrize(
-    "n, text", [(10, "十"), (15, "十五"), (110, "一百一十"), (1079, "一千零七十九"), (1003, "一千零三")]
+    "n, text",
+    [(10, "十"), (15, "十五"), (110, "一百一十"), (1079, "一千零七十九"), (1003, "一千零三")],
 )
 def test_to_chinese_writes_what_statutes_write(n, text):
     assert to_chinese(n) == text

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, copy_corpus, make_settings
+
 from legalrag.build import build_index
 from legalrag.retrieve import Retriever
 from legalrag.tune import make_examples, split_of

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Settings", "Retriever", "build_index", "__version__"]
+__all__ = ["Assistant", "Settings", "Retriever", "build_index", "__version__"]
 
 
 def __getattr__(name: str):  # lazy: `legalrag --help` must not import faiss or torch
@@ -22,6 +22,10 @@ def __getattr__(name: str):  # lazy: `legalrag --help` must not import faiss or 
         from .retrieve import Retriever
 
         return Retriever
+    if name == "Assistant":
+        from .assistant import Assistant
+
+        return Assistant
     if name == "build_index":
         from .build import build_index
 
