@@ -120,7 +120,7 @@ def main() -> int:
     # saw; calibrating on those would set the thresholds too low for real users.
     split = args.split
     if split == "auto":
-        split = "dev" if "tuned-queries" in retriever.parts else "all"
+        split = "dev" if retriever.query_encoder != "base" else "all"
     if split == "dev":
         stard = [q for q in stard if split_of(q["id"]) == "dev"]
     print(f"retrieving k={k} for {len(stard)} STARD and {len(ooc)} out-of-corpus questions",
@@ -174,8 +174,9 @@ def main() -> int:
         lines.append(f"\n{name}: STARD p5/p50 = {s[len(s) // 20]:.3f}/{s[len(s) // 2]:.3f}; "
                      f"out of corpus p50/p95 = {o[len(o) // 2]:.3f}/{o[len(o) * 19 // 20]:.3f}")
     print("\n".join(lines))
-    print(f"\nset in config.py: abstain_min_dense = {rule.min_dense:.4f}, "
-          f"abstain_min_bm25 = {rule.min_bm25:.3f}, "
+    suffix = "_base" if retriever.query_encoder == "base" else ""
+    print(f"\nset in config.py: abstain_min_dense{suffix} = {rule.min_dense:.4f}, "
+          f"abstain_min_bm25{suffix} = {rule.min_bm25:.3f}, "
           f"abstain_min_bm25_alone = {bm25_only.min_bm25:.3f}")
 
     out = Path(args.out)

@@ -4,8 +4,9 @@
 
 Runs `legalrag.evaluate.run_eval` over the live index with the levers switched on one by
 one: the base query encoder with plain RRF, + the document prior and tuned fusion weights,
-the tuned query encoder with plain RRF, and both. Dev questions were used for none of the
-choices (see legalrag.tune.split_of), so the dev column estimates held-out performance.
+the tuned query encoder with plain RRF, both, and both + the reranker (the default). Dev
+questions were used for none of the choices (see legalrag.tune.split_of), so the dev
+column estimates held-out performance.
 Prints a Markdown table (docs/evaluation.md carries it).
 """
 
@@ -38,15 +39,18 @@ def main() -> None:
     splits = {"tune": [q for q in queries if split_of(q.id) == "tune"],
               "dev": [q for q in queries if split_of(q.id) == "dev"], "all": queries}
     base = Settings.load()
+    plain, tuned = Fusion(), Fusion.default()
+    no_rerank = replace(tuned, reranker=None)
     configs = [
-        ("base encoder, plain RRF", replace(base, query_encoder="base", use_priors=False)),
-        ("base encoder, tuned fusion + prior", replace(base, query_encoder="base")),
-        ("tuned encoder, plain RRF", replace(base, use_priors=False)),
-        ("tuned encoder, tuned fusion + prior (default)", base),
+        ("base encoder, plain RRF", replace(base, query_encoder="base"), plain),
+        ("base encoder, tuned fusion + prior", replace(base, query_encoder="base"), no_rerank),
+        ("tuned encoder, plain RRF", base, plain),
+        ("tuned encoder, tuned fusion + prior", base, no_rerank),
+        ("tuned encoder, tuned fusion + prior + reranker (default)", base, tuned),
     ]
     rows, results = [], {}
-    for name, settings in configs:
-        retriever = Retriever.open(settings, fusion=None if settings.use_priors else Fusion())
+    for name, settings, fusion in configs:
+        retriever = Retriever.open(settings, fusion=fusion)
         for split, qs in splits.items():
             t0 = time.perf_counter()
             modes = ("bm25", "dense", "hybrid")

@@ -1,12 +1,14 @@
-"""Tune fusion weights and the document prior on the STARD tune split; report dev too.
+"""Tune fusion weights, the document prior and the reranker on the STARD tune split.
 
     .venv/bin/python bench/tune_fusion.py [--write]
 
 Retrieves BM25 and dense candidates (depth 300) once per question from the live index,
 then grid-searches: dense weight in RRF, the level weights of 行政法规/部门规章 and
 司法解释, and the authority strength. The objective is Recall@10 + Recall@100 + MRR@10
-on the tune split; dev questions (see legalrag.tune.split_of) are never used to choose.
-With --write the best setting goes to src/legalrag/data/fusion.json.
+on the tune split. Then it trains the linear reranker (legalrag.rerank) on the tune
+split's candidate pools, with the product's own feature code. Dev questions (see
+legalrag.tune.split_of) are never used to choose; they are reported beside.
+With --write the result goes to src/legalrag/data/fusion.json.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -36,15 +40,22 @@ def gold_keys(retriever, relevant: list[str]) -> set[tuple[str, int, int]]:
     return out
 
 
-def score(rows, keys, prior_of, rrf_k, w_dense) -> tuple[float, float, float]:
+def fused_order(row, prior_of, rrf_k, w_dense) -> list[int]:
+    fused: dict[int, float] = defaultdict(float)
+    for rank, d in enumerate(row["bm25"], 1):
+        fused[d] += 1.0 / (rrf_k + rank)
+    for rank, d in enumerate(row["dense"], 1):
+        fused[d] += w_dense / (rrf_k + rank)
+    return sorted(fused, key=lambda d: (-fused[d] * prior_of[d], d))
+
+
+def score(rows, keys, prior_of, rrf_k, w_dense, reranker=None) -> tuple[float, float, float]:
     r10 = r100 = mrr = 0.0
     for row in rows:
-        fused: dict[int, float] = defaultdict(float)
-        for rank, d in enumerate(row["bm25"], 1):
-            fused[d] += 1.0 / (rrf_k + rank)
-        for rank, d in enumerate(row["dense"], 1):
-            fused[d] += w_dense / (rrf_k + rank)
-        top = sorted(fused, key=lambda d: (-fused[d] * prior_of[d], d))[:100]
+        top = fused_order(row, prior_of, rrf_k, w_dense)
+        if reranker is not None:
+            top = [row["pool"].ids[j] for j in reranker.order(row["x"])]
+        top = top[:100]
         got = [keys[d] for d in top]
         gold, n = row["gold"], row["n"]
         r10 += len(gold & set(got[:10])) / n
@@ -57,33 +68,42 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--queries", default=str(ROOT / "data" / "eval" / "stard_train.jsonl"))
     ap.add_argument("--write", action="store_true", help="write src/legalrag/data/fusion.json")
+    ap.add_argument("--query-encoder", help="embed questions with this model folder instead "
+                    "of the index's own query encoder (to try one before rebuilding)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from legalrag.config import Settings
+    from legalrag.rerank import features, train
     from legalrag.retrieve import Fusion, Retriever
     from legalrag.tune import split_of
 
-    retriever = Retriever.open(Settings.load(), fusion=Fusion())
+    retriever = Retriever.open(Settings.load(query_encoder=args.query_encoder), fusion=Fusion())
     keys = [(a.law, a.number, a.suffix) for a in retriever.articles]
     cited = json.loads((retriever.build_dir / "laws.json").read_text(encoding="utf-8"))
     rows = {"tune": [], "dev": []}
     t0 = time.perf_counter()
     for line in Path(args.queries).read_text(encoding="utf-8").splitlines():
         q = json.loads(line)
-        rankings, _ = retriever.candidates(q["query"], 300)
+        vec = retriever.embedder.encode([q["query"]])
+        rankings, raw = retriever.candidates(q["query"], 300, vec=vec)
+        pool = retriever.pool(q["query"], rankings, raw, vec)
+        gold = gold_keys(retriever, q["relevant"])
         rows[split_of(q["id"])].append({
-            "gold": gold_keys(retriever, q["relevant"]), "n": len(q["relevant"]),
+            "gold": gold, "n": len(q["relevant"]),
             "bm25": rankings.get("bm25", []), "dense": rankings.get("dense", []),
+            "pool": pool, "x": features(pool, retriever.meta, q["query"]),
+            "y": np.array([keys[d] in gold for d in pool.ids]),
         })
     print(f"candidates for {sum(map(len, rows.values()))} questions in "
           f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
-    def evaluate(split: str, fusion: Fusion, w_dense: float) -> tuple[float, float, float]:
+    def evaluate(split: str, fusion: Fusion, w_dense: float, reranker=None
+                 ) -> tuple[float, float, float]:
         prior_of = [fusion.prior(a.level, cited.get(a.law, 0)) for a in retriever.articles]
-        return score(rows[split], keys, prior_of, fusion.rrf_k, w_dense)
+        return score(rows[split], keys, prior_of, fusion.rrf_k, w_dense, reranker)
 
     plain = Fusion()
-    grid = itertools.product([0.7, 1.0, 1.4], [1.0, 0.5, 0.3], [1.0, 0.7], [0.0, 0.1, 0.2])
+    grid = itertools.product([1.0, 1.4, 2.0, 3.0], [1.0, 0.5, 0.3], [1.0, 0.7], [0.0, 0.1, 0.2])
     best = None
     for w_dense, w_admin, w_interp, authority in grid:
         fusion = Fusion(60, {"bm25": 1.0, "dense": w_dense},
@@ -92,16 +112,25 @@ def main() -> None:
         if best is None or sum(m) > sum(best[1]):
             best = (fusion, m, w_dense)
     fusion, tune_m, w_dense = best
+    t0 = time.perf_counter()
+    reranker = train([(r["x"], r["y"]) for r in rows["tune"]])
+    print(f"reranker trained in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     lines = ["| setting | split | Recall@10 | Recall@100 | MRR@10 |", "|---|---|---|---|---|"]
-    for name, f, w in (("plain RRF", plain, 1.0), ("tuned fusion + prior", fusion, w_dense)):
+    for name, f, w, rr in (("plain RRF", plain, 1.0, None),
+                           ("tuned fusion + prior", fusion, w_dense, None),
+                           ("tuned fusion + prior + reranker", fusion, w_dense, reranker)):
         for split in ("tune", "dev"):
-            r10, r100, mrr = evaluate(split, f, w)
+            r10, r100, mrr = evaluate(split, f, w, rr)
             lines.append(f"| {name} | {split} ({len(rows[split])}) | {r10:.3f} | {r100:.3f} | "
                          f"{mrr:.3f} |")
     print("\n".join(lines))
     chosen = {"rrf_k": fusion.rrf_k, "weights": dict(fusion.weights),
-              "level_weights": dict(fusion.level_weights), "authority": fusion.authority}
-    print(json.dumps(chosen, ensure_ascii=False))
+              "level_weights": dict(fusion.level_weights), "authority": fusion.authority,
+              "rerank": {"depth": 300, **reranker.to_dict()}}
+    print(json.dumps({k: v for k, v in chosen.items() if k != "rerank"}, ensure_ascii=False))
+    print("reranker weights:", ", ".join(f"{n} {w:+.2f}" for n, w in
+                                         zip(chosen["rerank"]["features"],
+                                             chosen["rerank"]["weights"], strict=True)))
     if args.write:
         chosen["source"] = (f"bench/tune_fusion.py on the STARD tune split, "
                             f"embedding {retriever.manifest['embedding']['name']}, "

@@ -84,3 +84,28 @@ def test_an_update_never_trains(questions, tmp_path):
                          progress=lambda s, n: seen.append(s) or (lambda k: None))
     assert "tune" not in seen and "tuned-queries" not in result.parts
     assert Retriever.open(settings).query_encoder == "base"
+
+
+def test_mix_blends_trained_and_base_weights(tmp_path):
+    from dataclasses import replace
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from legalrag.embed import resolve_model_path
+    from legalrag.tune import Example, TuneConfig, fine_tune_queries
+
+    base = resolve_model_path("m3e-small")
+    docs = np.random.default_rng(0).normal(size=(8, 512)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    examples = [Example("试用期可以随时辞职吗", (1,)), Example("老板拖欠工资怎么办", (2, 3))]
+    config = TuneConfig(epochs=2, batch_size=2, learning_rate=1e-3, warmup=0.5)
+    fine_tune_queries(base, examples, docs, tmp_path / "trained", replace(config, mix=1.0))
+    fine_tune_queries(base, examples, docs, tmp_path / "mixed", replace(config, mix=0.25))
+    b, t, m = (SentenceTransformer(str(p), device="cpu").state_dict()
+               for p in (base, tmp_path / "trained", tmp_path / "mixed"))
+    floats = [k for k, v in t.items() if v.is_floating_point()]
+    moved = [k for k in floats if not torch.equal(t[k], b[k])]
+    assert moved  # training changed the weights
+    for k in floats:
+        assert torch.allclose(m[k], 0.25 * t[k] + 0.75 * b[k], atol=1e-6), k

@@ -231,10 +231,14 @@ class Assistant:
 
     def rule_for(self, retriever) -> AbstainRule:
         """The abstain rule for an index: without its dense part (still being built) BM25
-        decides alone, with its own calibrated threshold."""
-        if "dense" in retriever.parts:
-            return self.rule
-        return AbstainRule(float("inf"), self.settings.abstain_min_bm25_alone)
+        decides alone, with its own calibrated threshold; the base model's cosines run
+        higher than the tuned query encoder's, so it has its own pair."""
+        if "dense" not in retriever.parts:
+            return AbstainRule(float("inf"), self.settings.abstain_min_bm25_alone)
+        if retriever.query_encoder == "base":
+            return AbstainRule(self.settings.abstain_min_dense_base,
+                               self.settings.abstain_min_bm25_base)
+        return self.rule
 
     @property
     def retriever(self):

@@ -354,7 +354,9 @@ class LlamaCppModel:
                                                               strict=True))
                     # The state now holds prompt + completion; the final sampled token
                     # (end-of-turn or the one that hit max_tokens) is never evaluated.
-                    completion = max(self._llama.n_tokens - len(tokens) + 1, 0)
+                    # llama-cpp-python sometimes evaluates that last token too (seen when
+                    # its stop-string look-ahead held text back), so cap at max_tokens.
+                    completion = min(max(self._llama.n_tokens - len(tokens) + 1, 0), max_tokens)
                     gen.usage = Usage(
                         prompt_tokens=len(tokens), completion_tokens=completion,
                         cached_tokens=cached, queue_ms=(start - arrived) * 1000,

@@ -58,7 +58,7 @@ class Hit:
     """One retrieved article with how each retriever ranked it (rank 1 is best)."""
 
     article: Article
-    score: float  # the fused score that ordered the result list
+    score: float  # the score that ordered the list: the reranker's, else RRF × prior
     rank: int
     ranks: dict[str, int] = field(default_factory=dict)  # retriever -> rank
     scores: dict[str, float] = field(default_factory=dict)  # retriever -> raw score

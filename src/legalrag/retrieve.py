@@ -30,6 +30,7 @@ from .config import Settings
 from .embed import Embedder, embedder_identity, load_embedder
 from .errors import IndexMismatchError, QueryError
 from .records import Article, Hit
+from .rerank import Pool, Reranker, features
 from .segment import Segmenter
 from .store import (
     ARTICLES,
@@ -82,11 +83,16 @@ class Fusion:
     weights: Mapping[str, float] | None = None
     level_weights: Mapping[str, float] | None = None
     authority: float = 0.0
+    reranker: Reranker | None = None  # hybrid mode only; see legalrag.rerank
+    rerank_depth: int = 300  # candidates each retriever gives the reranker
 
     @classmethod
     def default(cls) -> Fusion:
         data = json.loads(resources.files("legalrag.data").joinpath("fusion.json").read_text())
-        return cls(data["rrf_k"], data["weights"], data["level_weights"], data["authority"])
+        rerank = data.get("rerank")
+        return cls(data["rrf_k"], data["weights"], data["level_weights"], data["authority"],
+                   Reranker.from_dict(rerank) if rerank else None,
+                   rerank["depth"] if rerank else 300)
 
     def prior(self, level: str, citations: int) -> float:
         w = (self.level_weights or {}).get(level, 1.0)
@@ -144,6 +150,7 @@ class Retriever:
             rows.sort(key=lambda i: self.articles[i].version, reverse=True)
             rows.sort(key=lambda i: not self.articles[i].in_force)
         self.names = LawNames(sorted({a.law for a in self.articles}))
+        self.meta = [(a.law, a.number, a.level) for a in self.articles]  # reranker features
         self._embedder: Embedder | None = None
         self._lock = threading.Lock()
 
@@ -206,11 +213,21 @@ class Retriever:
         if not 1 <= k <= 1000:
             raise QueryError(f"k = {k} is out of range", fix="use a k between 1 and 1000")
         query = clean_query(query)[:MAX_QUERY_CHARS]
-        rankings, raw = self.candidates(query, max(2 * k, 100), mode, include_old)
-        fused = [(d, s * self.prior[d]) for d, s in
-                 rrf(rankings, k=self.fusion.rrf_k, weights=self.fusion.weights)]
-        fused.sort(key=lambda x: (-x[1], x[0]))
+        reranker = self.fusion.reranker if mode == "hybrid" and self.dense is not None else None
+        depth = max(2 * k, 100, self.fusion.rerank_depth if reranker else 0)
+        vec = self.embedder.encode([query]) if reranker else None
+        rankings, raw = self.candidates(query, depth, mode, include_old, vec)
+        fused = self.fuse(rankings)
+        rrf_of = dict(fused)
         rank_of = {name: {d: r for r, d in enumerate(ids, 1)} for name, ids in rankings.items()}
+        if reranker is not None and len(fused) > 1:
+            pool = self.pool(query, rankings, raw, vec)
+            x = features(pool, self.meta, query)
+            rerank_scores = reranker.score(x)
+            fused = [(pool.ids[j], float(rerank_scores[j])) for j in reranker.order(x)]
+            raw = {"bm25": dict(zip(pool.ids, pool.bm25, strict=True)),
+                   "dense": dict(zip(pool.ids, pool.dense, strict=True)),
+                   "rerank": dict(zip(pool.ids, rerank_scores.tolist(), strict=True))}
 
         hits: list[Hit] = []
         seen: set[int] = set()
@@ -230,15 +247,49 @@ class Retriever:
             seen.add(doc)
             ranks = {name: r[doc] for name, r in rank_of.items() if doc in r}
             scores = {name: raw[name][doc] for name in raw if doc in raw[name]}
-            scores["rrf"] = score
+            scores["rrf"] = rrf_of.get(doc, 0.0)
             hits.append(Hit(self.articles[doc], score, len(hits) + 1, ranks, scores))
         return hits[:k]
 
-    def candidates(self, query: str, depth: int, mode: str = "hybrid", include_old: bool = False
+    def fuse(self, rankings: Mapping[str, Sequence[int]]) -> list[tuple[int, float]]:
+        """RRF over the rankings times the document prior, best first."""
+        fused = [(d, s * self.prior[d]) for d, s in
+                 rrf(rankings, k=self.fusion.rrf_k, weights=self.fusion.weights)]
+        fused.sort(key=lambda x: (-x[1], x[0]))
+        return fused
+
+    def pool(self, query: str, rankings: Mapping[str, Sequence[int]],
+             raw: Mapping[str, Mapping[int, float]], vec: np.ndarray | None = None) -> Pool:
+        """The union of the ranked lists with the exact BM25 score and cosine of each.
+
+        An article only one retriever listed still gets the other's score: BM25 scores
+        every article anyway, and the cosine is one dot product with its stored vector.
+        """
+        ids = list(dict.fromkeys([*rankings.get("bm25", []), *rankings.get("dense", [])]))
+        bm25 = dict(raw.get("bm25", {}))
+        dense = dict(raw.get("dense", {}))
+        missing = [d for d in ids if d not in bm25]
+        if missing:
+            tokens = [t for t in self.segmenter.tokenize(query) if t in self.bm25.vocab_dict]
+            full = self.bm25.get_scores(tokens) if tokens else np.zeros(len(self.articles))
+            bm25.update((d, float(full[d])) for d in missing)
+        missing = [d for d in ids if d not in dense]
+        if missing and self.dense is not None:
+            if vec is None:
+                vec = self.embedder.encode([query])
+            stored = self.dense.reconstruct_batch(np.asarray(missing, dtype=np.int64))
+            dense.update(zip(missing, (stored @ vec[0]).tolist(), strict=True))
+        return Pool(ids, [bm25[d] for d in ids], [dense.get(d, 0.0) for d in ids],
+                    {d: r for r, d in enumerate(rankings.get("bm25", []), 1)},
+                    {d: r for r, d in enumerate(rankings.get("dense", []), 1)})
+
+    def candidates(self, query: str, depth: int, mode: str = "hybrid", include_old: bool = False,
+                   vec: np.ndarray | None = None
                    ) -> tuple[dict[str, list[int]], dict[str, dict[int, float]]]:
         """Each retriever's ranked article rows and raw scores, before fusion.
 
         Without a dense part, every mode falls back to BM25 (retrieval says so via parts).
+        vec is the question's embedding when the caller has it already.
         """
         mask = None if include_old else self.in_force
         rankings: dict[str, list[int]] = {}
@@ -246,7 +297,7 @@ class Retriever:
         if mode in ("hybrid", "bm25") or self.dense is None:
             rankings["bm25"], raw["bm25"] = self._bm25(query, depth, mask)
         if mode in ("hybrid", "dense") and self.dense is not None:
-            rankings["dense"], raw["dense"] = self._dense(query, depth, mask)
+            rankings["dense"], raw["dense"] = self._dense(query, depth, mask, vec)
         return rankings, raw
 
     def _rows(self, lk: Lookup) -> list[int]:
@@ -262,11 +313,12 @@ class Retriever:
             scores = np.where(mask, scores, 0.0)
         return _top(scores, depth)
 
-    def _dense(self, query: str, depth: int, mask: np.ndarray | None
-               ) -> tuple[list[int], dict[int, float]]:
+    def _dense(self, query: str, depth: int, mask: np.ndarray | None,
+               vec: np.ndarray | None = None) -> tuple[list[int], dict[int, float]]:
         import faiss
 
-        vec = self.embedder.encode([query])
+        if vec is None:
+            vec = self.embedder.encode([query])
         params = None
         if mask is not None:
             bits = np.packbits(mask.astype(np.uint8), bitorder="little")

@@ -50,14 +50,19 @@ def split_of(query_id: str) -> str:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    epochs: int = 3
+    epochs: int = 6
     batch_size: int = 32
-    learning_rate: float = 2e-5
+    learning_rate: float = 2e-4
     warmup: float = 0.1
     scale: float = 20.0  # 1 / temperature of the softmax over articles
     max_length: int = 64
     seed: int = 42
     threads: int = 2
+    # Weight-space ensembling (WiSE-FT): the saved encoder is mix * trained + (1 − mix) *
+    # base weights. Training hard and mixing back generalizes better than training
+    # gently: on the dev questions dense Recall@10 0.609 at 2e-4 × 6 epochs mixed 0.6,
+    # against 0.565 for 1e-4 × 5 epochs unmixed (docs/evaluation.md).
+    mix: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,11 @@ def fine_tune_queries(model_path: Path, examples: Sequence[Example], doc_vectors
             if progress:
                 progress(1)
     model.eval()
+    if config.mix < 1.0:
+        base = SentenceTransformer(str(model_path), device="cpu").state_dict()
+        mixed = {k: config.mix * v + (1.0 - config.mix) * base[k]
+                 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        model.load_state_dict(mixed)
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
     report = {
