@@ -37,7 +37,7 @@ def main() -> None:
 
     queries = load_queries(Path(args.queries))
     splits = {"tune": [q for q in queries if split_of(q.id) == "tune"],
-              "dev": [q for q in queries if split_of(q.id) == "dev"], "all": queries}
+              "dev": [q for q in queries if split_of(q.id) == "dev"]}
     base = Settings.load()
     plain, tuned = Fusion(), Fusion.default()
     no_rerank = replace(tuned, reranker=None)
