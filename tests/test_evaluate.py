@@ -537,3 +537,24 @@ def test_cli_eval_writes_outputs_and_enforces_bounds(small_settings, small_queri
     # A bound the run does not measure is an error before any search: exit 2.
     assert main([*base, "--fail-under", "hybrid:recall@100=0.5"]) == 2
     assert "recall@100, which is not measured" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_eval_split_keeps_one_part(small_settings, small_queries, tmp_path, capsys):
+    from legalrag.cli import main
+    from legalrag.tune import split_of
+
+    ids = [json.loads(x)["id"] for x in small_queries.read_text(encoding="utf-8").splitlines()
+           if x.strip()]
+    base = ["--corpus", str(small_settings.corpus_dir),
+            "--index-dir", str(small_settings.index_dir), "eval", str(small_queries),
+            "--modes", "bm25", "-k", "1", "-q", "--out", str(tmp_path / "o")]
+    for part in ("tune", "dev"):
+        want = sum(split_of(i) == part for i in ids)
+        code = main([*base, "--split", part])
+        if want:
+            assert code == 0
+            report = json.loads((tmp_path / "o" / "eval.json").read_text(encoding="utf-8"))
+            assert report["queries"] == want
+        else:  # nothing left to measure: a clear error, not an empty table
+            assert code == 2 and "no query falls in the dev part" in capsys.readouterr().err

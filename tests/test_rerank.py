@@ -109,7 +109,23 @@ def test_shipped_fusion_has_a_reranker():
     assert fusion.rerank_depth >= 100
 
 
-def test_pool_scores_are_exact(small_index):
+@pytest.fixture(scope="module")
+def reranked(small_settings):
+    """The small index with the shipped weights and reranker forced on (its questions go
+    through the base model, for which the retriever would otherwise use plain RRF)."""
+    from legalrag.retrieve import Fusion, Retriever
+
+    return Retriever.open(small_settings, fusion=Fusion.default())
+
+
+def test_base_encoder_gets_plain_rrf(small_index):
+    # The shipped weights were fitted on the tuned encoder's cosines.
+    assert small_index.query_encoder == "base"
+    assert small_index.fusion.reranker is None and small_index.fusion.weights is None
+
+
+def test_pool_scores_are_exact(reranked):
+    small_index = reranked
     query = "用人单位拖欠劳动报酬怎么办"
     vec = small_index.embedder.encode([query])
     rankings, raw = small_index.candidates(query, 20, vec=vec)
@@ -125,8 +141,12 @@ def test_pool_scores_are_exact(small_index):
     assert only_bm25 and all(pool.dense[pool.ids.index(d)] != 0.0 for d in only_bm25)
 
 
-def test_hybrid_search_is_reranked(small_index):
+def test_hybrid_search_is_reranked(reranked):
+    small_index = reranked
     hits = small_index.search("试用期内公司可以随便辞退我吗", k=10)
     assert all("rerank" in h.scores for h in hits)
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert all(h.score == h.scores["rerank"] and h.scores["rrf"] >= 0 for h in hits)
     bm25 = small_index.search("试用期内公司可以随便辞退我吗", k=10, mode="bm25")
     assert all("rerank" not in h.scores for h in bm25)  # single modes are not reranked

@@ -51,6 +51,7 @@ def test_tune_stage_trains_stores_and_is_kept_by_updates(questions, tmp_path):
     r = Retriever.open(settings)
     assert r.query_encoder.endswith("query-encoder")
     assert r.manifest["query_encoder"]["examples"] > 10
+    assert r.fusion.reranker is not None  # the shipped reranker goes with a tuned encoder
     q = "公司不给我缴社保，我可以辞职并要求经济补偿吗？"
     tuned = r.embedder.encode([q])
     base = Retriever.open(make_settings(tmp_path, corpus, tune_questions=str(questions),

@@ -179,6 +179,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     bounds = [ev.parse_bound(b) for b in args.fail_under]
     ev.check_bound_metrics(bounds, modes, ks)  # before the slow part
     queries = ev.load_queries(Path(args.queries))
+    if args.split != "all":
+        from .tune import split_of
+
+        queries = [q for q in queries if split_of(q.id) == args.split]
+        if not queries:
+            raise LegalRagError(f"{args.queries}: no query falls in the {args.split} part",
+                                fix="drop --split, or give a file with more queries")
     retriever = Retriever.open(_settings(args))
     with tqdm(total=len(queries) * len(modes), desc="eval", unit="q", file=sys.stderr,
               dynamic_ncols=True, mininterval=0.5, disable=args.quiet) as bar:
@@ -211,6 +218,9 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                          "(repeatable)")
     ev.add_argument("--include-old", action="store_true",
                     help="search superseded versions too")
+    ev.add_argument("--split", choices=("all", "tune", "dev"), default="all",
+                    help="only the questions of one part of the query-encoder split (by a "
+                         "hash of the id): dev = the ones tuning never saw")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
 

@@ -139,10 +139,6 @@ class Retriever:
 
             self.dense = faiss.read_index(str(build_dir / DENSE))
         self.in_force = np.array([a.in_force for a in self.articles], dtype=bool)
-        self.fusion = fusion or (Fusion.default() if settings.use_priors else Fusion())
-        cited = json.loads((build_dir / LAWS).read_text(encoding="utf-8"))
-        self.prior = np.array([self.fusion.prior(a.level, cited.get(a.law, 0))
-                               for a in self.articles], dtype=np.float64)
         self._by_citation: dict[tuple[str, int, int], list[int]] = defaultdict(list)
         for i, a in enumerate(self.articles):
             self._by_citation[(a.law, a.number, a.suffix)].append(i)
@@ -151,6 +147,13 @@ class Retriever:
             rows.sort(key=lambda i: not self.articles[i].in_force)
         self.names = LawNames(sorted({a.law for a in self.articles}))
         self.meta = [(a.law, a.number, a.level) for a in self.articles]  # reranker features
+        # The shipped weights and reranker were fitted with the tuned query encoder; over the
+        # base model's cosines they do worse than plain RRF (docs/evaluation.md).
+        tuned = self.query_encoder != "base"
+        self.fusion = fusion or (Fusion.default() if settings.use_priors and tuned else Fusion())
+        cited = json.loads((build_dir / LAWS).read_text(encoding="utf-8"))
+        self.prior = np.array([self.fusion.prior(a.level, cited.get(a.law, 0))
+                               for a in self.articles], dtype=np.float64)
         self._embedder: Embedder | None = None
         self._lock = threading.Lock()
 
