@@ -83,7 +83,7 @@ def raw_model_speed(settings, texts: list[str], queries: list[str]) -> dict:
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from legalrag.embed import load_embedder, resolve_model_path
+    from legalrag.index.embed import load_embedder, resolve_model_path
 
     st = SentenceTransformer(str(resolve_model_path(settings.embedding_model)), device="cpu")
     st.max_seq_length = settings.embedding_max_length
@@ -159,9 +159,9 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT / "src"))
-    from legalrag.build import embed_text
+    from legalrag.index.build import embed_text
     from legalrag.config import Settings
-    from legalrag.retrieve import Retriever
+    from legalrag.retrieval.retriever import Retriever
 
     if args.latency_only:
         r = query_latency(Retriever, Settings.load(), args.queries)

@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/eval_levers.py [--queries data/eval/stard_train.jsonl]
 
-Runs `legalrag.evaluate.run_eval` over the live index with the levers switched on one by
+Runs `legalrag.retrieval.evaluate.run_eval` over the live index with the levers switched on one by
 one: the base query encoder with plain RRF, + the document prior and tuned fusion weights,
 the tuned query encoder with plain RRF, both, and both + the reranker (the default). Dev
-questions were used for none of the choices (see legalrag.tune.split_of), so the dev
+questions were used for none of the choices (see legalrag.index.tune.split_of), so the dev
 column estimates held-out performance.
 Prints a Markdown table (docs/evaluation.md carries it).
 """
@@ -31,9 +31,9 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from legalrag.config import Settings
-    from legalrag.evaluate import load_queries, run_eval
-    from legalrag.retrieve import Fusion, Retriever
-    from legalrag.tune import split_of
+    from legalrag.retrieval.evaluate import load_queries, run_eval
+    from legalrag.retrieval.retriever import Fusion, Retriever
+    from legalrag.index.tune import split_of
 
     queries = load_queries(Path(args.queries))
     splits = {"tune": [q for q in queries if split_of(q.id) == "tune"],

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/tune_encoder.py --epochs 6 --lr 2e-4 --mix 0.4,0.6,0.8,1.0
 
-Trains one query encoder (legalrag.tune.fine_tune_queries, the code the index build runs)
+Trains one query encoder (legalrag.index.tune.fine_tune_queries, the code the index build runs)
 on the tune part of the STARD file against the live index's article vectors, then mixes
 its weights with the base model's at each --mix (1.0 = the trained weights as they are)
 and measures dense retrieval alone over the in-force articles, fp32, for the tune
 questions (seen in training) and the dev questions (never seen). The defaults of
-legalrag.tune.TuneConfig were chosen with it; docs/evaluation.md gives the runs.
+legalrag.index.tune.TuneConfig were chosen with it; docs/evaluation.md gives the runs.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from legalrag.config import Settings
-    from legalrag.embed import resolve_model_path
-    from legalrag.retrieve import Retriever
-    from legalrag.tune import TuneConfig, fine_tune_queries, load_questions, make_examples
+    from legalrag.index.embed import resolve_model_path
+    from legalrag.retrieval.retriever import Retriever
+    from legalrag.index.tune import TuneConfig, fine_tune_queries, load_questions, make_examples
 
     retriever = Retriever.open(Settings.load(), verify=False)
     questions = load_questions(Path(args.queries))

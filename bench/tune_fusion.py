@@ -5,9 +5,9 @@
 Retrieves BM25 and dense candidates (depth 300) once per question from the live index,
 then grid-searches: dense weight in RRF, the level weights of 行政法规/部门规章 and
 司法解释, and the authority strength. The objective is Recall@10 + Recall@100 + MRR@10
-on the tune split. Then it trains the linear reranker (legalrag.rerank) on the tune
+on the tune split. Then it trains the linear reranker (legalrag.retrieval.rerank) on the tune
 split's candidate pools, with the product's own feature code. Dev questions (see
-legalrag.tune.split_of) are never used to choose; they are reported beside.
+legalrag.index.tune.split_of) are never used to choose; they are reported beside.
 
 The index's query encoder was trained on the tune questions and ranks their gold articles
 better than it will a new question's, so a reranker trained on those pools alone learns
@@ -84,10 +84,10 @@ def out_of_fold(retriever, questions: list[dict], keys, encoders: Path) -> list[
     trained on the other fold only."""
     from dataclasses import replace
 
-    from legalrag.embed import resolve_model_path
-    from legalrag.rerank import features
-    from legalrag.retrieve import Fusion, Retriever
-    from legalrag.tune import TuneConfig, fine_tune_queries, make_examples, split_of
+    from legalrag.index.embed import resolve_model_path
+    from legalrag.retrieval.rerank import features
+    from legalrag.retrieval.retriever import Fusion, Retriever
+    from legalrag.index.tune import TuneConfig, fine_tune_queries, make_examples, split_of
 
     tune = [q for q in questions if split_of(q["id"]) == "tune"]
     vectors = retriever.dense.reconstruct_n(0, retriever.dense.ntotal)
@@ -128,9 +128,9 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from legalrag.config import Settings
-    from legalrag.rerank import features, train
-    from legalrag.retrieve import Fusion, Retriever
-    from legalrag.tune import split_of
+    from legalrag.retrieval.rerank import features, train
+    from legalrag.retrieval.retriever import Fusion, Retriever
+    from legalrag.index.tune import split_of
 
     retriever = Retriever.open(Settings.load(query_encoder=args.query_encoder), fusion=Fusion())
     keys = [(a.law, a.number, a.suffix) for a in retriever.articles]

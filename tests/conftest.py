@@ -54,7 +54,7 @@ def make_settings(tmp: Path, corpus: Path, **overrides):
 @pytest.fixture(scope="session")
 def small_settings(tmp_path_factory):
     """Settings for the small real corpus, with its index built (all three parts)."""
-    from legalrag.build import build_index
+    from legalrag.index.build import build_index
 
     tmp = tmp_path_factory.mktemp("small")
     corpus = copy_corpus(tmp / "corpus")
@@ -66,6 +66,6 @@ def small_settings(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_index(small_settings):
     """A Retriever over the small real corpus."""
-    from legalrag.retrieve import Retriever
+    from legalrag.retrieval.retriever import Retriever
 
     return Retriever.open(small_settings)

@@ -1,6 +1,6 @@
 """The abstain rule over retrieval scores (hand-written hits, exact decisions)."""
 
-from legalrag.abstain import AbstainRule, Relevance, measure
+from legalrag.retrieval.abstain import AbstainRule, Relevance, measure
 from legalrag.records import Article, Hit
 
 A = Article("中华人民共和国劳动法", "劳动法", "法律", "社会法", (), 36, 0, "第三十六条", "……",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from legalrag.assistant import (
+from legalrag.answer.assistant import (
     DISCLAIMER,
     Answer,
     Assistant,
@@ -23,12 +23,12 @@ from legalrag.assistant import (
     looping,
     validate_question,
 )
-from legalrag.check import LABELS, VERIFIED, CorpusFacts, check_answer
+from legalrag.answer.check import LABELS, VERIFIED, CorpusFacts, check_answer
 from legalrag.errors import QueryError
-from legalrag.llm import smollm2_path
-from legalrag.prompt import build_messages
+from legalrag.answer.llm.base import smollm2_path
+from legalrag.answer.prompt import build_messages
 from legalrag.records import Article
-from legalrag.rewrite import Turn
+from legalrag.retrieval.rewrite import Turn
 
 CHESS = "国际象棋中王车易位需要满足哪些条件？"
 NAMED = "劳动合同法第十九条规定的试用期是多久？"

@@ -20,15 +20,15 @@ import pytest
 from conftest import CORPUS, copy_corpus, make_settings
 
 from legalrag import cli
-from legalrag.assistant import DISCLAIMER, Answer, Assistant
-from legalrag.build import build_index
-from legalrag.check import LABELS
+from legalrag.answer.assistant import DISCLAIMER, Answer, Assistant
+from legalrag.index.build import build_index
+from legalrag.answer.check import LABELS
 from legalrag.errors import LegalRagError, QueryError
-from legalrag.llm import smollm2_path
+from legalrag.answer.llm.base import smollm2_path
 from legalrag.numerals import to_chinese
 from legalrag.records import Hit
-from legalrag.retrieve import Retriever
-from legalrag.store import IndexStore, read_manifest
+from legalrag.retrieval.retriever import Retriever
+from legalrag.index.store import IndexStore, read_manifest
 
 GOOD = ["社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
 MB = 1024 * 1024
@@ -274,8 +274,8 @@ def test_bad_questions_through_the_assistant(smol_settings, small_index, case):
 
 @pytest.mark.parametrize("case", [*QUESTIONS, "not text"])
 def test_bad_questions_through_the_chat_service(smol_settings, case):
-    from legalrag.chat import ChatService, ChatSession
-    from legalrag.llm import load_chat_model
+    from legalrag.web.chat import ChatService, ChatSession
+    from legalrag.answer.llm.base import load_chat_model
 
     service = ChatService(smol_settings, model=load_chat_model(smol_settings))
     session = ChatSession()

@@ -115,7 +115,7 @@ class App:
 
 @pytest.fixture(scope="module")
 def app(small_settings, tmp_path_factory):
-    from legalrag.llm import smollm2_path
+    from legalrag.answer.llm.base import smollm2_path
 
     served = App(tmp_path_factory.mktemp("served"), small_settings,
                  LEGALRAG_LLM_MODEL_PATH=str(smollm2_path()), LEGALRAG_LLM_MAX_TOKENS="48",
@@ -257,7 +257,7 @@ def fetch(url: str, data: bytes | None = None, headers: dict | None = None,
 
 
 def test_with_login_unauthenticated_requests_are_refused(small_settings, browser):
-    from legalrag.ui import start
+    from legalrag.web.ui import start
 
     settings = replace(small_settings, auth_user="anna", auth_password="s3cret-pw",
                        port=free_port())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from legalrag.check import (
+from legalrag.answer.check import (
     INVALID,
     INVENTED,
     LABELS,
@@ -193,7 +193,7 @@ def test_no_citations_at_all():
 
 @pytest.fixture(scope="module")
 def real_facts(tmp_path_factory):
-    from legalrag.corpus import parse_corpus
+    from legalrag.index.corpus import parse_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     for rel in ["民法典/附则.md", "民法典/合同编.md", "社会法/劳动合同法(2012-12-28).md"]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, copy_corpus
 
-from legalrag.corpus import parse_corpus, parse_file, short_title
+from legalrag.index.corpus import parse_corpus, parse_file, short_title
 from legalrag.errors import CorpusError
 
 

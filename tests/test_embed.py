@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import make_settings
 
-from legalrag.embed import TorchEmbedder, embedder_identity, load_embedder, resolve_model_path
+from legalrag.index.embed import TorchEmbedder, embedder_identity, load_embedder, resolve_model_path
 
 TEXTS = ["劳动合同的解除和终止", "老板拖欠工资不发怎么办？", "醉酒驾驶机动车的，处拘役，并处罚金。"]
 
@@ -36,7 +36,7 @@ def test_identity_names_backend_and_length(settings):
 
 def test_a_rejected_int8_export_falls_back_to_fp32(tmp_path):
     # A cache whose export was rejected for drifting: the model must still embed (fp32).
-    from legalrag.embed import model_fingerprint
+    from legalrag.index.embed import model_fingerprint
 
     settings = make_settings(tmp_path, tmp_path / "corpus", cache_dir=tmp_path / "cache",
                              embedding_batch_size=7)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from legalrag.citations import LawNames, find_citations
-from legalrag.corpus import parse_corpus, parse_file
-from legalrag.evaluate import (
+from legalrag.index.corpus import parse_corpus, parse_file
+from legalrag.retrieval.evaluate import (
     NOT_FOUND,
     Bound,
     EvalError,
@@ -542,7 +542,7 @@ def test_cli_eval_writes_outputs_and_enforces_bounds(small_settings, small_queri
 @pytest.mark.slow
 def test_cli_eval_split_keeps_one_part(small_settings, small_queries, tmp_path, capsys):
     from legalrag.cli import main
-    from legalrag.tune import split_of
+    from legalrag.index.tune import split_of
 
     ids = [json.loads(x)["id"] for x in small_queries.read_text(encoding="utf-8").splitlines()
            if x.strip()]

@@ -17,7 +17,7 @@ import pytest
 
 from legalrag.config import Settings
 from legalrag.errors import ModelError
-from legalrag.llm import (
+from legalrag.answer.llm.base import (
     CpuWatch,
     HttpChatModel,
     LlamaCppModel,
@@ -28,7 +28,7 @@ from legalrag.llm import (
     load_chat_model,
     others_cores,
 )
-from legalrag.modelfile import (
+from legalrag.answer.modelfile import (
     DEFAULT_MODEL_SIZE,
     PART_COUNT,
     default_model_parts,
@@ -36,7 +36,7 @@ from legalrag.modelfile import (
     resolve_model_path,
     smollm2_path,
 )
-from legalrag.prompt import Message
+from legalrag.answer.prompt import Message
 
 QUESTION = [Message("system", "You are a helpful assistant. Answer in one short sentence."),
             Message("user", "What is the capital of France?")]

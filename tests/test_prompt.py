@@ -2,7 +2,7 @@
 output is exact and written out by hand."""
 
 from legalrag.numerals import article_label
-from legalrag.prompt import (
+from legalrag.answer.prompt import (
     ELLIPSIS,
     SYSTEM_PROMPT,
     build_messages,

@@ -15,14 +15,14 @@ from conftest import copy_corpus
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from legalrag.assistant import validate_question
-from legalrag.check import LABELS, CorpusFacts, annotate, check_answer
+from legalrag.answer.assistant import validate_question
+from legalrag.answer.check import LABELS, CorpusFacts, annotate, check_answer
 from legalrag.citations import LawNames, find_citations
-from legalrag.corpus import parse_corpus, parse_file
+from legalrag.index.corpus import parse_corpus, parse_file
 from legalrag.errors import CorpusError, QueryError
 from legalrag.numerals import article_label, parse_numeral, to_chinese
 from legalrag.records import Article, Hit
-from legalrag.retrieve import MODES
+from legalrag.retrieval.retriever import MODES
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 SLOWER = settings(max_examples=60, deadline=None, derandomize=True, database=None)

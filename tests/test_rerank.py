@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from legalrag.rerank import FEATURES, Pool, Reranker, features, law_stem, train
+from legalrag.retrieval.rerank import FEATURES, Pool, Reranker, features, law_stem, train
 
 META = [("劳动合同法", 46, "法律"), ("劳动合同法", 47, "法律"), ("劳动合同法", 48, "法律"),
         ("工资支付暂行规定", 18, "部门规章"), ("民法典", 1079, "法律")]
@@ -102,7 +102,7 @@ def test_weights_round_trip_and_feature_mismatch():
 
 
 def test_shipped_fusion_has_a_reranker():
-    from legalrag.retrieve import Fusion
+    from legalrag.retrieval.retriever import Fusion
 
     fusion = Fusion.default()
     assert fusion.reranker is not None
@@ -113,7 +113,7 @@ def test_shipped_fusion_has_a_reranker():
 def reranked(small_settings):
     """The small index with the shipped weights and reranker forced on (its questions go
     through the base model, for which the retriever would otherwise use plain RRF)."""
-    from legalrag.retrieve import Fusion, Retriever
+    from legalrag.retrieval.retriever import Fusion, Retriever
 
     return Retriever.open(small_settings, fusion=Fusion.default())
 

@@ -3,7 +3,7 @@
 import pytest
 
 from legalrag.errors import QueryError
-from legalrag.retrieve import rrf
+from legalrag.retrieval.retriever import rrf
 
 
 def top(index, query, **kw):

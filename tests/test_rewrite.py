@@ -2,7 +2,7 @@
 
 import pytest
 
-from legalrag.rewrite import Turn, is_followup, rewrite_query
+from legalrag.retrieval.rewrite import Turn, is_followup, rewrite_query
 
 FIRST = Turn("公司辞退员工要给经济补偿吗？")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from legalrag.segment import Segmenter, corpus_terms, normalize_refs
+from legalrag.index.segment import Segmenter, corpus_terms, normalize_refs
 
 
 @pytest.fixture(scope="module")

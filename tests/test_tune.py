@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, copy_corpus, make_settings
 
-from legalrag.build import build_index
-from legalrag.retrieve import Retriever
-from legalrag.tune import make_examples, split_of
+from legalrag.index.build import build_index
+from legalrag.retrieval.retriever import Retriever
+from legalrag.index.tune import make_examples, split_of
 
 FILES = ["社会法/劳动合同法(2012-12-28).md", "社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
 
@@ -30,7 +30,7 @@ def test_split_is_fixed_by_id():
 
 
 def test_dev_questions_never_reach_training(questions, tmp_path):
-    from legalrag.corpus import parse_corpus
+    from legalrag.index.corpus import parse_corpus
 
     report = parse_corpus(copy_corpus(tmp_path / "c", FILES))
     rows = [json.loads(x) for x in questions.read_text().splitlines()]
@@ -93,8 +93,8 @@ def test_mix_blends_trained_and_base_weights(tmp_path):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from legalrag.embed import resolve_model_path
-    from legalrag.tune import Example, TuneConfig, fine_tune_queries
+    from legalrag.index.embed import resolve_model_path
+    from legalrag.index.tune import Example, TuneConfig, fine_tune_queries
 
     base = resolve_model_path("m3e-small")
     docs = np.random.default_rng(0).normal(size=(8, 512)).astype(np.float32)

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from legalrag.assistant import Answer, Timings, compose
-from legalrag.chat import ChatOptions, ChatService, ChatSession
-from legalrag.check import CorpusFacts, check_answer
-from legalrag.corpus import USER_CATEGORY, CorpusError
+from legalrag.answer.assistant import Answer, Timings, compose
+from legalrag.web.chat import ChatOptions, ChatService, ChatSession
+from legalrag.answer.check import CorpusFacts, check_answer
+from legalrag.index.corpus import USER_CATEGORY, CorpusError
 from legalrag.errors import IndexBusyError, LegalRagError
-from legalrag.kb import KnowledgeBase
-from legalrag.prompt import Source
+from legalrag.web.kb import KnowledgeBase
+from legalrag.answer.prompt import Source
 from legalrag.records import Hit
-from legalrag.retrieve import LiveRetriever
-from legalrag.store import IndexStore
-from legalrag.uploads import Upload, safe_name
-from legalrag.views import DENSE_BUILDING, render_answer, render_chat_notice, render_plan
+from legalrag.retrieval.retriever import LiveRetriever
+from legalrag.index.store import IndexStore
+from legalrag.web.uploads import Upload, safe_name
+from legalrag.web.views import DENSE_BUILDING, render_answer, render_chat_notice, render_plan
 
 STATUTE = """# 星河市古树名木保护条例
 
@@ -46,7 +46,7 @@ def smol():
     """SmolLM2-135M through llama.cpp: a real model, fast enough for every test. One
     thread: on a busy 2-core machine llama.cpp's threads wait on each other at every
     barrier, and one thread is 2-3x faster than two."""
-    from legalrag.llm import LlamaCppModel, smollm2_path
+    from legalrag.answer.llm.base import LlamaCppModel, smollm2_path
 
     return LlamaCppModel(smollm2_path(), n_ctx=4096, threads=1, seed=7)
 
@@ -234,7 +234,7 @@ def test_while_dense_builds_the_chat_answers_from_bm25_and_says_so(small_setting
                                                                     tmp_path):
     """The first launch: build_index publishes the sparse part, then embeds. The chat is
     asked a question at the moment embedding starts (inside the build's progress hook)."""
-    from legalrag.build import build_index
+    from legalrag.index.build import build_index
 
     corpus = tmp_path / "corpus"
     (corpus / "社会法").mkdir(parents=True)
@@ -267,7 +267,7 @@ def test_an_index_from_another_model_is_rebuilt_at_start_sparse_first(small_sett
                                                                       tmp_path):
     """After an upgrade that changes the embedding model, `start.sh` must still just work:
     the start rebuilds, serving BM25 within the first (sparse) build."""
-    from legalrag.build import build_index
+    from legalrag.index.build import build_index
 
     corpus = tmp_path / "corpus"
     (corpus / "社会法").mkdir(parents=True)
@@ -559,7 +559,7 @@ def test_status_reports_the_index(kb, kb_settings):
 
 
 def test_the_app_wires_up(small_settings, smol):
-    from legalrag.ui import build_app
+    from legalrag.web.ui import build_app
 
     live = LiveRetriever(small_settings)
     demo = build_app(small_settings, ChatService(small_settings, live, smol),

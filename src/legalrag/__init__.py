@@ -8,26 +8,26 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from legalrag.version import __version__
 
 __all__ = ["Assistant", "Settings", "Retriever", "build_index", "__version__"]
 
 
 def __getattr__(name: str):  # lazy: `legalrag --help` must not import faiss or torch
     if name == "Settings":
-        from .config import Settings
+        from legalrag.config import Settings
 
         return Settings
     if name == "Retriever":
-        from .retrieve import Retriever
+        from legalrag.retrieval.retriever import Retriever
 
         return Retriever
     if name == "Assistant":
-        from .assistant import Assistant
+        from legalrag.answer.assistant import Assistant
 
         return Assistant
     if name == "build_index":
-        from .build import build_index
+        from legalrag.index.build import build_index
 
         return build_index
     raise AttributeError(name)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .numerals import NUMERAL_CHARS, parse_numeral
+from legalrag.numerals import NUMERAL_CHARS, parse_numeral
 
 PRC = "中华人民共和国"
 _NUM = rf"[{NUMERAL_CHARS}]+"

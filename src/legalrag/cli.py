@@ -19,14 +19,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__
-from .errors import LegalRagError
+from legalrag.version import __version__
+from legalrag.errors import LegalRagError
 
 log = logging.getLogger("legalrag")
 
 
 def _settings(args: argparse.Namespace, **extra: object):
-    from .config import Settings
+    from legalrag.config import Settings
 
     return Settings.load(
         Path(args.config) if args.config else None,
@@ -37,8 +37,8 @@ def _settings(args: argparse.Namespace, **extra: object):
 # -- index ----------------------------------------------------------------------------------
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .build import build_index
-    from .progress import terminal_progress
+    from legalrag.index.build import build_index
+    from legalrag.progress import terminal_progress
 
     settings = _settings(args)
     if args.action == "info":
@@ -61,7 +61,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _index_info(settings, as_json: bool) -> int:
-    from .store import IndexStore, read_manifest
+    from legalrag.index.store import IndexStore, read_manifest
 
     build = IndexStore(settings.index_dir).current()
     manifest = read_manifest(build)
@@ -96,7 +96,7 @@ def _index_info(settings, as_json: bool) -> int:
 # -- retrieve -------------------------------------------------------------------------------
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
-    from .retrieve import Retriever
+    from legalrag.retrieval.retriever import Retriever
 
     settings = _settings(args)
     retriever = Retriever.open(settings)
@@ -168,8 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Measure retrieval on a query file; exit 1 when a --fail-under bound is missed."""
     from tqdm import tqdm
 
-    from . import evaluate as ev
-    from .retrieve import Retriever
+    from legalrag import evaluate as ev
+    from legalrag.retrieval.retriever import Retriever
 
     modes = ev.check_modes(args.modes.split(","))
     try:
@@ -180,7 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ev.check_bound_metrics(bounds, modes, ks)  # before the slow part
     queries = ev.load_queries(Path(args.queries))
     if args.split != "all":
-        from .tune import split_of
+        from legalrag.index.tune import split_of
 
         queries = [q for q in queries if split_of(q.id) == args.split]
         if not queries:
@@ -238,7 +238,7 @@ _CHECK_NAMES = {"verified": "已核实", "not_retrieved": "不在来源中", "in
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Sources first, then the answer as it is generated, then the citation check."""
-    from .assistant import Assistant, Final, Queued, Sources, Token
+    from legalrag.answer.assistant import Assistant, Final, Queued, Sources, Token
 
     settings = _settings(args, llm_model_path=args.model)
     assistant = Assistant(settings)
@@ -325,7 +325,7 @@ _EXTRA_COMMANDS.append(_register_ask)
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """The browser chat: builds the index on first run, then serves until Ctrl-C."""
-    from .ui import serve
+    from legalrag.web.ui import serve
 
     settings = _settings(args, host=args.host, port=args.port, llm_model_path=args.model)
     return serve(settings, verbose=args.verbose)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from legalrag.errors import ConfigError
 
 DEFAULT_EMBEDDING = "m3e-small"
 

@@ -29,8 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import DEFAULT_EMBEDDING, Settings
-from .errors import ConfigError
+from legalrag.config import DEFAULT_EMBEDDING, Settings
+from legalrag.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import CorpusError
-from .numerals import NUMERAL_CHARS, article_label, parse_numeral
-from .records import Article
+from legalrag.errors import CorpusError
+from legalrag.numerals import NUMERAL_CHARS, article_label, parse_numeral
+from legalrag.records import Article
 
 INFO_END = "<!-- INFO END -->"
 CORPUS_SUFFIXES = (".md", ".txt")

@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .citations import LawNames, find_citations
-from .config import Settings
-from .corpus import CorpusReport, parse_corpus
-from .embed import embedder_identity, load_embedder
-from .errors import IndexMismatchError, LegalRagError
-from .records import Article
-from .segment import SEGMENTER_NAME, Segmenter, corpus_terms
-from .store import (
+from legalrag.version import __version__
+from legalrag.citations import LawNames, find_citations
+from legalrag.config import Settings
+from legalrag.index.corpus import CorpusReport, parse_corpus
+from legalrag.index.embed import embedder_identity, load_embedder
+from legalrag.errors import IndexMismatchError, LegalRagError
+from legalrag.records import Article
+from legalrag.index.segment import SEGMENTER_NAME, Segmenter, corpus_terms
+from legalrag.index.store import (
     ARTICLES,
     BM25_DIR,
     DENSE,
@@ -261,7 +261,7 @@ def _tune_stage(settings: Settings, store: IndexStore, result: BuildResult, mani
 
     The dense index is already serving (with the base model for questions) while this runs.
     """
-    from .tune import TuneConfig, tune_for_index
+    from legalrag.index.tune import TuneConfig, tune_for_index
 
     t = time.perf_counter()
     config = TuneConfig()

@@ -21,8 +21,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import Settings
-from .errors import ModelError
+from legalrag.config import Settings
+from legalrag.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .citations import find_citations
+from legalrag.citations import find_citations
 
 # Openers that mark a follow-up. Longest first, so 那如果 is seen whole.
 _FOLLOWUP_OPENERS = ("那么如果", "那如果", "那要是", "那假如", "那万一", "那么", "那", "如果",

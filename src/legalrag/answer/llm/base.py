@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import Settings
-from .errors import ModelError
-from .modelfile import (  # noqa: F401 - re-exported: callers find model files here too
+from legalrag.config import Settings
+from legalrag.errors import ModelError
+from legalrag.answer.modelfile import (  # noqa: F401 - re-exported: callers find model files here too
     DEFAULT_MODEL_NAME,
     check_gguf,
     default_model_parts,
@@ -38,7 +38,7 @@ from .modelfile import (  # noqa: F401 - re-exported: callers find model files h
     resolve_model_path,
     smollm2_path,
 )
-from .prompt import Message
+from legalrag.answer.prompt import Message
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-from .numerals import NUMERAL_CHARS, parse_numeral
+from legalrag.numerals import NUMERAL_CHARS, parse_numeral
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import html
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from .assistant import (
+from legalrag.answer.assistant import (
     ABSTAIN_TEXT,
     CANDIDATES_INTRO,
     CANDIDATES_SHOWN,
@@ -23,10 +23,10 @@ from .assistant import (
     EMPTY_ANSWER,
     Answer,
 )
-from .check import INVALID, INVENTED, MARKS, NOT_RETRIEVED, REPEALED, VERIFIED, CheckedCitation
-from .kb import Job, UpdateOutcome, UserFile
-from .records import Hit
-from .uploads import UploadPlan
+from legalrag.answer.check import INVALID, INVENTED, MARKS, NOT_RETRIEVED, REPEALED, VERIFIED, CheckedCitation
+from legalrag.web.kb import Job, UpdateOutcome, UserFile
+from legalrag.records import Hit
+from legalrag.web.uploads import UploadPlan
 
 LABEL_TEXT = {VERIFIED: "✓已核实", **MARKS}
 LABEL_NAMES = {VERIFIED: "已核实", NOT_RETRIEVED: "未在检索来源中", INVENTED: "法库中无此条文",

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .citations import LawNames, find_citations
-from .errors import InputFileError, LegalRagError
-from .numerals import article_label
-from .records import Article, Hit
+from legalrag.citations import LawNames, find_citations
+from legalrag.errors import InputFileError, LegalRagError
+from legalrag.numerals import article_label
+from legalrag.records import Article, Hit
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class EvalInputError(EvalError, InputFileError):
 
 
 class SearchBackend(Protocol):
-    """What evaluation needs from a retriever (legalrag.retrieve.Retriever provides it)."""
+    """What evaluation needs from a retriever (legalrag.retrieval.retriever.Retriever provides it)."""
 
     names: LawNames
     parts: set[str]  # index parts that are live: "bm25", "dense"

@@ -24,9 +24,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from .citations import LawNames, find_citations, normalize_law_name
-from .numerals import article_label, to_chinese
-from .records import Article
+from legalrag.citations import LawNames, find_citations, normalize_law_name
+from legalrag.numerals import article_label, to_chinese
+from legalrag.records import Article
 
 VERIFIED = "verified"
 NOT_RETRIEVED = "not_retrieved"

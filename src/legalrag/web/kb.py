@@ -40,20 +40,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .build import BuildResult, build_index, check_compatible
-from .config import Settings
-from .corpus import (
+from legalrag.index.build import BuildResult, build_index, check_compatible
+from legalrag.config import Settings
+from legalrag.index.corpus import (
     CORPUS_SUFFIXES,
     USER_CATEGORY,
     corpus_files,
     file_sha256,
 )
-from .embed import embedder_identity
-from .errors import IndexBusyError, LegalRagError
-from .records import Article
-from .retrieve import LiveRetriever
-from .store import read_manifest
-from .uploads import Upload, UploadPlan, check_uploads, explain
+from legalrag.index.embed import embedder_identity
+from legalrag.errors import IndexBusyError, LegalRagError
+from legalrag.records import Article
+from legalrag.retrieval.retriever import LiveRetriever
+from legalrag.index.store import read_manifest
+from legalrag.web.uploads import Upload, UploadPlan, check_uploads, explain
 
 log = logging.getLogger(__name__)
 

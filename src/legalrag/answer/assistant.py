@@ -23,8 +23,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from .abstain import AbstainRule, measure
-from .check import (
+from legalrag.retrieval.abstain import AbstainRule, measure
+from legalrag.answer.check import (
     INVALID,
     INVENTED,
     NOT_RETRIEVED,
@@ -35,12 +35,12 @@ from .check import (
     check_answer,
     repeal_notes,
 )
-from .config import Settings
-from .errors import QueryError
-from .llm import ChatModel, Usage, load_chat_model
-from .prompt import Message, Source, build_messages, fit_sources, source_budget
-from .records import Hit
-from .rewrite import Turn, rewrite_query
+from legalrag.config import Settings
+from legalrag.errors import QueryError
+from legalrag.answer.llm.base import ChatModel, Usage, load_chat_model
+from legalrag.answer.prompt import Message, Source, build_messages, fit_sources, source_budget
+from legalrag.records import Hit
+from legalrag.retrieval.rewrite import Turn, rewrite_query
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class Assistant:
         self._retriever = retriever
         self._live = None
         if retriever is None:
-            from .retrieve import LiveRetriever
+            from legalrag.retrieval.retriever import LiveRetriever
 
             self._live = LiveRetriever(settings)
         self._model = model

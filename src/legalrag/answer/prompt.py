@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .records import Article
+from legalrag.records import Article
 
 TokenCounter = Callable[[str], int]
 

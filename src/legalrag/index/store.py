@@ -33,8 +33,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from .errors import IndexBusyError, IndexCorruptError, IndexMissingError
-from .records import Article
+from legalrag.errors import IndexBusyError, IndexCorruptError, IndexMissingError
+from legalrag.records import Article
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .corpus import (
+from legalrag.index.corpus import (
     CORPUS_SUFFIXES,
     USER_CATEGORY,
     CorpusError,
@@ -34,7 +34,7 @@ from .corpus import (
     parse_file,
     reconcile,
 )
-from .records import Article
+from legalrag.records import Article
 
 MAX_FILES_PER_UPLOAD = 20
 MAX_NAME_CHARS = 80  # characters of the file name without its suffix

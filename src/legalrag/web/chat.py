@@ -29,13 +29,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .assistant import Answer, Assistant, Final, Queued, Sources, Token, Turn
-from .config import Settings
-from .errors import LegalRagError, ModelError, QueryError
-from .llm import ChatModel
-from .records import Hit
-from .retrieve import MODES, LiveRetriever, Retriever
-from .views import (
+from legalrag.answer.assistant import Answer, Assistant, Final, Queued, Sources, Token, Turn
+from legalrag.config import Settings
+from legalrag.errors import LegalRagError, ModelError, QueryError
+from legalrag.answer.llm.base import ChatModel
+from legalrag.records import Hit
+from legalrag.retrieval.retriever import MODES, LiveRetriever, Retriever
+from legalrag.web.views import (
     DENSE_BUILDING,
     esc,
     render_answer,

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .records import Hit
+from legalrag.records import Hit
 
 MAX_QUERY_CHARS = 2000  # as retrieve.search cuts queries (not imported: it pulls in numpy)
 

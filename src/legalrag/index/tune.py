@@ -33,9 +33,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .citations import LawNames, find_citations
-from .errors import LegalRagError
-from .records import Article
+from legalrag.citations import LawNames, find_citations
+from legalrag.errors import LegalRagError
+from legalrag.records import Article
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def tune_for_index(settings, articles: Sequence[Article], vectors, questions: Pa
     """
     import numpy as np
 
-    from .embed import model_fingerprint, resolve_model_path
+    from legalrag.index.embed import model_fingerprint, resolve_model_path
 
     base = resolve_model_path(settings.embedding_model)
     examples, rows = make_examples(load_questions(questions), articles, "tune")

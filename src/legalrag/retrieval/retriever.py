@@ -24,15 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import check_compatible
-from .citations import LawNames, find_citations
-from .config import Settings
-from .embed import Embedder, embedder_identity, load_embedder
-from .errors import IndexMismatchError, QueryError
-from .records import Article, Hit
-from .rerank import Pool, Reranker, features
-from .segment import Segmenter
-from .store import (
+from legalrag.index.build import check_compatible
+from legalrag.citations import LawNames, find_citations
+from legalrag.config import Settings
+from legalrag.index.embed import Embedder, embedder_identity, load_embedder
+from legalrag.errors import IndexMismatchError, QueryError
+from legalrag.records import Article, Hit
+from legalrag.retrieval.rerank import Pool, Reranker, features
+from legalrag.index.segment import Segmenter
+from legalrag.index.store import (
     ARTICLES,
     BM25_DIR,
     DENSE,
@@ -83,7 +83,7 @@ class Fusion:
     weights: Mapping[str, float] | None = None
     level_weights: Mapping[str, float] | None = None
     authority: float = 0.0
-    reranker: Reranker | None = None  # hybrid mode only; see legalrag.rerank
+    reranker: Reranker | None = None  # hybrid mode only; see legalrag.retrieval.rerank
     rerank_depth: int = 300  # candidates each retriever gives the reranker
 
     @classmethod

@@ -32,8 +32,8 @@ from typing import Any
 
 import gradio as gr
 
-from . import views
-from .chat import (
+from legalrag.web import views
+from legalrag.web.chat import (
     ANSWER_LENGTHS,
     MAX_SOURCES,
     MODE_CHOICES,
@@ -41,13 +41,13 @@ from .chat import (
     ChatService,
     ChatSession,
 )
-from .config import Settings
-from .errors import ConfigError, LegalRagError
-from .kb import STAGES, IndexJobs, KnowledgeBase, ProgressFactory
-from .llm import ChatModel
-from .progress import terminal_progress
-from .retrieve import LiveRetriever
-from .uploads import Upload, UploadPlan
+from legalrag.config import Settings
+from legalrag.errors import ConfigError, LegalRagError
+from legalrag.web.kb import STAGES, IndexJobs, KnowledgeBase, ProgressFactory
+from legalrag.answer.llm.base import ChatModel
+from legalrag.progress import terminal_progress
+from legalrag.retrieval.retriever import LiveRetriever
+from legalrag.web.uploads import Upload, UploadPlan
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +405,7 @@ def configure_logging(settings: Settings, verbose: bool = False) -> None:
         qlog.addHandler(handler)
     qlog.propagate = False
     if not settings.log_questions:
-        logging.getLogger("legalrag.assistant").setLevel(logging.WARNING)
+        logging.getLogger("legalrag.answer.assistant").setLevel(logging.WARNING)
     for noisy in ("httpx", "gradio", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
