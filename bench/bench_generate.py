@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from legalrag.answer.assistant import Assistant, Final, Sources, Token  # noqa: E402
+from legalrag.answer.llm import LlamaCppModel, load_chat_model  # noqa: E402
+from legalrag.answer.prompt import build_messages, fit_sources, source_budget  # noqa: E402
 from legalrag.citations import LawNames, find_citations  # noqa: E402
 from legalrag.config import Settings  # noqa: E402
-from legalrag.answer.llm.base import LlamaCppModel, load_chat_model  # noqa: E402
-from legalrag.answer.prompt import build_messages, fit_sources, source_budget  # noqa: E402
 from legalrag.retrieval.retriever import Retriever  # noqa: E402
 
 RAW_TOKENS = 64

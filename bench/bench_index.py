@@ -83,9 +83,9 @@ def raw_model_speed(settings, texts: list[str], queries: list[str]) -> dict:
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from legalrag.index.embed import load_embedder, resolve_model_path
+    from legalrag.index.embed import embedding_model_dir, load_embedder
 
-    st = SentenceTransformer(str(resolve_model_path(settings.embedding_model)), device="cpu")
+    st = SentenceTransformer(str(embedding_model_dir(settings.embedding_model)), device="cpu")
     st.max_seq_length = settings.embedding_max_length
     t0 = time.perf_counter()
     ref = st.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
@@ -159,8 +159,8 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT / "src"))
-    from legalrag.index.build import embed_text
     from legalrag.config import Settings
+    from legalrag.index.build import embed_text
     from legalrag.retrieval.retriever import Retriever
 
     if args.latency_only:

@@ -37,10 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from legalrag.retrieval.abstain import AbstainRule, Relevance, measure  # noqa: E402
 from legalrag.config import Settings  # noqa: E402
-from legalrag.retrieval.retriever import Retriever  # noqa: E402
 from legalrag.index.tune import split_of  # noqa: E402
+from legalrag.retrieval.abstain import AbstainRule, Relevance, measure  # noqa: E402
+from legalrag.retrieval.retriever import Retriever  # noqa: E402
 
 
 def load(path: Path) -> list[dict]:

@@ -31,9 +31,10 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from legalrag.config import Settings
-    from legalrag.retrieval.evaluate import load_queries, run_eval
-    from legalrag.retrieval.retriever import Fusion, Retriever
     from legalrag.index.tune import split_of
+    from legalrag.retrieval.evaluate import load_queries, run_eval
+    from legalrag.retrieval.fusion import Fusion
+    from legalrag.retrieval.retriever import Retriever
 
     queries = load_queries(Path(args.queries))
     splits = {"tune": [q for q in queries if split_of(q.id) == "tune"],

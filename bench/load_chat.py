@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url, pid, model = args.url, args.pid, "(the running app's)"
         else:
-            from legalrag.answer.llm.base import smollm2_path
+            from legalrag.answer.modelfile import smollm2_path
 
             model_path = args.model or smollm2_path()
             corpus, index_dir = prepare_index(work, args.corpus, args.index_dir)

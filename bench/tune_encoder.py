@@ -49,9 +49,9 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from legalrag.config import Settings
-    from legalrag.index.embed import resolve_model_path
-    from legalrag.retrieval.retriever import Retriever
+    from legalrag.index.embed import embedding_model_dir
     from legalrag.index.tune import TuneConfig, fine_tune_queries, load_questions, make_examples
+    from legalrag.retrieval.retriever import Retriever
 
     retriever = Retriever.open(Settings.load(), verify=False)
     questions = load_questions(Path(args.queries))
@@ -61,7 +61,7 @@ def main() -> None:
     config = TuneConfig()
     config = replace(config, epochs=args.epochs or config.epochs,
                      learning_rate=args.lr or config.learning_rate, mix=1.0)
-    base_path = resolve_model_path(retriever.settings.embedding_model)
+    base_path = embedding_model_dir(retriever.settings.embedding_model)
     print("| encoder | tune R@10 | tune R@100 | dev R@10 | dev R@100 |")
     print("|---|---|---|---|---|")
     base = SentenceTransformer(str(base_path), device="cpu")

@@ -84,14 +84,15 @@ def out_of_fold(retriever, questions: list[dict], keys, encoders: Path) -> list[
     trained on the other fold only."""
     from dataclasses import replace
 
-    from legalrag.index.embed import resolve_model_path
-    from legalrag.retrieval.rerank import features
-    from legalrag.retrieval.retriever import Fusion, Retriever
+    from legalrag.index.embed import embedding_model_dir
     from legalrag.index.tune import TuneConfig, fine_tune_queries, make_examples, split_of
+    from legalrag.retrieval.fusion import Fusion
+    from legalrag.retrieval.rerank import features
+    from legalrag.retrieval.retriever import Retriever
 
     tune = [q for q in questions if split_of(q["id"]) == "tune"]
     vectors = retriever.dense.reconstruct_n(0, retriever.dense.ntotal)
-    base = resolve_model_path(retriever.settings.embedding_model)
+    base = embedding_model_dir(retriever.settings.embedding_model)
     out = []
     for fold in (0, 1):
         examples, rows = make_examples([q for q in tune if fold_of(q["id"]) != fold],
@@ -128,9 +129,10 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from legalrag.config import Settings
-    from legalrag.retrieval.rerank import features, train
-    from legalrag.retrieval.retriever import Fusion, Retriever
     from legalrag.index.tune import split_of
+    from legalrag.retrieval.fusion import Fusion
+    from legalrag.retrieval.rerank import features, train
+    from legalrag.retrieval.retriever import Retriever
 
     retriever = Retriever.open(Settings.load(query_encoder=args.query_encoder), fusion=Fusion())
     keys = [(a.law, a.number, a.suffix) for a in retriever.articles]

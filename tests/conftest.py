@@ -69,3 +69,22 @@ def small_index(small_settings):
     from legalrag.retrieval.retriever import Retriever
 
     return Retriever.open(small_settings)
+
+
+# Fixtures that load a model or build an index. A test marked `fast` (the tier that
+# `bash scripts/test.sh --fast` runs) must not use them; collection fails if one does, so
+# the fast tier cannot grow slow by accident.
+HEAVY_FIXTURES = frozenset({
+    "small_settings", "small_index", "smol", "smol_settings", "assistant", "kb", "kb_settings",
+    "evil_index", "server_url", "reranked", "questions", "settings", "env", "page",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("fast") is None:
+            continue
+        heavy = HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if heavy:
+            raise pytest.UsageError(f"{item.nodeid} is marked fast but uses {sorted(heavy)}: "
+                                    "drop the mark or the fixture")

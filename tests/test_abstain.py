@@ -1,7 +1,9 @@
 """The abstain rule over retrieval scores (hand-written hits, exact decisions)."""
 
-from legalrag.retrieval.abstain import AbstainRule, Relevance, measure
+import pytest
+
 from legalrag.records import Article, Hit
+from legalrag.retrieval.abstain import AbstainRule, Relevance, measure
 
 A = Article("中华人民共和国劳动法", "劳动法", "法律", "社会法", (), 36, 0, "第三十六条", "……",
             "2018-12-29", True, "劳动法.md", 1)
@@ -13,6 +15,7 @@ def hit(rank, **scores):
     return Hit(A, scores.get("rrf", 0.0), rank, ranks, dict(scores))
 
 
+@pytest.mark.fast
 def test_relevance_takes_the_best_scores_of_any_hit():
     hits = [hit(1, bm25=12.0, dense=0.7, rrf=0.03), hit(2, dense=0.75, rrf=0.02),
             hit(3, bm25=15.5, rrf=0.01)]
@@ -20,6 +23,7 @@ def test_relevance_takes_the_best_scores_of_any_hit():
     assert Relevance.of([]) == Relevance(False, 0.0, 0.0)
 
 
+@pytest.mark.fast
 def test_a_retrievers_own_best_score_counts_too():
     hits = [hit(1, dense=0.7, rrf=0.03)]
     assert Relevance.of(hits, {"bm25": 25.0, "dense": 0.65}) == Relevance(False, 0.7, 25.0)
@@ -35,6 +39,7 @@ def test_measure_uses_the_retrievers_best(small_index):
     assert measure(small_index, "劳动法第三十六条", small_index.search("劳动法第三十六条")).lookup
 
 
+@pytest.mark.fast
 def test_rule():
     assert RULE.abstains(Relevance(False, 0.79, 19.9))
     assert not RULE.abstains(Relevance(False, 0.80, 0.0))  # dense alone is enough

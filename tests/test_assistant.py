@@ -23,12 +23,13 @@ from legalrag.answer.assistant import (
     looping,
     validate_question,
 )
-from legalrag.answer.check import LABELS, VERIFIED, CorpusFacts, check_answer
-from legalrag.errors import QueryError
-from legalrag.answer.llm.base import smollm2_path
+from legalrag.answer.check import CorpusFacts, check_answer
+from legalrag.answer.modelfile import smollm2_path
 from legalrag.answer.prompt import build_messages
+from legalrag.errors import QueryError
 from legalrag.records import Article
 from legalrag.retrieval.rewrite import Turn
+from legalrag.vocab import LABELS, VERIFIED
 
 CHESS = "国际象棋中王车易位需要满足哪些条件？"
 NAMED = "劳动合同法第十九条规定的试用期是多久？"
@@ -147,8 +148,14 @@ def test_an_answer_streams_sources_tokens_then_the_checked_answer(assistant):
     t = answer.timings
     assert 0 < t.retrieval_ms <= t.first_token_ms <= t.total_ms
     assert t.prompt_tokens > 100 and 0 < t.completion_tokens <= 48
-    # Deterministic: the same question gives the same answer.
-    assert assistant.answer(NAMED).raw_text == answer.raw_text
+    # Asked again, the same sources make the same prompt, and its prefix comes from the KV
+    # cache. The text itself is not compared: with a cached prefix llama.cpp evaluates the
+    # rest in other batches, whose float sums differ in the last bits, and a small model can
+    # then pick another token (seen on an AVX2-only machine). What is guaranteed is the input.
+    again = assistant.answer(NAMED)
+    assert [s.article for s in again.sources] == [s.article for s in answer.sources]
+    assert again.timings.prompt_tokens == t.prompt_tokens
+    assert again.timings.cached_tokens > 0 and again.raw_text
 
 
 def test_the_prompt_fits_the_source_budget(assistant):
@@ -188,8 +195,12 @@ def test_a_second_question_waits_its_turn(assistant):
     t.join(120)
     assert [type(e) for e in seen[:2]] == [Sources, Queued] and seen[1].ahead == 1
     assert isinstance(seen[-1], Final) and isinstance(rest[-1], Final)
-    assert seen[-1].answer.raw_text == rest[-1].answer.raw_text
-    assert seen[-1].answer.timings.queue_ms > 0
+    mine, theirs = seen[-1].answer, rest[-1].answer
+    # The queued answer was written from the very same prompt once the first had finished
+    # (its text is not compared: see the test above for why it may differ in a token).
+    assert [s.article for s in mine.sources] == [s.article for s in theirs.sources]
+    assert mine.timings.prompt_tokens == theirs.timings.prompt_tokens
+    assert mine.timings.queue_ms > 0 and mine.raw_text
 
 
 def test_stopping_early_frees_the_model(assistant):

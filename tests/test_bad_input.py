@@ -21,14 +21,14 @@ from conftest import CORPUS, copy_corpus, make_settings
 
 from legalrag import cli
 from legalrag.answer.assistant import DISCLAIMER, Answer, Assistant
-from legalrag.index.build import build_index
-from legalrag.answer.check import LABELS
+from legalrag.answer.modelfile import smollm2_path
 from legalrag.errors import LegalRagError, QueryError
-from legalrag.answer.llm.base import smollm2_path
+from legalrag.index.build import build_index
+from legalrag.index.store import IndexStore, read_manifest
 from legalrag.numerals import to_chinese
 from legalrag.records import Hit
 from legalrag.retrieval.retriever import Retriever
-from legalrag.index.store import IndexStore, read_manifest
+from legalrag.vocab import LABELS
 
 GOOD = ["社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
 MB = 1024 * 1024
@@ -274,8 +274,9 @@ def test_bad_questions_through_the_assistant(smol_settings, small_index, case):
 
 @pytest.mark.parametrize("case", [*QUESTIONS, "not text"])
 def test_bad_questions_through_the_chat_service(smol_settings, case):
-    from legalrag.web.chat import ChatService, ChatSession
-    from legalrag.answer.llm.base import load_chat_model
+    from legalrag.answer.llm import load_chat_model
+    from legalrag.web.chat import ChatService
+    from legalrag.web.session import ChatSession
 
     service = ChatService(smol_settings, model=load_chat_model(smol_settings))
     session = ChatSession()

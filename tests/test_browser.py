@@ -115,7 +115,7 @@ class App:
 
 @pytest.fixture(scope="module")
 def app(small_settings, tmp_path_factory):
-    from legalrag.answer.llm.base import smollm2_path
+    from legalrag.answer.modelfile import smollm2_path
 
     served = App(tmp_path_factory.mktemp("served"), small_settings,
                  LEGALRAG_LLM_MODEL_PATH=str(smollm2_path()), LEGALRAG_LLM_MAX_TOKENS="48",

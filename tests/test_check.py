@@ -6,22 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from legalrag.answer.check import (
-    INVALID,
-    INVENTED,
-    LABELS,
-    MARKS,
-    NOT_RETRIEVED,
-    REPEALED,
-    VERIFIED,
-    CorpusFacts,
-    annotate,
-    check_answer,
-    find_repeals,
-    repeal_notes,
-)
+from legalrag.answer.check import CorpusFacts, annotate, check_answer, find_repeals, repeal_notes
 from legalrag.numerals import article_label
 from legalrag.records import Article
+from legalrag.vocab import INVALID, INVENTED, LABELS, MARKS, NOT_RETRIEVED, REPEALED, VERIFIED
+
+pytestmark = pytest.mark.fast  # pure functions: the fast tier (scripts/test.sh --fast)
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 

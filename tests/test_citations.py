@@ -2,6 +2,8 @@ import pytest
 
 from legalrag.citations import LawNames, find_citations, normalize_law_name
 
+pytestmark = pytest.mark.fast  # pure functions: the fast tier (scripts/test.sh --fast)
+
 NAMES = LawNames(["劳动合同法", "劳动法", "民法典", "刑法", "个体工商户条例", "刑法修正案（十一）",
                   "最高人民法院关于审理劳动争议案件适用法律问题的解释（一）"])
 

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, copy_corpus
 
-from legalrag.index.corpus import parse_corpus, parse_file, short_title
 from legalrag.errors import CorpusError
+from legalrag.index.corpus import parse_corpus, parse_file, short_title
+
+pytestmark = pytest.mark.fast  # pure functions: the fast tier (scripts/test.sh --fast)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 from conftest import make_settings
 
-from legalrag.index.embed import TorchEmbedder, embedder_identity, load_embedder, resolve_model_path
+from legalrag.index.embed import (
+    TorchEmbedder,
+    embedder_identity,
+    embedding_model_dir,
+    load_embedder,
+)
 
 TEXTS = ["劳动合同的解除和终止", "老板拖欠工资不发怎么办？", "醉酒驾驶机动车的，处拘役，并处罚金。"]
 
@@ -40,7 +45,7 @@ def test_a_rejected_int8_export_falls_back_to_fp32(tmp_path):
 
     settings = make_settings(tmp_path, tmp_path / "corpus", cache_dir=tmp_path / "cache",
                              embedding_batch_size=7)
-    path = resolve_model_path(settings.embedding_model)
+    path = embedding_model_dir(settings.embedding_model)
     out = (settings.cache_dir / "onnx" /
            f"{path.name}-{model_fingerprint(path)}-{settings.embedding_max_length}")
     out.mkdir(parents=True)

@@ -14,6 +14,8 @@ import pytest
 
 from legalrag.citations import LawNames, find_citations
 from legalrag.index.corpus import parse_corpus, parse_file
+from legalrag.numerals import article_label
+from legalrag.records import Article, Hit
 from legalrag.retrieval.evaluate import (
     NOT_FOUND,
     Bound,
@@ -40,8 +42,6 @@ from legalrag.retrieval.evaluate import (
     run_eval,
     write_report,
 )
-from legalrag.numerals import article_label
-from legalrag.records import Article, Hit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "eval"
@@ -50,6 +50,7 @@ L2 = math.log2
 
 # -- metrics by hand ------------------------------------------------------------------------
 
+@pytest.mark.fast
 def test_metrics_of_three_golds_found_at_3_missing_and_1():
     ranks = [3, None, 1]
     assert hit_at(ranks, 1) == 1.0
@@ -63,12 +64,14 @@ def test_metrics_of_three_golds_found_at_3_missing_and_1():
     assert ndcg_at(ranks) == pytest.approx(0.703918, abs=1e-6)
 
 
+@pytest.mark.fast
 def test_metrics_of_a_single_gold_at_rank_2():
     m = query_metrics([2], [1, 3])
     assert m == {"hit@1": 0.0, "hit@3": 1.0, "recall@1": 0.0, "recall@3": 1.0,
                  "mrr@10": 0.5, "ndcg@10": pytest.approx(1 / L2(3), abs=1e-12)}
 
 
+@pytest.mark.fast
 def test_cut_off_10_is_inclusive_and_11_is_out():
     assert reciprocal_rank([10]) == 0.1
     assert reciprocal_rank([11]) == 0.0
@@ -77,11 +80,13 @@ def test_cut_off_10_is_inclusive_and_11_is_out():
     assert hit_at([11], 10) == 0.0 and hit_at([11], 20) == 1.0
 
 
+@pytest.mark.fast
 def test_nothing_found_scores_zero_everywhere():
     m = query_metrics([None, None], [1, 5, 100])
     assert set(m.values()) == {0.0}
 
 
+@pytest.mark.fast
 def test_ndcg_ideal_is_capped_at_k():
     # 12 golds at ranks 1..12: the top 10 are all golds, which is the best possible list.
     assert ndcg_at(list(range(1, 13))) == pytest.approx(1.0, abs=1e-12)
@@ -91,16 +96,19 @@ def test_ndcg_ideal_is_capped_at_k():
     assert ndcg_at([1, None]) == pytest.approx(1 / (1 + 1 / L2(3)), abs=1e-12)
 
 
+@pytest.mark.fast
 def test_mrr_uses_the_best_ranked_gold():
     assert reciprocal_rank([7, 4, None]) == 0.25
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("bad", [[], [0], [2, 2], [-1, None]])
 def test_metric_rejects_impossible_rank_lists(bad):
     with pytest.raises(ValueError):
         recall_at(bad, 10)
 
 
+@pytest.mark.fast
 def test_mean_metrics_is_a_macro_average():
     per_query = [query_metrics([1], [1]), query_metrics([None, 2], [1]),
                  query_metrics([None], [1])]
@@ -111,6 +119,7 @@ def test_mean_metrics_is_a_macro_average():
     assert mean_metrics([]) == {}
 
 
+@pytest.mark.fast
 def test_metric_names_in_display_order():
     assert metric_names([10, 1, 10]) == ["hit@1", "hit@10", "recall@1", "recall@10",
                                          "mrr@10", "ndcg@10"]
@@ -129,6 +138,7 @@ def _hits(articles: list[Article]) -> list[Hit]:
     return [Hit(a, 1.0 / i, i) for i, a in enumerate(articles, 1)]
 
 
+@pytest.mark.fast
 def test_gold_ranks_match_law_and_number_in_any_version(labour_law):
     by_no = {a.number: a for a in labour_law}
     old_44 = replace(by_no[44], version="1994-07-05", in_force=False)
@@ -141,6 +151,7 @@ def test_gold_ranks_match_law_and_number_in_any_version(labour_law):
     assert gold_ranks(hits, golds) == (2, 4, None, None, None)
 
 
+@pytest.mark.fast
 def test_gold_ranks_tell_inserted_articles_apart():
     crim = parse_file(ROOT / "corpus" / "刑法" / "刑法.md", "刑法/刑法.md", "刑法").articles
     a133 = next(a for a in crim if (a.number, a.suffix) == (133, 0))
@@ -206,6 +217,7 @@ def _generated(seed: int, n_queries: int = 60):
     return PresetBackend(pool, runs), queries, qrels
 
 
+@pytest.mark.fast
 def test_aggregates_agree_with_ir_measures_on_a_generated_run():
     import ir_measures
     from ir_measures import RR, R, ScoredDoc, Success, nDCG
@@ -231,6 +243,7 @@ def test_aggregates_agree_with_ir_measures_on_a_generated_run():
     assert len(report.unresolved) == sum(1 for _, d in qrels if d.startswith("unknown"))
 
 
+@pytest.mark.fast
 def test_run_eval_searches_once_per_query_and_mode_at_full_depth():
     backend, queries, _ = _generated(seed=1, n_queries=5)
     ticks: list[int] = []
@@ -241,12 +254,14 @@ def test_run_eval_searches_once_per_query_and_mode_at_full_depth():
     assert report.depth == 50 and report.modes == ("bm25", "dense")
 
 
+@pytest.mark.fast
 def test_depth_is_at_least_10_for_mrr_and_ndcg():
     backend, queries, _ = _generated(seed=1, n_queries=1)
     assert run_eval(backend, queries, modes=("bm25",), ks=(1, 3)).depth == 10
     assert backend.calls[0][1] == 10
 
 
+@pytest.mark.fast
 def test_run_eval_refuses_dense_modes_without_a_dense_index():
     backend, queries, _ = _generated(seed=1, n_queries=1)
     backend.parts = {"bm25"}
@@ -255,6 +270,7 @@ def test_run_eval_refuses_dense_modes_without_a_dense_index():
     run_eval(backend, queries, modes=("bm25",))  # BM25 alone is fine
 
 
+@pytest.mark.fast
 def test_unresolvable_golds_are_reported_and_count_as_misses():
     a = _article("样本甲法", 5)
     backend = PresetBackend([a], {"问": [a]})
@@ -272,6 +288,7 @@ def test_unresolvable_golds_are_reported_and_count_as_misses():
     assert report.aggregate["bm25"]["hit@1"] == 1.0
 
 
+@pytest.mark.fast
 def test_a_gold_listed_twice_is_an_input_error():
     a = _article("样本甲法", 5)
     backend = PresetBackend([a], {})
@@ -290,6 +307,7 @@ def _report() -> EvalReport:
     return run_eval(backend, queries, modes=("bm25", "hybrid"), ks=(1, 10))
 
 
+@pytest.mark.fast
 def test_markdown_table_has_one_row_per_mode_and_lists_unresolved():
     md = render_markdown(_report())
     lines = md.splitlines()
@@ -301,6 +319,7 @@ def test_markdown_table_has_one_row_per_mode_and_lists_unresolved():
     assert "- q2: 《无此法》第一条 — unknown law '无此法'" in lines
 
 
+@pytest.mark.fast
 def test_write_report_outputs_json_and_per_query_csv(tmp_path):
     report = _report()
     paths = write_report(report, tmp_path / "out")
@@ -328,6 +347,7 @@ def test_write_report_outputs_json_and_per_query_csv(tmp_path):
     ("dense:nDCG@10=1", Bound("dense", "ndcg@10", 1.0)),
     ("hybrid:Hit@1=1.0", Bound("hybrid", "hit@1", 1.0)),
 ])
+@pytest.mark.fast
 def test_parse_bound(text, bound):
     assert parse_bound(text) == bound
 
@@ -340,11 +360,13 @@ def test_parse_bound(text, bound):
     ("hybrid:recall@10=1.5", "outside 0..1"),
     ("hybrid:recall@10=0.6.1", "is not a number"),
 ])
+@pytest.mark.fast
 def test_parse_bound_rejects(text, message):
     with pytest.raises(EvalError, match=message):
         parse_bound(text)
 
 
+@pytest.mark.fast
 def test_bounds_must_be_measured_by_the_run():
     check_bound_metrics([parse_bound("hybrid:recall@10=0.6")], ("hybrid",), (1, 10))
     with pytest.raises(EvalError, match="recall@20, which is not measured"):
@@ -353,6 +375,7 @@ def test_bounds_must_be_measured_by_the_run():
         check_bound_metrics([parse_bound("dense:recall@10=0.6")], ("hybrid",), (10,))
 
 
+@pytest.mark.fast
 def test_missed_bounds():
     report = _report()  # bm25 recall@1 = 0.5
     assert missed_bounds(report, [parse_bound("bm25:recall@1=0.5")]) == []
@@ -361,6 +384,7 @@ def test_missed_bounds():
         "bm25 recall@1 = 0.5000 is below 0.51"]
 
 
+@pytest.mark.fast
 def test_modes_and_ks_are_checked():
     assert check_modes(["hybrid", " bm25", "hybrid"]) == ("hybrid", "bm25")
     assert check_ks([10, 1, 10]) == (1, 10)
@@ -383,6 +407,7 @@ def _write(tmp_path: Path, text: str | bytes) -> Path:
     return p
 
 
+@pytest.mark.fast
 def test_load_queries_reads_objects_and_skips_blank_lines(tmp_path):
     p = _write(tmp_path, '{"id": "a", "query": " 问 ", "relevant": ["《劳动法》第三条"]}\n\n'
                          '{"id": 7, "query": "问2", "relevant": ["刑法第1条", "刑法第2条"]}\n')
@@ -405,12 +430,14 @@ def test_load_queries_reads_objects_and_skips_blank_lines(tmp_path):
      r":3: id 'a' already used on line 1"),
     ("\n\n", r"q.jsonl: no queries in the file"),
 ])
+@pytest.mark.fast
 def test_load_queries_names_file_line_and_reason(tmp_path, text, reason):
     with pytest.raises(EvalInputError, match=reason) as e:
         load_queries(_write(tmp_path, text))
     assert e.value.path.endswith("q.jsonl")
 
 
+@pytest.mark.fast
 def test_load_queries_rejects_non_utf8_and_missing_files(tmp_path):
     with pytest.raises(EvalInputError, match="not UTF-8"):
         load_queries(_write(tmp_path, "{\"id\": \"甲\"}".encode("gbk")))
@@ -420,6 +447,7 @@ def test_load_queries_rejects_non_utf8_and_missing_files(tmp_path):
 
 # -- the shipped query sets -----------------------------------------------------------------
 
+@pytest.mark.fast
 def test_stard_train_ships_complete():
     qs = load_queries(DATA / "stard_train.jsonl")
     assert len(qs) == 1235

@@ -39,11 +39,11 @@ from conftest import CORPUS, ROOT, copy_corpus, make_settings
 from test_bad_input import corpus_snapshot
 
 from legalrag import cli
-from legalrag.index.build import build_index
 from legalrag.config import Settings
 from legalrag.errors import IndexCorruptError, IndexMissingError, LegalRagError
-from legalrag.retrieval.retriever import Retriever
+from legalrag.index.build import build_index
 from legalrag.index.store import IndexStore, read_manifest
+from legalrag.retrieval.retriever import Retriever
 
 BASE = ["社会法/劳动法(2018-12-29).md", "行政法规/个体工商户条例(2016-02-06).md",
         "laws.sqlite3"]

@@ -6,10 +6,10 @@ import shutil
 import pytest
 from conftest import CORPUS, copy_corpus, make_settings
 
-from legalrag.index.build import build_index
 from legalrag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError
-from legalrag.retrieval.retriever import Retriever
+from legalrag.index.build import build_index
 from legalrag.index.store import IndexStore
+from legalrag.retrieval.retriever import Retriever
 
 BASE = ["社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
 NEW_LAW = "行政法规/个体工商户条例(2016-02-06).md"

@@ -15,28 +15,26 @@ from pathlib import Path
 
 import pytest
 
-from legalrag.config import Settings
-from legalrag.errors import ModelError
-from legalrag.answer.llm.base import (
-    CpuWatch,
+from legalrag.answer.llm import (
     HttpChatModel,
     LlamaCppModel,
+    Message,
     TurnQueue,
-    _sse_events,
-    cpu_watch,
     estimate_tokens,
     load_chat_model,
-    others_cores,
 )
+from legalrag.answer.llm.cpu import CpuWatch, cpu_watch, others_cores
+from legalrag.answer.llm.http import _sse_events
 from legalrag.answer.modelfile import (
     DEFAULT_MODEL_SIZE,
     PART_COUNT,
+    chat_model_path,
     default_model_parts,
     join_parts,
-    resolve_model_path,
     smollm2_path,
 )
-from legalrag.answer.prompt import Message
+from legalrag.config import Settings
+from legalrag.errors import ModelError
 
 QUESTION = [Message("system", "You are a helpful assistant. Answer in one short sentence."),
             Message("user", "What is the capital of France?")]
@@ -58,6 +56,7 @@ def write_parts(tmp_path: Path, chunks: list[bytes]) -> list[Path]:
     return parts
 
 
+@pytest.mark.fast
 def test_join_parts_verifies_and_reuses(tmp_path):
     parts = write_parts(tmp_path, [b"GGUF\x03\x00", b"abc", b"def"])
     whole = b"GGUF\x03\x00abcdef"
@@ -74,6 +73,7 @@ def test_join_parts_verifies_and_reuses(tmp_path):
         ".m.gguf.lock", "m.gguf", "m.gguf.sha256"]  # no temporary file left behind
 
 
+@pytest.mark.fast
 def test_join_parts_rejects_damage(tmp_path):
     parts = write_parts(tmp_path, [b"GGUF", b"xyz"])
     target = tmp_path / "m.gguf"
@@ -88,6 +88,7 @@ def test_join_parts_rejects_damage(tmp_path):
         join_parts(bad, tmp_path / "bad.gguf", sha256=None, size=None)
 
 
+@pytest.mark.fast
 def test_a_size_mismatch_rejoins(tmp_path):
     parts = write_parts(tmp_path, [b"GGUF", b"12"])
     target = tmp_path / "m.gguf"
@@ -107,14 +108,15 @@ def test_default_model_parts_are_installed():
 
 def test_model_path_setting(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
-        resolve_model_path(Settings.load(env={}, llm_model_path=str(tmp_path / "none.gguf")))
+        chat_model_path(Settings.load(env={}, llm_model_path=str(tmp_path / "none.gguf")))
     (tmp_path / "x.gguf").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a GGUF"):
-        resolve_model_path(Settings.load(env={}, llm_model_path=str(tmp_path / "x.gguf")))
+        chat_model_path(Settings.load(env={}, llm_model_path=str(tmp_path / "x.gguf")))
     s = Settings.load(env={}, llm_model_path=str(smollm2_path()))
-    assert resolve_model_path(s) == smollm2_path()
+    assert chat_model_path(s) == smollm2_path()
 
 
+@pytest.mark.fast
 def test_estimate_tokens():
     assert estimate_tokens("劳动合同") == 4
     assert estimate_tokens("abcdefg") == 3
@@ -183,6 +185,7 @@ def test_closing_a_generation_early_frees_the_model(smol):
     assert "Paris" in smol.stream(QUESTION, max_tokens=12).text()
 
 
+@pytest.mark.fast
 def test_cpu_contention_arithmetic():
     assert others_cores((100, 200, 10), (250, 400, 60), 2) == 1.0
     assert others_cores((0, 0, 0), (100, 400, 100), 4) == 0.0  # all the busy time was ours
@@ -210,6 +213,7 @@ def test_adaptive_threads_follow_the_watch(smol):
     assert gen.usage.threads == 2 == auto.threads
 
 
+@pytest.mark.fast
 def test_turn_queue_is_first_come_first_served():
     q = TurnQueue()
     order: list[int] = []
@@ -305,12 +309,14 @@ def test_http_backend_through_settings(server_url):
     assert model.stream(QUESTION, max_tokens=8).text()
 
 
+@pytest.mark.fast
 def test_http_backend_errors_are_model_errors():
     model = HttpChatModel(f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(ModelError, match="unreachable"):
         model.stream(QUESTION, max_tokens=4).text()
 
 
+@pytest.mark.fast
 def test_sse_parsing():
     lines = [b'data: {"choices": [{"delta": {"content": "a"}}]}\n', b"\n", b": keep-alive\n",
              b"\n", b'data: {"choices": [{"delta": {"content": "b"}}]}\r\n', b"\r\n",

@@ -1,7 +1,8 @@
 """Prompt building and the token budget, with a character-count tokenizer so every expected
 output is exact and written out by hand."""
 
-from legalrag.numerals import article_label
+import pytest
+
 from legalrag.answer.prompt import (
     ELLIPSIS,
     SYSTEM_PROMPT,
@@ -12,7 +13,10 @@ from legalrag.answer.prompt import (
     source_budget,
     user_message,
 )
+from legalrag.numerals import article_label
 from legalrag.records import Article
+
+pytestmark = pytest.mark.fast  # pure functions: the fast tier (scripts/test.sh --fast)
 
 
 def art(law: str, number: int, text: str, path=("第四章 工作时间和休息休假",),

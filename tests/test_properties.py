@@ -16,13 +16,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from legalrag.answer.assistant import validate_question
-from legalrag.answer.check import LABELS, CorpusFacts, annotate, check_answer
+from legalrag.answer.check import CorpusFacts, annotate, check_answer
 from legalrag.citations import LawNames, find_citations
-from legalrag.index.corpus import parse_corpus, parse_file
 from legalrag.errors import CorpusError, QueryError
+from legalrag.index.corpus import parse_corpus, parse_file
 from legalrag.numerals import article_label, parse_numeral, to_chinese
 from legalrag.records import Article, Hit
-from legalrag.retrieval.retriever import MODES
+from legalrag.vocab import LABELS, MODES
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 SLOWER = settings(max_examples=60, deadline=None, derandomize=True, database=None)
@@ -62,6 +62,7 @@ def corpus_laws(tmp_path_factory) -> tuple[LawNames, dict[str, str], list[Articl
 
 # -- numerals ---------------------------------------------------------------------------------
 
+@pytest.mark.fast
 @FAST
 @given(st.integers(1, 99_999))
 def test_every_article_number_round_trips_through_chinese(n):
@@ -69,6 +70,7 @@ def test_every_article_number_round_trips_through_chinese(n):
     assert parse_numeral(str(n)) == n
 
 
+@pytest.mark.fast
 @FAST
 @given(st.one_of(citation_soup, numeral_soup))
 def test_a_numeral_parses_to_a_valid_article_number_or_is_rejected(text):
@@ -113,6 +115,7 @@ def test_a_written_citation_parses_back_exactly(corpus_laws, data):
     assert ref.raw.endswith(cite)  # a bare title may take the words in front of it along
 
 
+@pytest.mark.fast
 @FAST
 @given(any_text)
 @example("《劳动法》第0条、第100000条")
@@ -206,6 +209,7 @@ def test_search_returns_hits_or_a_query_error(small_index, text, mode, k):
     assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
 
 
+@pytest.mark.fast
 @FAST
 @given(any_text)
 def test_questions_are_accepted_or_refused_with_a_reason(text):

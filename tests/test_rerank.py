@@ -15,6 +15,7 @@ def col(x, name):
     return x[:, FEATURES.index(name)].tolist()
 
 
+@pytest.mark.fast
 def test_features_by_hand():
     # bm25 listed 1 then 3; dense listed 3, 0, 1; article 2 came from nowhere (not in pool)
     pool = Pool(ids=[1, 3, 0], bm25=[8.0, 4.0, 0.0], dense=[0.70, 0.90, 0.80],
@@ -38,11 +39,13 @@ def test_features_by_hand():
     assert col(x, "level_部门规章") == [0.0, 1.0, 0.0]
 
 
+@pytest.mark.fast
 def test_empty_pool():
     x = features(Pool([], [], [], {}, {}), META, "问题")
     assert x.shape == (0, len(FEATURES))
 
 
+@pytest.mark.fast
 def test_law_stem():
     assert law_stem("劳动合同法") == "劳动合同"
     assert law_stem("个体工商户条例") == "个体工商户"
@@ -50,6 +53,7 @@ def test_law_stem():
     assert law_stem("宪法") == "宪法"  # a one-character stem would match anything
 
 
+@pytest.mark.fast
 def test_score_and_order_by_hand():
     weights = np.zeros(len(FEATURES))
     weights[FEATURES.index("dense")] = 2.0
@@ -64,6 +68,7 @@ def test_score_and_order_by_hand():
     assert rr.order(x) == [3, 2, 1, 0]
 
 
+@pytest.mark.fast
 def test_training_finds_the_feature_that_marks_gold():
     rng = np.random.default_rng(0)
     pools = []
@@ -84,12 +89,14 @@ def test_training_finds_the_feature_that_marks_gold():
     assert sum(firsts) >= 18
 
 
+@pytest.mark.fast
 def test_training_without_any_gold_is_refused():
     x = np.zeros((3, len(FEATURES)))
     with pytest.raises(ValueError, match="no question"):
         train([(x, np.zeros(3, dtype=bool))])
 
 
+@pytest.mark.fast
 def test_weights_round_trip_and_feature_mismatch():
     rr = Reranker(np.arange(len(FEATURES), dtype=float), np.ones(len(FEATURES)),
                   np.linspace(-1, 1, len(FEATURES)))
@@ -101,8 +108,9 @@ def test_weights_round_trip_and_feature_mismatch():
         Reranker.from_dict(bad)
 
 
+@pytest.mark.fast
 def test_shipped_fusion_has_a_reranker():
-    from legalrag.retrieval.retriever import Fusion
+    from legalrag.retrieval.fusion import Fusion
 
     fusion = Fusion.default()
     assert fusion.reranker is not None
@@ -113,7 +121,8 @@ def test_shipped_fusion_has_a_reranker():
 def reranked(small_settings):
     """The small index with the shipped weights and reranker forced on (its questions go
     through the base model, for which the retriever would otherwise use plain RRF)."""
-    from legalrag.retrieval.retriever import Fusion, Retriever
+    from legalrag.retrieval.fusion import Fusion
+    from legalrag.retrieval.retriever import Retriever
 
     return Retriever.open(small_settings, fusion=Fusion.default())
 

@@ -3,7 +3,7 @@
 import pytest
 
 from legalrag.errors import QueryError
-from legalrag.retrieval.retriever import rrf
+from legalrag.retrieval.fusion import rrf
 
 
 def top(index, query, **kw):
@@ -112,6 +112,7 @@ def test_control_characters_and_long_questions_do_not_break_search(small_index):
     assert small_index.search("🙂🙂🙂", k=3) is not None
 
 
+@pytest.mark.fast
 def test_rrf_by_hand():
     # doc 1: ranks 1 and 3 -> 1/61 + 1/63; doc 2: rank 2 and 1 -> 1/62 + 1/61; doc 3: rank 2
     fused = rrf({"bm25": [1, 2], "dense": [2, 3, 1]}, k=60)

@@ -4,6 +4,8 @@ import pytest
 
 from legalrag.retrieval.rewrite import Turn, is_followup, rewrite_query
 
+pytestmark = pytest.mark.fast  # pure functions: the fast tier (scripts/test.sh --fast)
+
 FIRST = Turn("公司辞退员工要给经济补偿吗？")
 
 

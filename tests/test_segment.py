@@ -2,6 +2,8 @@ import pytest
 
 from legalrag.index.segment import Segmenter, corpus_terms, normalize_refs
 
+pytestmark = pytest.mark.fast  # pure functions: the fast tier (scripts/test.sh --fast)
+
 
 @pytest.fixture(scope="module")
 def seg():

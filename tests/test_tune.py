@@ -7,8 +7,8 @@ import pytest
 from conftest import ROOT, copy_corpus, make_settings
 
 from legalrag.index.build import build_index
-from legalrag.retrieval.retriever import Retriever
 from legalrag.index.tune import make_examples, split_of
+from legalrag.retrieval.retriever import Retriever
 
 FILES = ["社会法/劳动合同法(2012-12-28).md", "社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
 
@@ -23,6 +23,7 @@ def questions(tmp_path_factory):
     return path
 
 
+@pytest.mark.fast
 def test_split_is_fixed_by_id():
     assert split_of("stard-0") == split_of("stard-0")
     shares = [split_of(f"q{i}") for i in range(2000)]
@@ -93,10 +94,10 @@ def test_mix_blends_trained_and_base_weights(tmp_path):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from legalrag.index.embed import resolve_model_path
+    from legalrag.index.embed import embedding_model_dir
     from legalrag.index.tune import Example, TuneConfig, fine_tune_queries
 
-    base = resolve_model_path("m3e-small")
+    base = embedding_model_dir("m3e-small")
     docs = np.random.default_rng(0).normal(size=(8, 512)).astype(np.float32)
     docs /= np.linalg.norm(docs, axis=1, keepdims=True)
     examples = [Example("试用期可以随时辞职吗", (1,)), Example("老板拖欠工资怎么办", (2, 3))]

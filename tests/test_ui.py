@@ -19,15 +19,17 @@ from pathlib import Path
 import pytest
 
 from legalrag.answer.assistant import Answer, Timings, compose
-from legalrag.web.chat import ChatOptions, ChatService, ChatSession
 from legalrag.answer.check import CorpusFacts, check_answer
-from legalrag.index.corpus import USER_CATEGORY, CorpusError
-from legalrag.errors import IndexBusyError, LegalRagError
-from legalrag.web.kb import KnowledgeBase
 from legalrag.answer.prompt import Source
-from legalrag.records import Hit
-from legalrag.retrieval.retriever import LiveRetriever
+from legalrag.errors import IndexBusyError, LegalRagError
+from legalrag.index.corpus import USER_CATEGORY, CorpusError
 from legalrag.index.store import IndexStore
+from legalrag.records import Hit
+from legalrag.retrieval.live import LiveRetriever
+from legalrag.web.chat import ChatService
+from legalrag.web.kb import KnowledgeBase
+from legalrag.web.session import ChatOptions, ChatSession
+from legalrag.web.startup import index_state, start_update, wait_until_live
 from legalrag.web.uploads import Upload, safe_name
 from legalrag.web.views import DENSE_BUILDING, render_answer, render_chat_notice, render_plan
 
@@ -46,7 +48,8 @@ def smol():
     """SmolLM2-135M through llama.cpp: a real model, fast enough for every test. One
     thread: on a busy 2-core machine llama.cpp's threads wait on each other at every
     barrier, and one thread is 2-3x faster than two."""
-    from legalrag.answer.llm.base import LlamaCppModel, smollm2_path
+    from legalrag.answer.llm import LlamaCppModel
+    from legalrag.answer.modelfile import smollm2_path
 
     return LlamaCppModel(smollm2_path(), n_ctx=4096, threads=1, seed=7)
 
@@ -276,25 +279,25 @@ def test_an_index_from_another_model_is_rebuilt_at_start_sparse_first(small_sett
     settings = fast(small_settings, corpus_dir=corpus, index_dir=tmp_path / "indexes")
     live = LiveRetriever(settings)
     kb = KnowledgeBase(settings, live)
-    assert kb.index_state() == "missing"
+    assert index_state(settings) == "missing"
     build_index(settings)
-    assert kb.index_state() == "current"
+    assert index_state(settings) == "current"
     old = live.store.current_name()
     manifest = live.store.current() / "manifest.json"
     data = json.loads(manifest.read_text(encoding="utf-8"))
     data["embedding"]["fingerprint"] = "another-model"
     manifest.write_text(json.dumps(data), encoding="utf-8")
-    assert kb.index_state() == "incompatible"
+    assert index_state(settings) == "incompatible"
     with pytest.raises(LegalRagError, match="another-model"):
         live.get()
 
-    thread = kb.start_update()
-    assert kb.wait_until_live(thread, since=old)
+    thread = start_update(settings, kb.jobs)
+    assert wait_until_live(live.store, thread, since=old)
     session = ChatSession()
     list(ChatService(settings, live, smol).respond(session, "劳动法第三十六条"))
     assert session.exchanges[0].state == "done"
     thread.join(120)
-    assert kb.index_state() == "current" and "dense" in live.store.current().joinpath(
+    assert index_state(settings) == "current" and "dense" in live.store.current().joinpath(
         "manifest.json").read_text(encoding="utf-8")
     assert "重建索引（与当前配置不符）完成" in kb.status()["last_message"]
 
@@ -553,9 +556,9 @@ def test_status_reports_the_index(kb, kb_settings):
     assert st["live"] and st["laws"] == 7 and st["dense_live"] and st["job"] is None
     assert {"lookup", "bm25", "dense"} <= set(st["parts"])
     assert st["in_force"] < st["articles"]
-    assert kb.index_is_current()  # nothing to build when the app starts
+    assert index_state(kb_settings) == "current"  # nothing to build when the app starts
     (Path(kb_settings.corpus_dir) / "社会法" / "新规定.md").write_text(STATUTE, encoding="utf-8")
-    assert not kb.index_is_current()
+    assert index_state(kb_settings) == "stale"
 
 
 def test_the_app_wires_up(small_settings, smol):

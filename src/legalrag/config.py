@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from legalrag.errors import ConfigError
+from legalrag.vocab import MODES
 
 DEFAULT_EMBEDDING = "m3e-small"
 
@@ -111,9 +112,9 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        if self.retrieval_mode not in ("hybrid", "bm25", "dense"):
+        if self.retrieval_mode not in MODES:
             raise ConfigError(f"retrieval_mode {self.retrieval_mode!r} is not one of "
-                              "hybrid, bm25, dense")
+                              ", ".join(MODES))
         if self.embedding_backend not in ("onnx-int8", "torch"):
             raise ConfigError(f"embedding_backend {self.embedding_backend!r} is not one of "
                               "onnx-int8, torch")

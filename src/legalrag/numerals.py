@@ -3,10 +3,15 @@
 Article numbers are small positive integers (< 100,000) written either in Chinese
 (第一千零三十二条, 第十条, 第一十条) or in Arabic digits (第1032条, full width too).
 Parsing is strict: anything that is not a well-formed numeral raises ValueError, so a
-citation never resolves to a neighbouring article by accident.
+citation never resolves to a neighbouring article by accident. Well-formed means the way
+statutes write the number (to_chinese), allowing only 一十 for 十 at the start, 两 for 二
+before 百/千/万, and 〇 for 零: 二百一 (201 or 210?), 三千二, 一千零零五, 十零 and 万 alone
+are refused rather than read as some number.
 """
 
 from __future__ import annotations
+
+import re
 
 DIGITS = {"零": 0, "〇": 0, "○": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4,
           "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}  # fmt: skip
@@ -14,6 +19,7 @@ UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
 NUMERAL_CHARS = "".join(DIGITS) + "".join(UNITS) + "0123456789０１２３４５６７８９"
 _FULLWIDTH = str.maketrans("０１２３４５６７８９", "0123456789")
 _CN_DIGITS = "零一二三四五六七八九"
+_LIANG_RE = re.compile("两(?=[百千万])")
 
 
 def parse_numeral(text: str) -> int:
@@ -36,8 +42,15 @@ def parse_numeral(text: str) -> int:
         value = (_parse_below_10000(high) if high else 1) * 10000
         if low:
             value += _parse_below_10000(low.removeprefix("零"))
-        return _article_number(value, text)
-    return _parse_below_10000(s)
+        value = _article_number(value, text)
+    else:
+        value = _parse_below_10000(s)
+    written = _LIANG_RE.sub("二", s.replace("〇", "零").replace("○", "零"))
+    if written.startswith("一十"):
+        written = written[1:]
+    if written != to_chinese(value):
+        raise ValueError(f"malformed numeral {text!r} (statutes write {to_chinese(value)})")
+    return value
 
 
 def _article_number(value: int, text: str) -> int:

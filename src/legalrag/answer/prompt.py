@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from legalrag.answer.llm.base import Message
 from legalrag.records import Article
 
 TokenCounter = Callable[[str], int]
@@ -50,17 +51,6 @@ BLOCK_SEPARATOR = "\n\n"
 TEMPLATE_TOKENS_PER_MESSAGE = 8
 _SENTENCE_END_RE = re.compile(r"[。；;！？\n]")
 _HEADER_LIKE_RE = re.compile(r"(?m)^(\s*)\[")
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One chat message; role is system, user or assistant."""
-
-    role: str
-    content: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
 
 
 @dataclass(frozen=True, slots=True)

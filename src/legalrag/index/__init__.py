@@ -1,1 +1,2 @@
-"""Index stage: parse the corpus, segment, embed, store and publish builds, tune the query encoder."""
+"""Index stage: parse the corpus, segment, embed, store and publish builds, and tune the
+query encoder."""

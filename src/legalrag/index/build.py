@@ -19,20 +19,17 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from legalrag.version import __version__
 from legalrag.citations import LawNames, find_citations
 from legalrag.config import Settings
+from legalrag.errors import LegalRagError
 from legalrag.index.corpus import CorpusReport, parse_corpus
 from legalrag.index.embed import embedder_identity, load_embedder
-from legalrag.errors import IndexMismatchError, LegalRagError
-from legalrag.records import Article
 from legalrag.index.segment import SEGMENTER_NAME, Segmenter, corpus_terms
 from legalrag.index.store import (
     ARTICLES,
@@ -43,6 +40,7 @@ from legalrag.index.store import (
     TOKENS,
     USERDICT,
     IndexStore,
+    check_compatible,
     link_or_copy,
     read_articles,
     read_manifest,
@@ -50,16 +48,11 @@ from legalrag.index.store import (
     write_json,
     write_manifest,
 )
+from legalrag.progress import ProgressFactory, no_progress
+from legalrag.records import Article
+from legalrag.version import __version__
 
 log = logging.getLogger(__name__)
-
-# progress(stage, total) returns a callback that is told how many items were just done.
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
-
-
-def _no_progress(stage: str, total: int) -> Callable[[int], None]:
-    return lambda n: None
-
 
 def embed_text(a: Article) -> str:
     """What the dense model sees: short title, hierarchy, label, then the article text."""
@@ -121,7 +114,7 @@ def build_index(
     update meets an index built with another model or segmenter, LegalRagError when the
     corpus yields no articles at all.
     """
-    progress = progress or _no_progress
+    progress = progress or no_progress
     store = IndexStore(settings.index_dir)
     with store.lock():
         store.collect_garbage()  # unfinished builds of crashed runs
@@ -340,26 +333,6 @@ def _load_previous(store: IndexStore, identity: dict) -> _Previous | None:
             vectors[content_key(embed_text(a))] = row
     terms = [t for t in (live / USERDICT).read_text(encoding="utf-8").splitlines() if t]
     return _Previous(manifest, tokens, vectors, terms)
-
-
-def check_compatible(manifest: dict, identity: dict, where: Path) -> None:
-    """IndexMismatchError when the index was built with another model or segmenter."""
-    built = manifest.get("embedding", {})
-    if (built.get("name"), built.get("fingerprint")) != (identity["name"],
-                                                         identity["fingerprint"]):
-        raise IndexMismatchError(
-            f"the index in {where} was built with embedding model {built.get('name')} "
-            f"({built.get('fingerprint')}), but the configuration uses {identity['name']} "
-            f"({identity['fingerprint']})",
-            fix="run `legalrag index build` to rebuild it with the configured model",
-        )
-    seg = manifest.get("segmenter", {})
-    if seg.get("name") != SEGMENTER_NAME:
-        raise IndexMismatchError(
-            f"the index in {where} was built with segmenter {seg.get('name')}, this version "
-            f"uses {SEGMENTER_NAME}",
-            fix="run `legalrag index build` to rebuild it",
-        )
 
 
 def _write_bm25(path: Path, tokens: list[list[str]]) -> None:

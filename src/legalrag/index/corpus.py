@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from legalrag.citations import PRC
 from legalrag.errors import CorpusError
 from legalrag.numerals import NUMERAL_CHARS, article_label, parse_numeral
 from legalrag.records import Article
@@ -28,7 +29,6 @@ from legalrag.records import Article
 INFO_END = "<!-- INFO END -->"
 CORPUS_SUFFIXES = (".md", ".txt")
 MAX_FILE_BYTES = 5 * 1024 * 1024  # the largest national statute is ~0.3 MB
-PRC = "中华人民共和国"
 USER_CATEGORY = "用户上传"
 
 # 第N条 / 第N条之M at the start of a line, then a separator: the corpus always writes a space;

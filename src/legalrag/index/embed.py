@@ -57,7 +57,7 @@ class Embedder(Protocol):
         ...
 
 
-def resolve_model_path(model: str) -> Path:
+def embedding_model_dir(model: str) -> Path:
     """A model name or path → a directory sentence-transformers can load offline."""
     if model == DEFAULT_EMBEDDING:
         spec = importlib.util.find_spec("embedding")
@@ -242,7 +242,7 @@ def export_onnx_int8(model_path: Path, out_dir: Path, max_length: int) -> dict:
 
 def embedder_identity(settings: Settings) -> dict:
     """Who would embed with these settings, without loading the model (for manifests)."""
-    path = resolve_model_path(settings.embedding_model)
+    path = embedding_model_dir(settings.embedding_model)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     backend = "torch-fp32" if settings.embedding_backend == "torch" else "onnx-int8"
     return {
@@ -259,7 +259,7 @@ _CACHE_LOCK = threading.Lock()
 
 def load_embedder(settings: Settings) -> Embedder:
     """The configured embedder, loaded once per process (the int8 export is cached on disk)."""
-    path = resolve_model_path(settings.embedding_model)
+    path = embedding_model_dir(settings.embedding_model)
     key = (model_fingerprint(path), settings.embedding_backend, settings.embedding_max_length,
            settings.embedding_batch_size)
     with _CACHE_LOCK:

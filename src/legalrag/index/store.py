@@ -33,7 +33,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from legalrag.errors import IndexBusyError, IndexCorruptError, IndexMissingError
+from legalrag.errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from legalrag.index.segment import SEGMENTER_NAME
 from legalrag.records import Article
 
 log = logging.getLogger(__name__)
@@ -215,3 +216,23 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+def check_compatible(manifest: dict, identity: dict, where: Path) -> None:
+    """IndexMismatchError when the index was built with another model or segmenter."""
+    built = manifest.get("embedding", {})
+    if (built.get("name"), built.get("fingerprint")) != (identity["name"],
+                                                         identity["fingerprint"]):
+        raise IndexMismatchError(
+            f"the index in {where} was built with embedding model {built.get('name')} "
+            f"({built.get('fingerprint')}), but the configuration uses {identity['name']} "
+            f"({identity['fingerprint']})",
+            fix="run `legalrag index build` to rebuild it with the configured model",
+        )
+    seg = manifest.get("segmenter", {})
+    if seg.get("name") != SEGMENTER_NAME:
+        raise IndexMismatchError(
+            f"the index in {where} was built with segmenter {seg.get('name')}, this version "
+            f"uses {SEGMENTER_NAME}",
+            fix="run `legalrag index build` to rebuild it",
+        )

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from legalrag.citations import LawNames, find_citations
 from legalrag.errors import LegalRagError
+from legalrag.progress import ProgressFactory
 from legalrag.records import Article
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def fine_tune_queries(model_path: Path, examples: Sequence[Example], doc_vectors
 
 def tune_for_index(settings, articles: Sequence[Article], vectors, questions: Path,
                    out: Path, *, config: TuneConfig = TuneConfig(),
-                   progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
+                   progress: ProgressFactory | None = None) -> dict:
     """Train the query encoder for an index (articles + their vectors) into out.
 
     The result is cached under settings.cache_dir keyed by everything it depends on (base
@@ -184,9 +185,9 @@ def tune_for_index(settings, articles: Sequence[Article], vectors, questions: Pa
     """
     import numpy as np
 
-    from legalrag.index.embed import model_fingerprint, resolve_model_path
+    from legalrag.index.embed import embedding_model_dir, model_fingerprint
 
-    base = resolve_model_path(settings.embedding_model)
+    base = embedding_model_dir(settings.embedding_model)
     examples, rows = make_examples(load_questions(questions), articles, "tune")
     if not examples:
         raise LegalRagError(f"{questions}: no question of the tune split resolves to the corpus")

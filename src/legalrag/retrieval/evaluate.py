@@ -37,10 +37,10 @@ from legalrag.citations import LawNames, find_citations
 from legalrag.errors import InputFileError, LegalRagError
 from legalrag.numerals import article_label
 from legalrag.records import Article, Hit
+from legalrag.vocab import MODES
 
 log = logging.getLogger(__name__)
 
-MODES = ("bm25", "dense", "hybrid")
 DEFAULT_KS = (1, 3, 5, 10, 20, 100)
 RANK_CUTOFF = 10  # MRR and nDCG are reported at 10, whatever ks were asked for
 NOT_FOUND = "not found"
@@ -57,7 +57,7 @@ class EvalInputError(EvalError, InputFileError):
 
 
 class SearchBackend(Protocol):
-    """What evaluation needs from a retriever (legalrag.retrieval.retriever.Retriever provides it)."""
+    """What evaluation needs from a retriever (retrieval.retriever.Retriever provides it)."""
 
     names: LawNames
     parts: set[str]  # index parts that are live: "bm25", "dense"

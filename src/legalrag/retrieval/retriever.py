@@ -5,7 +5,7 @@
     ['《劳动合同法》第四十七条']
 
 A query that names an article gets that article at rank 1 (exact lookup), followed by the
-fused BM25 + dense results. Fusion is reciprocal rank fusion (pure function ``rrf``).
+fused BM25 + dense results. Fusion (fusion.py) is reciprocal rank fusion, then the reranker.
 Versions in force only, unless include_old.
 """
 
@@ -13,24 +13,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from legalrag.index.build import check_compatible
 from legalrag.citations import LawNames, find_citations
 from legalrag.config import Settings
-from legalrag.index.embed import Embedder, embedder_identity, load_embedder
 from legalrag.errors import IndexMismatchError, QueryError
-from legalrag.records import Article, Hit
-from legalrag.retrieval.rerank import Pool, Reranker, features
+from legalrag.index.embed import Embedder, embedder_identity, load_embedder
 from legalrag.index.segment import Segmenter
 from legalrag.index.store import (
     ARTICLES,
@@ -41,62 +35,18 @@ from legalrag.index.store import (
     REBUILD_HINT,
     USERDICT,
     IndexStore,
+    check_compatible,
     read_articles,
     read_manifest,
 )
+from legalrag.records import Article, Hit
+from legalrag.retrieval.fusion import Fusion, rrf
+from legalrag.retrieval.rerank import Pool, features
+from legalrag.vocab import MODES
 
 log = logging.getLogger(__name__)
 
-MODES = ("hybrid", "bm25", "dense")
 MAX_QUERY_CHARS = 2000  # longer questions are cut for retrieval (the model sees the start)
-
-
-def rrf(
-    rankings: Mapping[str, Sequence[int]], k: int = 60, weights: Mapping[str, float] | None = None
-) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: score(d) = Σ_r w_r / (k + rank_r(d)), ranks from 1.
-
-    Returns (doc, score) best first; ties broken by doc id for determinism.
-
-    >>> rrf({"a": [7, 8], "b": [8]}, k=60)
-    [(8, 0.03252247488101534), (7, 0.01639344262295082)]
-    """
-    scores: dict[int, float] = defaultdict(float)
-    for name, ranking in rankings.items():
-        w = 1.0 if weights is None else weights.get(name, 1.0)
-        for rank, doc in enumerate(ranking, start=1):
-            scores[doc] += w / (k + rank)
-    return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
-
-
-@dataclass(frozen=True)
-class Fusion:
-    """How the retrievers are combined, and the document prior applied to the fused score.
-
-    The prior multiplies a document's fused score by a weight for its level (a layperson's
-    question is far more often answered by a 法律 than by one of the many 行政法规) and by
-    1 + authority * log(1 + number of other laws' articles citing its law). The values in
-    data/fusion.json are written by bench/tune_fusion.py from the tune split only.
-    """
-
-    rrf_k: int = 60
-    weights: Mapping[str, float] | None = None
-    level_weights: Mapping[str, float] | None = None
-    authority: float = 0.0
-    reranker: Reranker | None = None  # hybrid mode only; see legalrag.retrieval.rerank
-    rerank_depth: int = 300  # candidates each retriever gives the reranker
-
-    @classmethod
-    def default(cls) -> Fusion:
-        data = json.loads(resources.files("legalrag.data").joinpath("fusion.json").read_text())
-        rerank = data.get("rerank")
-        return cls(data["rrf_k"], data["weights"], data["level_weights"], data["authority"],
-                   Reranker.from_dict(rerank) if rerank else None,
-                   rerank["depth"] if rerank else 300)
-
-    def prior(self, level: str, citations: int) -> float:
-        w = (self.level_weights or {}).get(level, 1.0)
-        return w * (1.0 + self.authority * math.log1p(citations))
 
 
 @dataclass(frozen=True)
@@ -363,30 +313,3 @@ def clean_query(query: str) -> str:
         raise QueryError("the question is empty",
                          fix="type a legal question, e.g. 试用期可以随时辞职吗？")
     return cleaned
-
-
-class LiveRetriever:
-    """Serves the live index and switches to a newer build when CURRENT changes.
-
-    The UI and server keep one of these: during `index update` they keep answering from the
-    old build, and move to the new one on the next question after the swap.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = IndexStore(settings.index_dir)
-        self._current: Retriever | None = None
-        self._lock = threading.Lock()
-        self._checked = 0.0
-
-    def get(self) -> Retriever:
-        with self._lock:
-            now = time.monotonic()
-            if self._current is None or now - self._checked > 1.0:
-                self._checked = now
-                name = self.store.current_name()
-                if self._current is None or (name and name != self._current.build_dir.name):
-                    # The embedder is not carried over: the new build may bring a newly
-                    # tuned query encoder (load_embedder caches models by content).
-                    self._current = Retriever.open(self.settings)
-            return self._current

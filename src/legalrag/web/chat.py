@@ -22,98 +22,24 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from legalrag.answer.assistant import Answer, Assistant, Final, Queued, Sources, Token, Turn
+from legalrag.answer.assistant import Assistant, Final, Queued, Sources, Token
+from legalrag.answer.llm import ChatModel
 from legalrag.config import Settings
 from legalrag.errors import LegalRagError, ModelError, QueryError
-from legalrag.answer.llm.base import ChatModel
-from legalrag.records import Hit
-from legalrag.retrieval.retriever import MODES, LiveRetriever, Retriever
-from legalrag.web.views import (
-    DENSE_BUILDING,
-    esc,
-    render_answer,
-    render_error,
-    render_hits,
-    render_streaming,
-)
+from legalrag.retrieval.live import LiveRetriever
+from legalrag.retrieval.retriever import Retriever
+from legalrag.web.session import ChatOptions, ChatSession, Exchange
+from legalrag.web.views import render_exchange, render_question, render_sources
 
 log = logging.getLogger(__name__)
 qlog = logging.getLogger("legalrag.questions")
 
-ANSWER_LENGTHS = (("简短", 256), ("标准", 512), ("详细", 1024))
-MODE_CHOICES = (("混合检索（推荐）", "hybrid"), ("关键词（BM25）", "bm25"), ("语义向量", "dense"))
-MAX_SOURCES = 20
-SHOWN_QUESTION_CHARS = 2000  # a 20,000-character paste is not echoed back whole
-
-
-@dataclass(frozen=True)
-class ChatOptions:
-    """What a user can set per question: sources retrieved, retrieval mode, old versions,
-    answer length in tokens."""
-
-    k: int = 5
-    mode: str = "hybrid"
-    include_old: bool = False
-    max_tokens: int = 512
-
-    @classmethod
-    def defaults(cls, settings: Settings) -> ChatOptions:
-        return cls(settings.answer_top_k, settings.retrieval_mode,
-                   settings.include_old_versions, settings.llm_max_tokens)
-
-    def checked(self) -> ChatOptions:
-        """These options, or QueryError naming the one that is out of range."""
-        try:
-            k, max_tokens = int(self.k), int(self.max_tokens)
-        except (TypeError, ValueError):
-            raise QueryError("来源数量和回答长度必须是整数") from None
-        if not 1 <= k <= MAX_SOURCES:
-            raise QueryError(f"来源数量 {k} 超出范围", fix=f"选择 1 到 {MAX_SOURCES} 之间的数")
-        if self.mode not in MODES:
-            raise QueryError(f"未知的检索方式 {self.mode!r}", fix="选择 hybrid、bm25 或 dense")
-        if not 16 <= max_tokens <= 4096:
-            raise QueryError(f"回答长度 {max_tokens} 超出范围")
-        return ChatOptions(k, self.mode, bool(self.include_old), max_tokens)
-
-
-@dataclass
-class Exchange:
-    """One question of a session and what has come of it so far."""
-
-    n: int  # 1-based, names the anchors of its sources
-    question: str
-    state: str = "retrieving"  # retrieving, waiting, queued, writing, done, error, stopped
-    rewritten: str = ""
-    hits: tuple[Hit, ...] = ()
-    text: str = ""  # the answer as streamed so far
-    answer: Answer | None = None
-    error: str = ""
-    ahead: int = 0  # answers ahead in the model queue
-    dense_live: bool = True
-    _html: str = field(default="", repr=False)  # rendered once finished
-
-    @property
-    def finished(self) -> bool:
-        return self.state in ("done", "error", "stopped")
-
-
-@dataclass
-class ChatSession:
-    """A browser session's conversation. Lives in the UI's per-session state."""
-
-    exchanges: list[Exchange] = field(default_factory=list)
-    id: str = field(default_factory=lambda: secrets.token_hex(4))
-
-    def history(self) -> list[Turn]:
-        """Answered turns, oldest first, for rewriting follow-up questions."""
-        return [e.answer.turn for e in self.exchanges if e.answer is not None]
 
 
 @dataclass(frozen=True)
@@ -258,74 +184,6 @@ def describe_error(e: LegalRagError, question: object, settings: Settings) -> st
     if isinstance(e, ModelError):
         return f"回答模型无法使用：{e}。已检索到的条文仍显示在右侧。"
     return f"出错了：{e}"
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def render_question(question: str) -> str:
-    q = question.strip()
-    if not q:
-        return '<span class="lr-empty">（空白问题）</span>'
-    if len(q) > SHOWN_QUESTION_CHARS:
-        return esc(q[:SHOWN_QUESTION_CHARS]) + f"…（共 {len(q):,} 字）"
-    return esc(q)
-
-
-def render_exchange(ex: Exchange) -> str:
-    """The assistant's message for one exchange, in its current state."""
-    if ex._html:
-        return ex._html
-    head = []
-    if ex.rewritten and ex.rewritten != ex.question.strip():
-        head.append(f'<div class="lr-rewrite">检索用语（结合上文改写）：{esc(ex.rewritten)}</div>')
-    if not ex.dense_live:
-        head.append(f'<div class="lr-note">{esc(DENSE_BUILDING)}</div>')
-    found = f"已检索到 {len(ex.hits)} 条相关条文（见右侧“来源”）"
-    if ex.state == "retrieving":
-        body = '<div class="lr-pending">正在检索相关法条……</div>'
-    elif ex.state == "waiting":
-        body = f'<div class="lr-pending">{found}，正在生成回答……</div>'
-    elif ex.state == "queued":
-        body = (f'<div class="lr-queue">排队中：前面还有 {ex.ahead} 个问题正在由模型回答，'
-                f"轮到您时自动开始。{found}，可以先阅读。</div>")
-    elif ex.state == "writing":
-        body = render_streaming(ex.text)
-    elif ex.state == "done" and ex.answer is not None:
-        body = render_answer(ex.answer, ex.n)
-    elif ex.state == "stopped":
-        body = (render_streaming(ex.text).replace('<span class="lr-cursor">▍</span>', "")
-                + '\n\n<div class="lr-note">（已停止）</div>')
-    else:
-        body = render_error(ex.error or "出错了")
-    html = "\n\n".join([*head, body])
-    if ex.finished:
-        ex._html = html
-    return html
-
-
-def render_sources(session: ChatSession) -> str:
-    """The sources panel: the latest question's articles open, earlier ones folded."""
-    with_hits = [e for e in session.exchanges if e.hits]
-    if not with_hits:
-        return ('<div class="lr-sources-empty">提问后，检索到的法律条文会先显示在这里，'
-                "可以在模型写回答时阅读原文。</div>")
-    out = []
-    for i, ex in enumerate(reversed(with_hits)):
-        given = len(ex.answer.sources) if ex.answer and not ex.answer.abstained else None
-        q = ex.question.strip()
-        q = q if len(q) <= 40 else q[:40] + "…"
-        title = f"第 {ex.n} 问：{esc(q)}"
-        if ex.rewritten and ex.rewritten != ex.question.strip():
-            title += f'<div class="lr-rewrite">检索用语：{esc(ex.rewritten)}</div>'
-        cards = render_hits(ex.hits, ex.n, given)
-        if i == 0:
-            out.append(f'<section class="lr-turn"><div class="lr-turn-q">{title}</div>'
-                       f"{cards}</section>")
-        else:
-            out.append(f'<details class="lr-turn"><summary>{title}（{len(ex.hits)} 条）'
-                       f"</summary>{cards}</details>")
-    return "".join(out)
 
 
 _FILE_HANDLERS: dict[Path, logging.Handler] = {}

@@ -34,130 +34,25 @@ import logging
 import os
 import secrets
 import stat
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from legalrag.index.build import BuildResult, build_index, check_compatible
 from legalrag.config import Settings
+from legalrag.errors import LegalRagError
+from legalrag.index.build import BuildResult, build_index
 from legalrag.index.corpus import (
     CORPUS_SUFFIXES,
     USER_CATEGORY,
-    corpus_files,
-    file_sha256,
 )
-from legalrag.index.embed import embedder_identity
-from legalrag.errors import IndexBusyError, LegalRagError
+from legalrag.progress import ProgressFactory
 from legalrag.records import Article
-from legalrag.retrieval.retriever import LiveRetriever
-from legalrag.index.store import read_manifest
+from legalrag.retrieval.live import LiveRetriever
+from legalrag.web.jobs import IndexJobs
 from legalrag.web.uploads import Upload, UploadPlan, check_uploads, explain
 
 log = logging.getLogger(__name__)
-
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
-
-# Stages of an index update as people should read them; build_index reports the last two.
-STAGES = {
-    "write": "写入文件",
-    "remove": "移出文件",
-    "parse": "解析法库",
-    "segment": "分词（关键词索引）",
-    "embed": "计算向量（语义索引）",
-    "tune": "调整查询编码器",
-    "swap": "切换到新索引",
-}
-
-
-# ---------------------------------------------------------------- progress of index work
-
-
-@dataclass(frozen=True)
-class Job:
-    """The index work running right now, as a status display shows it."""
-
-    kind: str  # build, add, remove
-    title: str  # 首次建立索引, 添加 2 个文件 …
-    stage: str  # a key of STAGES
-    done: int
-    total: int
-    started: float  # time.monotonic()
-
-    @property
-    def fraction(self) -> float | None:
-        return min(self.done / self.total, 1.0) if self.total else None
-
-    @property
-    def stage_name(self) -> str:
-        return STAGES.get(self.stage, self.stage)
-
-
-class IndexJobs:
-    """Which index build or update this process is running (the store lock allows one),
-    how far it is, and how the last one ended. Shared by the UI's status panels."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._job: Job | None = None
-        self.last_message = ""
-        self.last_error = ""
-
-    def current(self) -> Job | None:
-        with self._lock:
-            return self._job
-
-    @contextlib.contextmanager
-    def run(self, kind: str, title: str) -> Iterator[None]:
-        """Record a job for the duration of the block, and how it ended."""
-        with self._lock:
-            self._job = Job(kind, title, "parse", 0, 0, time.monotonic())
-        try:
-            yield
-        except BaseException as e:
-            with self._lock:
-                self.last_error = f"{title}：失败（{e}）"
-            raise
-        else:
-            with self._lock:
-                self.last_error = ""
-        finally:
-            with self._lock:
-                self._job = None
-
-    def finished(self, message: str) -> None:
-        with self._lock:
-            self.last_message = message
-
-    def stage(self, stage: str, total: int = 0) -> None:
-        with self._lock:
-            if self._job is not None:
-                self._job = Job(self._job.kind, self._job.title, stage, 0, total,
-                                self._job.started)
-
-    def _advance(self, n: int) -> None:
-        with self._lock:
-            if self._job is not None:
-                j = self._job
-                self._job = Job(j.kind, j.title, j.stage, j.done + n, j.total, j.started)
-
-    def factory(self, forward: ProgressFactory | None = None) -> ProgressFactory:
-        """A build_index progress factory that records progress here and forwards it."""
-
-        def make(stage: str, total: int) -> Callable[[int], None]:
-            self.stage(stage, total)
-            tick = forward(stage, total) if forward is not None else None
-
-            def advance(n: int) -> None:
-                self._advance(n)
-                if tick is not None:
-                    tick(n)
-
-            return advance
-
-        return make
-
 
 @dataclass(frozen=True)
 class UpdateOutcome:
@@ -356,85 +251,6 @@ class KnowledgeBase:
             except LegalRagError:
                 return
             time.sleep(0.25)
-
-    # -- bringing the index up at start ---------------------------------------------------
-
-    def index_state(self) -> str:
-        """What a start has to do with the index: ``current`` (nothing), ``stale`` (an
-        update: the corpus files changed or the dense part is missing), ``missing`` or
-        ``incompatible`` (built by another format, embedding model or segmenter: a full
-        rebuild). Cheaper than asking build_index, which loads the whole previous index
-        before deciding."""
-        if self.live.store.current_name() is None:
-            return "missing"
-        try:
-            build = self.live.store.current()
-            manifest = read_manifest(build, verify=False)
-            check_compatible(manifest, embedder_identity(self.settings), build)
-        except LegalRagError:
-            return "incompatible"
-        if "dense" not in manifest.get("parts", ()):
-            return "stale"
-        root = self.root
-        try:
-            files = {p.relative_to(root).as_posix(): file_sha256(p) for p in corpus_files(root)}
-        except OSError:
-            return "stale"
-        return "current" if files == manifest.get("corpus", {}).get("files") else "stale"
-
-    def index_is_current(self) -> bool:
-        return self.index_state() == "current"
-
-    def start_update(self, progress: ProgressFactory | None = None,
-                     on_error: Callable[[BaseException], None] | None = None
-                     ) -> threading.Thread:
-        """Build the index (first launch), rebuild it (incompatible) or bring it up to date,
-        in a background thread.
-
-        Either way the sparse part (BM25 + exact lookup) goes live first: build_index does
-        that on a first build; a rebuild first builds the sparse part alone, then adds the
-        embeddings as an update. So ``wait_until_live`` returns long before the embeddings
-        are done.
-        """
-        state = self.index_state()
-        title = {"missing": "首次建立索引", "incompatible": "重建索引（与当前配置不符）"}.get(
-            state, "更新索引")
-
-        def run() -> None:
-            try:
-                with self.jobs.run("build", title):
-                    factory = self.jobs.factory(progress)
-                    if state == "incompatible":
-                        build_index(self.settings, dense=False, progress=factory)
-                    result = build_index(self.settings, update=True, progress=factory)
-                msg = "索引已是最新" if result.up_to_date else f"{title}完成：{result.summary()}"
-                self.jobs.finished(msg)
-                log.info("%s", msg)
-            except IndexBusyError as e:
-                log.warning("index not brought up to date at start: %s", e)
-            except BaseException as e:  # reported in the status panel and by on_error
-                log.error("index build failed: %s", e)
-                if on_error is not None:
-                    on_error(e)
-
-        thread = threading.Thread(target=run, name="legalrag-index", daemon=True)
-        thread.start()
-        return thread
-
-    def wait_until_live(self, thread: threading.Thread, since: str | None = None,
-                        poll: float = 0.2) -> bool:
-        """Block until a usable index is live: one other than ``since`` (the build that was
-        live when an incompatible index was being rebuilt), or any when since is None.
-        Returns False when the build thread ended without one."""
-        def ready() -> bool:
-            name = self.live.store.current_name()
-            return name is not None and name != since
-
-        while not ready():
-            if not thread.is_alive():
-                return ready()
-            time.sleep(poll)
-        return True
 
     # -- status -----------------------------------------------------------------------------
 

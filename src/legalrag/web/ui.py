@@ -32,21 +32,17 @@ from typing import Any
 
 import gradio as gr
 
-from legalrag.web import views
-from legalrag.web.chat import (
-    ANSWER_LENGTHS,
-    MAX_SOURCES,
-    MODE_CHOICES,
-    ChatOptions,
-    ChatService,
-    ChatSession,
-)
+from legalrag.answer.llm import ChatModel
 from legalrag.config import Settings
 from legalrag.errors import ConfigError, LegalRagError
-from legalrag.web.kb import STAGES, IndexJobs, KnowledgeBase, ProgressFactory
-from legalrag.answer.llm.base import ChatModel
-from legalrag.progress import terminal_progress
-from legalrag.retrieval.retriever import LiveRetriever
+from legalrag.progress import ProgressFactory, terminal_progress
+from legalrag.retrieval.live import LiveRetriever
+from legalrag.web import views
+from legalrag.web.chat import ChatService
+from legalrag.web.jobs import STAGES, IndexJobs
+from legalrag.web.kb import KnowledgeBase
+from legalrag.web.session import ANSWER_LENGTHS, MAX_SOURCES, MODE_CHOICES, ChatOptions, ChatSession
+from legalrag.web.startup import index_state, start_update, wait_until_live
 from legalrag.web.uploads import Upload, UploadPlan
 
 log = logging.getLogger(__name__)
@@ -349,12 +345,12 @@ def start(settings: Settings, *, model: ChatModel | None = None,
     kb = KnowledgeBase(settings, live, jobs)
     chat = ChatService(settings, live, model)
     thread = None
-    state = kb.index_state() if update_index else "current"
+    state = index_state(settings, live.store) if update_index else "current"
     if state != "current":
         failures: list[BaseException] = []
         since = live.store.current_name() if state == "incompatible" else None
-        thread = kb.start_update(progress, on_error=failures.append)
-        if not kb.wait_until_live(thread, since):
+        thread = start_update(settings, jobs, progress, on_error=failures.append)
+        if not wait_until_live(live.store, thread, since):
             if failures and isinstance(failures[0], LegalRagError):
                 raise failures[0]
             raise LegalRagError(f"the index could not be built: {failures[:1] or jobs.last_error}",
@@ -418,7 +414,7 @@ def serve(settings: Settings, *, verbose: bool = False, echo: Callable[[str], No
     if settings.host not in LOOPBACK and not settings.auth_user:
         echo(f"legalrag: 警告：服务监听 {settings.host}，其他机器可以访问，且没有启用登录"
              "（设置 LEGALRAG_AUTH_USER 和 LEGALRAG_AUTH_PASSWORD）")
-    state = KnowledgeBase(settings, LiveRetriever(settings)).index_state()
+    state = index_state(settings)
     if state in ("missing", "incompatible"):
         why = "首次启动" if state == "missing" else "现有索引与当前配置（嵌入模型或格式）不符"
         echo(f"legalrag: {why}，正在建立索引：先建关键词索引（约 1 分钟），建好后即可提问；"

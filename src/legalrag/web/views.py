@@ -23,16 +23,16 @@ from legalrag.answer.assistant import (
     EMPTY_ANSWER,
     Answer,
 )
-from legalrag.answer.check import INVALID, INVENTED, MARKS, NOT_RETRIEVED, REPEALED, VERIFIED, CheckedCitation
-from legalrag.web.kb import Job, UpdateOutcome, UserFile
+from legalrag.answer.check import CheckedCitation
 from legalrag.records import Hit
+from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, MARKS, NOT_RETRIEVED, SEVERITY, VERIFIED
+from legalrag.web.jobs import Job
+from legalrag.web.kb import UpdateOutcome, UserFile
+from legalrag.web.session import ChatSession, Exchange
 from legalrag.web.uploads import UploadPlan
 
-LABEL_TEXT = {VERIFIED: "✓已核实", **MARKS}
-LABEL_NAMES = {VERIFIED: "已核实", NOT_RETRIEVED: "未在检索来源中", INVENTED: "法库中无此条文",
-               REPEALED: "已失效", INVALID: "引用无效"}
-# The worst label of a group decides how a shared span ([1,9]) is shown.
-_SEVERITY = {VERIFIED: 0, NOT_RETRIEVED: 1, REPEALED: 2, INVALID: 3, INVENTED: 4}
+LABEL_TEXT = {VERIFIED: LABEL_SIGNS[VERIFIED] + LABEL_NAMES[VERIFIED], **MARKS}
+SHOWN_QUESTION_CHARS = 2000  # a 20,000-character paste is not echoed back whole
 NOTICE = ("本工具依据本机法库中的法律条文提供<b>法律信息</b>，不构成法律意见；"
           "具体情况请咨询执业律师。所有处理均在本机完成，问题不会发送到网络。")
 DENSE_BUILDING = "语义索引仍在构建中：目前按关键词（BM25）和条文号精确查找检索，完成后自动切换。"
@@ -98,7 +98,7 @@ def _hit_anchor(answer: Answer, turn: int, c: CheckedCitation) -> str | None:
 
 
 def _citation(text: str, group: Sequence[CheckedCitation], answer: Answer, turn: int) -> str:
-    worst = max(group, key=lambda c: _SEVERITY.get(c.label, 5))
+    worst = max(group, key=lambda c: SEVERITY.get(c.label, 5))
     label = worst.label
     target = next((t for c in group if (t := _hit_anchor(answer, turn, c))), None)
     title = "；".join(dict.fromkeys(
@@ -284,3 +284,70 @@ def _local_time(iso: object) -> str:
         return datetime.fromisoformat(str(iso)).astimezone().strftime("%Y-%m-%d %H:%M")
     except ValueError:
         return str(iso)
+
+
+# ---------------------------------------------------------------- the chat tab
+
+def render_question(question: str) -> str:
+    q = question.strip()
+    if not q:
+        return '<span class="lr-empty">（空白问题）</span>'
+    if len(q) > SHOWN_QUESTION_CHARS:
+        return esc(q[:SHOWN_QUESTION_CHARS]) + f"…（共 {len(q):,} 字）"
+    return esc(q)
+
+
+def render_exchange(ex: Exchange) -> str:
+    """The assistant's message for one exchange, in its current state."""
+    if ex._html:
+        return ex._html
+    head = []
+    if ex.rewritten and ex.rewritten != ex.question.strip():
+        head.append(f'<div class="lr-rewrite">检索用语（结合上文改写）：{esc(ex.rewritten)}</div>')
+    if not ex.dense_live:
+        head.append(f'<div class="lr-note">{esc(DENSE_BUILDING)}</div>')
+    found = f"已检索到 {len(ex.hits)} 条相关条文（见右侧“来源”）"
+    if ex.state == "retrieving":
+        body = '<div class="lr-pending">正在检索相关法条……</div>'
+    elif ex.state == "waiting":
+        body = f'<div class="lr-pending">{found}，正在生成回答……</div>'
+    elif ex.state == "queued":
+        body = (f'<div class="lr-queue">排队中：前面还有 {ex.ahead} 个问题正在由模型回答，'
+                f"轮到您时自动开始。{found}，可以先阅读。</div>")
+    elif ex.state == "writing":
+        body = render_streaming(ex.text)
+    elif ex.state == "done" and ex.answer is not None:
+        body = render_answer(ex.answer, ex.n)
+    elif ex.state == "stopped":
+        body = (render_streaming(ex.text).replace('<span class="lr-cursor">▍</span>', "")
+                + '\n\n<div class="lr-note">（已停止）</div>')
+    else:
+        body = render_error(ex.error or "出错了")
+    html = "\n\n".join([*head, body])
+    if ex.finished:
+        ex._html = html
+    return html
+
+
+def render_sources(session: ChatSession) -> str:
+    """The sources panel: the latest question's articles open, earlier ones folded."""
+    with_hits = [e for e in session.exchanges if e.hits]
+    if not with_hits:
+        return ('<div class="lr-sources-empty">提问后，检索到的法律条文会先显示在这里，'
+                "可以在模型写回答时阅读原文。</div>")
+    out = []
+    for i, ex in enumerate(reversed(with_hits)):
+        given = len(ex.answer.sources) if ex.answer and not ex.answer.abstained else None
+        q = ex.question.strip()
+        q = q if len(q) <= 40 else q[:40] + "…"
+        title = f"第 {ex.n} 问：{esc(q)}"
+        if ex.rewritten and ex.rewritten != ex.question.strip():
+            title += f'<div class="lr-rewrite">检索用语：{esc(ex.rewritten)}</div>'
+        cards = render_hits(ex.hits, ex.n, given)
+        if i == 0:
+            out.append(f'<section class="lr-turn"><div class="lr-turn-q">{title}</div>'
+                       f"{cards}</section>")
+        else:
+            out.append(f'<details class="lr-turn"><summary>{title}（{len(ex.hits)} 条）'
+                       f"</summary>{cards}</details>")
+    return "".join(out)

@@ -1,0 +1,168 @@
+"""A GGUF model run in this process by llama-cpp-python.
+
+One instance is shared per process (:func:`legalrag.answer.llm.load_chat_model` caches it),
+and requests take turns through a FIFO :class:`TurnQueue`: a second question waits for the
+first answer instead of crashing the context or interleaving tokens.
+
+    >>> model = LlamaCppModel(smollm2_path())                        # doctest: +SKIP
+    >>> gen = model.stream([Message("user", "你好")], max_tokens=16)  # doctest: +SKIP
+    >>> "".join(gen), gen.usage.completion_tokens                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from legalrag.answer.llm.base import Generation, Message, TurnQueue, Usage
+from legalrag.answer.llm.cpu import cpu_watch
+from legalrag.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+class LlamaCppModel:
+    """A GGUF run in this process by llama-cpp-python, formatted with the chat template the
+    GGUF carries. Requests take turns; consecutive requests sharing a prefix (the system
+    prompt) reuse its KV cache, which llama-cpp-python does by itself when tokens match.
+
+    The chat template is applied here rather than through ``create_chat_completion`` so
+    that the exact prompt tokens are known: usage is then counted, not estimated, and a
+    benchmark can feed the very same tokens to raw llama-cpp-python.
+    """
+
+    def __init__(self, path: Path, *, n_ctx: int = 4096, threads: int = 0,
+                 seed: int = 42, name: str | None = None) -> None:
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as e:  # pragma: no cover - a broken install
+            raise ModelError(f"llama-cpp-python cannot be imported: {e}",
+                             fix="pip install llama-cpp-python") from None
+        self._lib = llama_cpp
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        self.seed = seed
+        # threads > 0: fixed; 0: adapt to what other processes leave free (CpuWatch)
+        self.watch = cpu_watch() if threads == 0 else None
+        n_threads = threads or os.cpu_count() or 1
+        self.threads = n_threads
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads,
+                n_threads_batch=n_threads, seed=seed, verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"llama.cpp cannot load {self.path}: {e}",
+                             fix="check that the file is a complete GGUF model") from None
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(f"{self.path} has no chat template in its metadata",
+                             fix="use an instruction-tuned GGUF that carries one")
+        model = self._llama._model
+        eos = model.token_get_text(self._llama.token_eos())
+        bos_id = self._llama.token_bos()
+        bos = model.token_get_text(bos_id) if bos_id != -1 else ""
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._eos_text = eos
+        self.n_ctx = self._llama.n_ctx()
+        self.queue = TurnQueue()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """The exact tokens the model will evaluate for messages (template applied)."""
+        result = self._formatter(messages=[m.as_dict() for m in messages])
+        return self._llama.tokenize(result.prompt.encode("utf-8"),
+                                    add_bos=not result.added_special, special=True)
+
+    def waiting(self) -> int:
+        return self.queue.waiting()
+
+    def reset_cache(self) -> None:
+        """Forget the KV cache, so the next prompt is evaluated from scratch (benchmarks)."""
+        with self.queue.turn():
+            self._llama.reset()
+            self._llama._ctx.kv_cache_clear()
+
+    def _adapt_threads(self) -> int:
+        """Switch to the thread count CpuWatch suggests (no-op with fixed threads)."""
+        if self.watch is not None and self.watch.available:
+            n = self.watch.threads()
+            if n != self.threads:
+                log.info("llama.cpp threads %d -> %d (other processes busy on %.1f cores)",
+                         self.threads, n, self.watch.others)
+                self._llama._ctx.set_n_threads(n, n)
+                self.threads = n
+        return self.threads
+
+    def _perf(self) -> tuple[float, float, int, int]:
+        p = self._lib.llama_perf_context(self._llama._ctx.ctx)
+        return p.t_p_eval_ms, p.t_eval_ms, p.n_p_eval, p.n_eval
+
+    def _cached_prefix(self, tokens: list[int]) -> int:
+        """How many leading prompt tokens llama-cpp-python will take from its KV cache."""
+        held = self._llama._input_ids[: self._llama.n_tokens]
+        n = 0
+        for a, b in zip(held, tokens, strict=False):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(tokens) - 1)  # the last prompt token is always re-evaluated
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int,
+               temperature: float = 0.0, stop: Sequence[str] = (),
+               seed: int | None = None) -> Generation:
+        tokens = self.prompt_tokens(messages)
+        if len(tokens) + max_tokens > self.n_ctx:
+            raise ModelError(f"prompt of {len(tokens)} tokens plus {max_tokens} answer tokens "
+                             f"exceeds the model context of {self.n_ctx}",
+                             fix="raise llm_context or lower llm_max_tokens")
+
+        def run(gen: Generation) -> Iterator[str]:
+            arrived = time.perf_counter()
+            with self.queue.turn():
+                start = time.perf_counter()
+                cached = self._cached_prefix(tokens)
+                threads = self._adapt_threads()
+                perf0 = self._perf()
+                first = 0.0
+                finish = "cancelled"
+                chunks = self._llama.create_completion(
+                    prompt=tokens, stream=True, max_tokens=max_tokens,
+                    temperature=temperature, top_p=0.95, top_k=40, min_p=0.05,
+                    repeat_penalty=1.0, seed=self.seed if seed is None else seed,
+                    stop=[self._eos_text, *stop])
+                try:
+                    for i, chunk in enumerate(chunks, 1):
+                        choice = chunk["choices"][0]
+                        finish = choice.get("finish_reason") or finish
+                        piece = choice.get("text")
+                        if piece:
+                            first = first or time.perf_counter()
+                            yield piece
+                        if i % 16 == 0:  # contention changes while an answer is written
+                            self._adapt_threads()
+                finally:
+                    chunks.close()
+                    end = time.perf_counter()
+                    t_p, t_e, n_p, n_e = (b - a for a, b in zip(perf0, self._perf(),
+                                                              strict=True))
+                    # The state now holds prompt + completion; the final sampled token
+                    # (end-of-turn or the one that hit max_tokens) is never evaluated.
+                    # llama-cpp-python sometimes evaluates that last token too (seen when
+                    # its stop-string look-ahead held text back), so cap at max_tokens.
+                    completion = min(max(self._llama.n_tokens - len(tokens) + 1, 0), max_tokens)
+                    gen.usage = Usage(
+                        prompt_tokens=len(tokens), completion_tokens=completion,
+                        cached_tokens=cached, queue_ms=(start - arrived) * 1000,
+                        first_token_ms=((first or end) - start) * 1000,
+                        total_ms=(end - start) * 1000,
+                        prefill_tokens=int(n_p), prefill_ms=float(t_p),
+                        decode_tokens=int(n_e), decode_ms=float(t_e),
+                        finish_reason=finish, threads=threads)
+
+        return Generation(run)

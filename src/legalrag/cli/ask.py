@@ -1,0 +1,92 @@
+"""`legalrag ask`: one question answered in the terminal, with the citation check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from legalrag.cli.common import load_settings
+from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, VERIFIED
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Sources first, then the answer as it is generated, then the citation check."""
+    from legalrag.answer.assistant import Assistant, Final, Queued, Sources, Token
+
+    settings = load_settings(args, llm_model_path=args.model)
+    assistant = Assistant(settings)
+    out = sys.stdout
+    for event in assistant.stream(args.question, k=args.k):
+        if args.json:
+            if isinstance(event, Final):
+                print(json.dumps(event.answer.to_dict(), ensure_ascii=False))
+            continue
+        if isinstance(event, Sources):
+            if event.rewritten_query != event.question:
+                print(f"检索问题：{event.rewritten_query}")
+            print(f"来源（检索用时 {event.retrieval_ms:.0f} ms）：")
+            for h in event.hits:
+                a = h.article
+                old = "" if a.in_force else "  [旧版本，已非现行有效]"
+                print(f" [{h.rank}] {a.citation}  {' › '.join(a.path)}{old}")
+            print()
+            if not event.abstained:
+                print("回答：", flush=True)
+        elif isinstance(event, Queued):
+            print(f"（排队中：前面还有 {event.ahead} 个问题）", file=sys.stderr, flush=True)
+        elif isinstance(event, Token):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, Final):
+            _print_checked(event.answer)
+    return 0
+
+
+def _print_checked(answer) -> None:
+    if answer.abstained:
+        print(answer.text)
+        return
+    print("\n")
+    if answer.citations:
+        print("引用核对：")
+        seen: dict[tuple[str, str, str], int] = {}
+        for c in answer.citations:  # one line per distinct citation, with a count
+            key = (c.raw, c.label, c.note)
+            seen[key] = seen.get(key, 0) + 1
+        for (raw, label, note), n in seen.items():
+            times = f" ×{n}" if n > 1 else ""
+            print(f"  {LABEL_SIGNS[label]} {raw}{times}  {LABEL_NAMES[label]}"
+                  + (f"：{note}" if note else ""))
+    else:
+        print("引用核对：回答中没有引用。")
+    if any(c.label != VERIFIED for c in answer.citations) or answer.notes:
+        # The streamed text showed unchecked citations as written; repeat the answer with
+        # each one marked, so nothing invented is left on screen unmarked.
+        print("\n核对后的回答（〔〕内为核对标记）：")
+        print(answer.text)
+    else:
+        print()
+        print(answer.text.rsplit("\n\n", 1)[-1])  # the disclaimer
+    t = answer.timings
+    print(f"\n用时：检索 {t.retrieval_ms:.0f} ms，首字 {t.first_token_ms / 1000:.1f} s，"
+          f"共 {t.total_ms / 1000:.1f} s；提示 {t.prompt_tokens} tokens"
+          f"（缓存 {t.cached_tokens}），回答 {t.completion_tokens} tokens；模型 {answer.model}",
+          file=sys.stderr)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ask = sub.add_parser("ask", help="answer a question from the statutes, with checked "
+                                     "citations",
+                         description="Retrieves the most relevant articles, prints them, "
+                                     "streams an answer from the local model, then checks "
+                                     "every citation in it against the sources and the "
+                                     "corpus.")
+    ask.add_argument("question")
+    ask.add_argument("--k", "-k", type=int, default=None,
+                     help="articles to retrieve (default: answer_top_k, 5)")
+    ask.add_argument("--json", action="store_true",
+                     help="print the checked answer as one JSON object, nothing else")
+    ask.add_argument("--model", metavar="GGUF", default=None,
+                     help="a GGUF file instead of the default model (llm_model_path)")
+    ask.set_defaults(func=cmd_ask)
