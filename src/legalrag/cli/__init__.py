@@ -4,6 +4,7 @@
     legalrag retrieve "问题" [-k 10] [--mode hybrid|bm25|dense] [--json]
     legalrag ask "问题" [--k 5] [--json]
     legalrag eval QUERIES.jsonl [--modes …] [-k …] [--out DIR] [--fail-under …]
+    legalrag eval-answers QUERIES.jsonl [--split dev] [-n N] [--out DIR]
     legalrag serve [--host H] [--port P]
 
 Each subcommand is a module of this package with ``register(sub)`` and its ``cmd_*``
@@ -18,13 +19,13 @@ import logging
 import os
 import sys
 
-from legalrag.cli import ask, evaluate, index, retrieve, serve
+from legalrag.cli import ask, eval_answers, evaluate, index, retrieve, serve
 from legalrag.errors import LegalRagError
 from legalrag.version import __version__
 
 log = logging.getLogger("legalrag")
 
-COMMANDS = (index, retrieve, ask, evaluate, serve)
+COMMANDS = (index, retrieve, ask, evaluate, eval_answers, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
