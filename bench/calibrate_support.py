@@ -1,0 +1,187 @@
+"""Calibrate the claim-support score (src/legalrag/answer/support.py) on labelled pairs.
+
+Three steps, each reproducible:
+
+1. Answers: the default model answers STARD *tune*-part questions (never the dev part):
+       legalrag eval-answers data/eval/stard_train.jsonl --split tune -n 100 --out out/support
+2. Pairs: every citation of those answers that names one of its sources (an article
+   citation or an [n] marker) becomes a (sentence, cited article) pair to label:
+       python bench/calibrate_support.py pairs out/support/answers.json --out out/pairs.jsonl
+   Labels are added by people reading the sentence and the article (see
+   data/eval/README.md, "Support labels"), giving data/eval/support_labels.jsonl.
+3. Fit: a logistic regression over the support features of the labelled pairs of the fit
+   part (by a hash of the question id), and the lowest threshold whose precision on the
+   fit part is at least --precision; reported on the held-out part, written with --write
+   to src/legalrag/data/support.json:
+       python bench/calibrate_support.py fit data/eval/support_labels.jsonl [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from legalrag.answer.support import (  # noqa: E402
+    FEATURES,
+    SupportModel,
+    claim_sentence,
+    features,
+)
+from legalrag.records import Article  # noqa: E402
+
+HELD_OUT_SHARE = 3  # one question in three is held out
+
+
+def part_of(question_id: str) -> str:
+    """fit or held_out, fixed by a hash of the question id (all pairs of one answer stay
+    together, so the held-out part measures answers the fit never saw)."""
+    digest = hashlib.sha256(f"support:{question_id}".encode()).digest()
+    return "held_out" if digest[0] % HELD_OUT_SHARE == 0 else "fit"
+
+
+def make_pairs(answers_json: Path) -> list[dict]:
+    """The (sentence, cited source) pairs of a legalrag eval-answers output, to be labelled.
+
+    Only citations that name a source can be verified, so only they need a support
+    decision: article citations whose article is a source, and in-range [n] markers.
+    """
+    data = json.loads(answers_json.read_text(encoding="utf-8"))
+    out: list[dict] = []
+    for row in data["questions"]:
+        ans = row["answer"]
+        if ans["abstained"]:
+            continue
+        by_n = {s["n"]: s for s in ans["sources"]}
+        hits = {h["id"]: h for h in ans["hits"]}
+        raw = ans["raw_text"]
+        seen: set[tuple[str, int]] = set()
+        for c in ans["citations"]:
+            n = c["source"]
+            if n is None or n not in by_n:
+                continue
+            sentence = claim_sentence(raw, c["start"], c["end"])
+            key = (sentence, n)
+            if key in seen or not sentence:
+                continue
+            seen.add(key)
+            hit = hits[by_n[n]["id"]]
+            out.append({
+                "pair": f"{row['id']}:{c['start']}", "question_id": row["id"],
+                "question": row["query"], "sentence": sentence, "citation": c["raw"],
+                "kind": c["kind"], "source": n, "article": by_n[n]["citation"],
+                "article_id": hit["id"], "law_title": hit["law_title"],
+                "version": hit["version"], "article_text": hit["text"],
+            })
+    return out
+
+
+def article_of(pair: dict) -> Article:
+    """The cited article, rebuilt from the pair record (no index needed)."""
+    law = pair["article"][1:pair["article"].index("》")]
+    label = pair["article"][pair["article"].index("》") + 1:]
+    return Article(pair["law_title"], law, "", "", (), 0, 0, label, pair["article_text"],
+                   pair["version"], True, "", 0)
+
+
+def load_labelled(path: Path) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    bad = [r["pair"] for r in rows if r.get("label") not in ("supported", "not_supported")]
+    if bad:
+        raise SystemExit(f"{path}: pairs without a supported/not_supported label: {bad[:5]}")
+    return rows
+
+
+def default_embed():
+    from legalrag.config import Settings
+    from legalrag.index.embed import load_embedder
+
+    embedder = load_embedder(Settings.load())
+    return lambda texts: embedder.encode(texts)
+
+
+def precision_recall(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    tp = int((pred & y).sum())
+    precision = tp / int(pred.sum()) if pred.any() else 1.0
+    recall = tp / int(y.sum()) if y.any() else 0.0
+    return precision, recall
+
+
+def fit(rows: list[dict], embed, target: float) -> tuple[SupportModel, dict]:
+    from sklearn.linear_model import LogisticRegression
+
+    x = features([(r["sentence"], article_of(r)) for r in rows], embed)
+    y = np.array([r["label"] == "supported" for r in rows])
+    parts = np.array([part_of(r["question_id"]) for r in rows])
+    fit_rows, held = parts == "fit", parts == "held_out"
+    mean, scale = x[fit_rows].mean(0), x[fit_rows].std(0)
+    scale[scale < 1e-9] = 1.0
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit((x[fit_rows] - mean) / scale, y[fit_rows])
+    model = SupportModel(tuple(mean), tuple(scale), tuple(lr.coef_[0]), float(lr.intercept_[0]),
+                         threshold=1.0)
+    p_fit = model.probability(x[fit_rows])
+    # The lowest threshold whose fit-part precision reaches the target: the most ✓ that
+    # can be given while a ✓ stays right. Candidates are the fit part's own scores.
+    threshold = 1.0
+    for t in sorted(set(np.round(p_fit, 6))):
+        precision, _ = precision_recall(y[fit_rows], p_fit >= t)
+        if precision >= target:
+            threshold = float(t)
+            break
+    model = SupportModel(model.mean, model.scale, model.weights, model.bias, threshold)
+    report = {}
+    for name, mask in (("fit", fit_rows), ("held_out", held)):
+        pred = model.probability(x[mask]) >= threshold
+        precision, recall = precision_recall(y[mask], pred)
+        report[name] = {"pairs": int(mask.sum()), "supported": int(y[mask].sum()),
+                        "precision": round(precision, 4), "recall": round(recall, 4)}
+    report["weights"] = dict(zip(FEATURES, (round(w, 4) for w in model.weights), strict=True))
+    report["threshold"] = round(threshold, 6)
+    return model, report
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pairs", help="pairs to label from an eval-answers answers.json")
+    p.add_argument("answers", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    f = sub.add_parser("fit", help="fit and report on labelled pairs")
+    f.add_argument("labels", type=Path)
+    f.add_argument("--precision", type=float, default=0.97,
+                   help="precision to reach on the fit part (default 0.97: a margin over "
+                        "the 0.95 target for the held-out part)")
+    f.add_argument("--write", action="store_true", help="write src/legalrag/data/support.json")
+    args = ap.parse_args()
+    if args.cmd == "pairs":
+        pairs = make_pairs(args.answers)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pairs),
+                            encoding="utf-8")
+        print(f"{len(pairs)} pairs from {len({r['question_id'] for r in pairs})} answers "
+              f"-> {args.out}")
+        return 0
+    rows = load_labelled(args.labels)
+    model, report = fit(rows, default_embed(), args.precision)
+    print(json.dumps(report, ensure_ascii=False, indent=1))
+    if args.write:
+        target = ROOT / "src" / "legalrag" / "data" / "support.json"
+        target.write_text(json.dumps({**model.to_dict(), "report": report}, ensure_ascii=False,
+                                     indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Does a sentence say something its cited article says? A support score for claims.
+
+A citation being among the sources only proves the article was shown to the model; a ✓
+must also mean the sentence is backed by it. 《民法典》第六百三十七条 (试用买卖) cited for a
+rule on job probation is a real source and an unsupported claim.
+
+The score uses only what is already loaded, no second model: character n-gram overlap
+between the sentence and the article, the longest passage they share (a quotation), the
+share of the sentence's words that occur in the article, and the cosine of the two under
+the embedding model that built the index. A logistic regression combines them; its
+weights and the threshold come from labelled (sentence, cited article) pairs of real
+answers, ``data/eval/support_labels.jsonl``, fitted by ``bench/calibrate_support.py`` so
+that a ✓ is wrong in at most 5% of held-out pairs (docs/evaluation.md).
+
+    >>> scorer = SupportScorer.default(embed=embedder.encode)         # doctest: +SKIP
+    >>> scorer.supports("用人单位拖欠工资的，劳动者可以解除合同。", a38)  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from importlib import resources
+
+import numpy as np
+
+from legalrag.citations import find_citations
+from legalrag.records import Article
+
+Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
+
+FEATURES = ("bigram_recall", "trigram_recall", "longest_shared", "word_recall", "cosine",
+            "log_chars")
+# A sentence ends at these; a closing marker [n] right after the end still belongs to it.
+_END_RE = re.compile(r"[。！？!?；;\n]")
+_MARKER_RE = re.compile(r"[\[［【]\s*(?:来源\s*)?\d{1,3}(?:\s*[,，、]\s*\d{1,3})*\s*[\]］】]")
+_CJK_RE = re.compile(r"[\u4e00-\u9fff]")
+_NON_CJK_RE = re.compile(r"[^\u4e00-\u9fff]+")
+# Words of the answer's frame, not of its claim: they say nothing about support.
+_FRAME = ("根据", "依照", "依据", "按照", "规定", "本法", "该法", "法律", "条文", "第", "条",
+          "款", "可以", "应当", "如果", "的话", "您", "你", "我们", "需要", "情况", "具体",
+          "咨询", "律师", "建议")
+
+
+def claim_sentence(text: str, start: int, end: int) -> str:
+    """The sentence a citation (text[start:end]) belongs to.
+
+    A marker written after the sentence's full stop ("……。[2]") closes the sentence before
+    it; anything else belongs to the sentence around it.
+
+    >>> claim_sentence("甲。试用期不得超过六个月。[1]乙。", 13, 16)
+    '试用期不得超过六个月。'
+    """
+    before = text[:start]
+    if _MARKER_RE.fullmatch(text[start:end]) and before.rstrip() and \
+            _END_RE.match(before.rstrip()[-1]):
+        stripped = before.rstrip()
+        head = stripped[:-1]
+        begin = max((m.end() for m in _END_RE.finditer(head)), default=0)
+        return stripped[begin:].strip()
+    begin = max((m.end() for m in _END_RE.finditer(before)), default=0)
+    m = _END_RE.search(text, end)
+    stop = m.end() if m else len(text)
+    return text[begin:stop].strip()
+
+
+def claim_text(sentence: str) -> str:
+    """The sentence without its citations and markers: what it claims."""
+    out = sentence
+    for ref in reversed(find_citations(sentence)):
+        out = out[: ref.end - len(ref.raw)] + out[ref.end:]
+    out = _MARKER_RE.sub("", out)
+    return re.sub(r"《[^《》]{1,60}》", "", out)
+
+
+def _grams(text: str, n: int) -> set[str]:
+    out: set[str] = set()
+    for run in _NON_CJK_RE.split(text):
+        out.update(run[i:i + n] for i in range(len(run) - n + 1))
+    return out
+
+
+def _recall(claim: set[str], article: set[str]) -> float:
+    return len(claim & article) / len(claim) if claim else 0.0
+
+
+def _words(text: str) -> set[str]:
+    import jieba
+
+    return {w for w in jieba.lcut(text) if len(w) >= 2 and _CJK_RE.search(w)
+            and w not in _FRAME}
+
+
+def text_features(sentence: str, article: Article) -> list[float]:
+    """The features of FEATURES but the cosine, for one (sentence, article) pair."""
+    claim = claim_text(sentence)
+    body = article.text
+    cjk = "".join(_CJK_RE.findall(claim))
+    match = SequenceMatcher(None, claim, body, autojunk=False).find_longest_match()
+    return [
+        _recall(_grams(claim, 2), _grams(body, 2)),
+        _recall(_grams(claim, 3), _grams(body, 3)),
+        match.size / len(cjk) if cjk else 0.0,
+        _recall(_words(claim), _words(body)),
+        math.log1p(len(cjk)),
+    ]
+
+
+def features(pairs: Sequence[tuple[str, Article]], embed: Embed | None) -> np.ndarray:
+    """One row of FEATURES per (sentence, article) pair; the cosine is 0 without embed."""
+    rows = [text_features(s, a) for s, a in pairs]
+    if embed is not None and pairs:
+        claims = embed([claim_text(s) or s for s, _ in pairs])
+        bodies = embed([f"{a.law} {a.label} {a.text}" for _, a in pairs])
+        cos = (claims * bodies).sum(axis=1)
+    else:
+        cos = np.zeros(len(rows))
+    return np.array([r[:4] + [float(c)] + r[4:] for r, c in zip(rows, cos, strict=True)],
+                    dtype=np.float64).reshape(len(rows), len(FEATURES))
+
+
+@dataclass(frozen=True)
+class SupportModel:
+    """Logistic regression weights over standardised FEATURES, and the threshold on its
+    probability above which a claim counts as supported."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    threshold: float
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        z = (x - np.array(self.mean)) / np.array(self.scale)
+        return 1.0 / (1.0 + np.exp(-(z @ np.array(self.weights) + self.bias)))
+
+    def to_dict(self) -> dict:
+        return {"features": list(FEATURES), "mean": list(self.mean), "scale": list(self.scale),
+                "weights": list(self.weights), "bias": self.bias, "threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SupportModel:
+        if tuple(d["features"]) != FEATURES:
+            raise ValueError(f"support weights are for features {d['features']}, "
+                             f"this version computes {list(FEATURES)}")
+        return cls(tuple(d["mean"]), tuple(d["scale"]), tuple(d["weights"]), float(d["bias"]),
+                   float(d["threshold"]))
+
+    @classmethod
+    def default(cls) -> SupportModel:
+        """The shipped model (src/legalrag/data/support.json)."""
+        text = resources.files("legalrag.data").joinpath("support.json").read_text("utf-8")
+        return cls.from_dict(json.loads(text))
+
+
+class SupportScorer:
+    """Decides support for the citation check: ``supports(sentence, article)``."""
+
+    def __init__(self, model: SupportModel, embed: Embed | None) -> None:
+        self.model = model
+        self.embed = embed
+
+    @classmethod
+    def default(cls, embed: Embed | None) -> SupportScorer:
+        return cls(SupportModel.default(), embed)
+
+    def score(self, sentence: str, article: Article) -> float:
+        return float(self.model.probability(features([(sentence, article)], self.embed))[0])
+
+    def supports(self, sentence: str, article: Article) -> bool:
+        return self.score(sentence, article) >= self.model.threshold
