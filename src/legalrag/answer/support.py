@@ -100,8 +100,11 @@ def text_features(sentence: str, article: Article) -> list[float]:
     """The features of FEATURES but the cosine, for one (sentence, article) pair."""
     claim = claim_text(sentence)
     body = article.text
+    # The longest passage shared, over Chinese characters only: a quotation whose
+    # punctuation the model changed is still a quotation.
     cjk = "".join(_CJK_RE.findall(claim))
-    match = SequenceMatcher(None, claim, body, autojunk=False).find_longest_match()
+    match = SequenceMatcher(None, cjk, "".join(_CJK_RE.findall(body)),
+                            autojunk=False).find_longest_match()
     return [
         _recall(_grams(claim, 2), _grams(body, 2)),
         _recall(_grams(claim, 3), _grams(body, 3)),
