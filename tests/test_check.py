@@ -6,10 +6,30 @@ from pathlib import Path
 
 import pytest
 
-from legalrag.answer.check import CorpusFacts, annotate, check_answer, find_repeals, repeal_notes
+from legalrag.answer.check import (
+    CorpusFacts,
+    annotate,
+    check_answer,
+    check_text,
+    find_repeals,
+    repeal_notes,
+    sentence_at,
+)
 from legalrag.numerals import article_label
 from legalrag.records import Article
-from legalrag.vocab import INVALID, INVENTED, LABELS, MARKS, NOT_RETRIEVED, REPEALED, VERIFIED
+from legalrag.vocab import (
+    IN_FORCE,
+    INVALID,
+    INVENTED,
+    LABELS,
+    MARKS,
+    MISQUOTED,
+    NOT_RETRIEVED,
+    REPEALED,
+    UNRESOLVED,
+    UNSUPPORTED,
+    VERIFIED,
+)
 
 pytestmark = pytest.mark.fast  # pure functions: the fast tier (scripts/test.sh --fast)
 
@@ -119,7 +139,7 @@ def test_repealed_laws_and_versions():
 def test_malformed_and_unanchored_citations_are_invalid():
     got = labels("本法第十条；《劳动合同法》第三十九十条；见[3]和[0]；【来源2】；[1、4]")
     assert [(g[0], g[1], g[2]) for g in got] == [
-        ("article", "本法第十条", INVALID),  # no law named before it
+        ("article", "本法第十条", UNRESOLVED),  # no law named before it: grey, not an error
         ("article", "《劳动合同法》第三十九十条", INVALID),
         ("marker", "[3]", INVALID),
         ("marker", "[0]", INVALID),
@@ -208,3 +228,180 @@ def test_real_corpus_repeals(real_facts):
         ("《中华人民共和国合同法》第一百零七条", REPEALED),
         ("《民法典》第五百七十七条", NOT_RETRIEVED),
     ]
+
+
+# -- issue 11: a sound checker -----------------------------------------------------------------
+
+def test_titles_that_only_contain_a_law_are_invented():
+    facts = CorpusFacts.from_articles([L19, L21, L39, M1260, art("劳动法", 36, "……"),
+                                       art("民法典", 10, "……"), art("数据安全法", 10, "……")])
+    text = ("《日本劳动法》第三十六条；《美国民法典》第十条；《网络数据安全法》第十条；"
+            "《劳动法实施细则》第二条；以及依法第十条；根据日本劳动法第三十六条。")
+    got = check_answer(text, [art("劳动法", 36, "……")], facts)
+    assert [(c.raw, c.label, c.law, c.note) for c in got] == [
+        ("《日本劳动法》第三十六条", INVENTED, "日本劳动法", "法库中没有《日本劳动法》"),
+        ("《美国民法典》第十条", INVENTED, "美国民法典", "法库中没有《美国民法典》"),
+        ("《网络数据安全法》第十条", INVENTED, "网络数据安全法", "法库中没有《网络数据安全法》"),
+        ("《劳动法实施细则》第二条", INVENTED, "劳动法实施细则", "法库中没有《劳动法实施细则》"),
+        ("以及依法第十条", UNRESOLVED, "", "未写明法律名称，无法核对"),  # no law 以及依法
+        ("根据日本劳动法第三十六条", INVENTED, "日本劳动法", "法库中没有《日本劳动法》"),
+    ]
+
+
+def test_malformed_numbers_in_citations_are_invalid():
+    text = "《劳动合同法》第二百一条、第十十条；《劳动合同法》第 19 条[1]；劳动合同法第３９条"
+    got = check_answer(text, SOURCES, FACTS)
+    assert [(c.raw, c.label, c.number) for c in got] == [
+        ("《劳动合同法》第二百一条", INVALID, 0),
+        ("第十十条", INVALID, 0),
+        ("《劳动合同法》第 19 条", VERIFIED, 19),  # Arabic digits and spaces are fine
+        ("[1]", VERIFIED, 1),
+        ("劳动合同法第３９条", NOT_RETRIEVED, 39),  # full width too
+    ]
+    assert got[0].note.startswith("条号写法有误，无法核对（malformed numeral '二百一'")
+
+
+def test_paragraphs_and_items_are_checked_against_the_article():
+    # L19: two paragraphs; L39: one paragraph with one item (一).
+    text = ("《劳动合同法》第十九条第二款[1]；《劳动合同法》第十九条第三款；"
+            "劳动合同法第三十九条第一款第（一）项；劳动合同法第三十九条第二项；"
+            "劳动合同法第三十九条第一项")
+    got = check_answer(text, SOURCES, FACTS)
+    assert [(c.raw, c.label, c.paragraph, c.item, c.note) for c in got
+            if c.kind == "article"] == [
+        ("《劳动合同法》第十九条第二款", VERIFIED, 2, None, "来源[1]"),
+        ("《劳动合同法》第十九条第三款", INVENTED, 3, None, "《劳动合同法》第十九条没有第三款"),
+        ("劳动合同法第三十九条第一款第（一）项", NOT_RETRIEVED, 1, 1,
+         "法库中有此条，但不在检索来源中"),
+        ("劳动合同法第三十九条第二项", INVENTED, None, 2, "《劳动合同法》第三十九条没有第二项"),
+        ("劳动合同法第三十九条第一项", NOT_RETRIEVED, None, 1,
+         "法库中有此条，但不在检索来源中"),
+    ]
+    got = [c for c in got if c.kind == "article"]
+    assert got[0].cited_text == "同一用人单位与同一劳动者只能约定一次试用期。"
+    assert got[2].cited_text == "（一）在试用期间被证明不符合录用条件的；"
+    assert got[4].cited_text == "（一）在试用期间被证明不符合录用条件的；"
+
+
+def test_sentence_at():
+    text = ("试用期有上限。劳动合同期限一年的，试用期不得超过一个月[1]。"
+            "另见《劳动合同法》第十九条。[2]")
+    assert sentence_at(text, text.index("[1]"), text.index("[1]") + 3) == \
+        "劳动合同期限一年的，试用期不得超过一个月[1]。"
+    assert sentence_at(text, text.index("[2]"), text.index("[2]") + 3) == \
+        "另见《劳动合同法》第十九条。"
+    i = text.index("《劳动合同法》")
+    assert sentence_at(text, i, i + len("《劳动合同法》第十九条")) == "另见《劳动合同法》第十九条。"
+
+
+class KeywordSupport:
+    """A small real support scorer of the check's interface: supported when the article
+    contains the sentence's key term. Records what it was asked."""
+
+    def __init__(self, term: str) -> None:
+        self.term = term
+        self.asked: list[tuple[str, str]] = []
+
+    def __call__(self, sentence: str, article: Article) -> bool:
+        self.asked.append((sentence, article.citation))
+        return self.term in sentence and self.term in article.text
+
+
+def test_sources_are_verified_only_when_the_sentence_is_supported():
+    text = ("试用期不得超过一个月，见《劳动合同法》第十九条。"
+            "工资应当按月支付[1]。"
+            "试用期只能约定一次[1]。")
+    support = KeywordSupport("试用期")
+    got = check_answer(text, SOURCES, FACTS, support)
+    assert [(c.raw, c.label) for c in got] == [
+        ("《劳动合同法》第十九条", VERIFIED),
+        ("[1]", UNSUPPORTED),  # 工资 is not what source 1 says
+        ("[1]", VERIFIED),
+    ]
+    assert got[1].note == "来源[1]《劳动合同法》第十九条没有这句话所说的内容"
+    assert support.asked == [
+        ("试用期不得超过一个月，见《劳动合同法》第十九条。", "《劳动合同法》第十九条"),
+        ("工资应当按月支付[1]。", "《劳动合同法》第十九条"),
+        ("试用期只能约定一次[1]。", "《劳动合同法》第十九条"),
+    ]
+    # Without a scorer, being among the sources is enough (the behaviour before issue 11).
+    assert [c.label for c in check_answer(text, SOURCES, FACTS)] == [VERIFIED] * 3
+    assert annotate(text, got).count(MARKS[UNSUPPORTED]) == 1
+
+
+def test_quotes_must_occur_in_the_article_they_are_attributed_to():
+    text = ("《劳动合同法》第十九条规定：“同一用人单位与同一劳动者只能约定一次试用期。”"
+            "《劳动合同法》第十九条规定：“试用期最长不得超过六个月。”"
+            "“在试用期间被证明不符合……录用条件的”（《劳动合同法》第三十九条）；"
+            "劳动合同法第三十九条所说“试用期间被证明不符合岗位要求”")
+    got = [c for c in check_answer(text, SOURCES, FACTS) if c.kind == "article"]
+    assert [(c.raw, c.label) for c in got] == [
+        ("《劳动合同法》第十九条", VERIFIED),
+        ("《劳动合同法》第十九条", MISQUOTED),
+        ("《劳动合同法》第三十九条", NOT_RETRIEVED),  # an ellipsis may shorten a quote
+        ("劳动合同法第三十九条", MISQUOTED),
+    ]
+    assert got[1].note == "引号中的文字“试用期最长不得超过六个月。”不见于《劳动合同法》第十九条"
+
+
+@pytest.fixture(scope="module")
+def labour_facts(tmp_path_factory):
+    from legalrag.index.corpus import parse_corpus
+
+    root = tmp_path_factory.mktemp("labour")
+    (root / "社会法").mkdir()
+    shutil.copy2(CORPUS / "社会法/劳动合同法(2012-12-28).md", root / "社会法")
+    return CorpusFacts.from_articles(parse_corpus(root).articles)
+
+
+def test_an_answer_that_copies_a_source_raises_no_false_alarm(labour_facts):
+    """Issue 11: 《劳动合同法》第四十六条 quoted word for word had each of its 本法第N条 flagged
+    red, and 注意：回答没有引用所给来源 below it, though the text is source [5] verbatim."""
+    from legalrag.answer.assistant import NO_CITATION_NOTE, compose
+    from legalrag.vocab import ERRORS
+
+    law = labour_facts.lookup
+    sources = [law("劳动合同法", n)[0] for n in (47, 38, 36, 87, 46)]
+    a46 = sources[4]
+    raw = ("公司拖欠工资三个月，您可以辞职并要求经济补偿。依据法律规定：\n"
+           + a46.text.replace("\n", "\n\n") + "\n因此您有权获得经济补偿。")
+    got = check_answer(raw, sources, labour_facts, KeywordSupport("经济补偿"))
+    assert not [c for c in got if c.label in ERRORS]
+    refs = [(c.raw, c.label, c.source, c.note) for c in got if c.kind == "article"]
+    assert refs == [
+        ("本法第三十八条", VERIFIED, 2, "引自来源[5]，指《劳动合同法》；来源[2]"),
+        ("本法第三十六条", VERIFIED, 3, "引自来源[5]，指《劳动合同法》；来源[3]"),
+        ("本法第四十条", NOT_RETRIEVED, None,
+         "引自来源[5]，指《劳动合同法》；法库中有此条，但不在检索来源中"),
+        ("本法第四十一条第一款", NOT_RETRIEVED, None,
+         "引自来源[5]，指《劳动合同法》；法库中有此条，但不在检索来源中"),
+        ("本法第四十四条第一项", NOT_RETRIEVED, None,
+         "引自来源[5]，指《劳动合同法》；法库中有此条，但不在检索来源中"),
+        ("本法第四十四条第四项", NOT_RETRIEVED, None,
+         "引自来源[5]，指《劳动合同法》；法库中有此条，但不在检索来源中"),
+    ]
+    (passage,) = [c for c in got if c.kind == "passage"]
+    assert (passage.source, passage.label) == (5, VERIFIED)
+    assert raw[passage.start:passage.end].startswith("有下列情形之一的")
+    text, notes = compose(raw, got)
+    assert NO_CITATION_NOTE not in notes
+    assert "⚠" not in text
+
+
+def test_check_text_labels_against_the_corpus_alone(real_facts):
+    text = ("《中华人民共和国民法典》第五百七十七条；《合同法》第一百零七条；"
+            "《民法典》第五千条；《劳动合同法》第四十七条第二款；《劳动合同法》第十十条；"
+            "本法第十条；《日本劳动法》第三十六条；[1]")
+    got = check_text(text, real_facts)
+    assert [(c.raw, c.label, c.law, c.number, c.paragraph) for c in got] == [
+        ("《中华人民共和国民法典》第五百七十七条", IN_FORCE, "民法典", 577, None),
+        ("《合同法》第一百零七条", REPEALED, "合同法", 107, None),
+        ("《民法典》第五千条", INVENTED, "民法典", 5000, None),
+        ("《劳动合同法》第四十七条第二款", IN_FORCE, "劳动合同法", 47, 2),
+        ("《劳动合同法》第十十条", INVALID, "劳动合同法", 0, None),
+        ("本法第十条", IN_FORCE, "劳动合同法", 10, None),  # the law named before it
+        ("《日本劳动法》第三十六条", INVENTED, "日本劳动法", 36, None),
+    ]
+    assert got[1].note == "《合同法》已被《民法典》废止（见《民法典》第一千二百六十条）"
+    assert got[3].cited_text.startswith("劳动者月工资高于用人单位所在直辖市")
+    assert check_text("本法第十条", real_facts)[0].label == UNRESOLVED

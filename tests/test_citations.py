@@ -1,6 +1,6 @@
 import pytest
 
-from legalrag.citations import LawNames, find_citations, normalize_law_name
+from legalrag.citations import LawNames, find_citations, named_law, normalize_law_name
 
 pytestmark = pytest.mark.fast  # pure functions: the fast tier (scripts/test.sh --fast)
 
@@ -31,7 +31,11 @@ def cites(text):
         ("民法典第103条和民法典第一千零三十二条",
          [("民法典", 103, 0, None), ("民法典", 1032, 0, None)]),
         ("刑法第十条与刑法第一十条", [("刑法", 10, 0, None), ("刑法", 10, 0, None)]),
-        ("劳动法 第 三十六 条", []),  # spaces inside the numeral: not a citation
+        # whitespace around the number is accepted (issue 11), inside it is not
+        ("劳动法 第 三十六 条", [("劳动法", 36, 0, None)]),
+        ("《劳动合同法》第 47 条", [("劳动合同法", 47, 0, None)]),
+        ("《劳动合同法》第４７条", [("劳动合同法", 47, 0, None)]),
+        ("《劳动合同法》第 4 7 条", []),
         ("第一百零三条", []),  # no law named
         ("没有引用任何条文", []),
     ],
@@ -61,3 +65,59 @@ def test_aliases_resolve_only_to_laws_in_the_corpus():
     names = LawNames(["刑事诉讼法"])
     assert names.resolve("刑诉法") == "刑事诉讼法"
     assert names.resolve("民诉法") is None
+
+
+# -- issue 11: a title resolves by its exact name or an alias, never by a shorter name ------
+
+TRAPS = LawNames(["劳动法", "民法典", "数据安全法", "劳动合同法", "刑法修正案",
+                  "刑法修正案（十一）"])
+
+
+@pytest.mark.parametrize(
+    "text, law, named",
+    [
+        ("《日本劳动法》第三十六条", None, "日本劳动法"),
+        ("《美国民法典》第十条", None, "美国民法典"),
+        ("《网络数据安全法》第十条", None, "网络数据安全法"),
+        ("《劳动法实施细则》第二条", None, "劳动法实施细则"),
+        ("日本劳动法第三十六条", None, None),  # bare, no trigger word: names no known law
+        ("根据日本劳动法第三十六条", None, "日本劳动法"),  # after 根据: a law, an unknown one
+        ("以及依法第十条", None, None),  # 依法 is no law
+        ("根据中华人民共和国民法典第十条", "民法典", "民法典"),
+        ("依照劳动合同法第三十九条", "劳动合同法", "劳动合同法"),
+        ("劳动者有劳动合同法第三十九条", "劳动合同法", None),  # after 有: a known law only
+        ("《中华人民共和国民法典》第十条", "民法典", "民法典"),
+        ("《中华人民共和国　民法典》第十条", "民法典", "民法典"),  # full-width space
+        ("《刑法修正案（十一）》第一条", "刑法修正案（十一）", "刑法修正案（十一）"),
+        ("《刑法修正案(十一)》第一条", "刑法修正案（十一）", "刑法修正案（十一）"),
+        ("《刑法修正案（一）》第一条", "刑法修正案", "刑法修正案（一）"),
+        ("《依照劳动法》第一条", None, "依照劳动法"),  # in 《》 the whole title counts
+    ],
+)
+def test_titles_resolve_exactly(text, law, named):
+    (ref,) = find_citations(text)
+    assert TRAPS.resolve_ref(ref) == law
+    assert named_law(ref) == named
+
+
+def test_resolve_never_strips_a_bracketed_title():
+    assert TRAPS.resolve("日本劳动法", bracketed=True) is None
+    assert TRAPS.resolve("日本劳动法") is None  # no trigger word inside either
+    assert TRAPS.resolve("依据劳动法") == "劳动法"
+    assert TRAPS.resolve("依据劳动法", bracketed=True) is None
+
+
+def test_malformed_numbers_are_kept_only_when_asked():
+    text = "《劳动法》第二百一条、第十十条和《劳动法》第三十六条"
+    assert [(c.number, c.error != "") for c in find_citations(text)] == [(36, False)]
+    got = find_citations(text, malformed=True)
+    assert [(c.raw, c.number, bool(c.error)) for c in got] == [
+        ("《劳动法》第二百一条", 0, True), ("第十十条", 0, True),
+        ("《劳动法》第三十六条", 36, False)]
+
+
+def test_paragraphs_and_items():
+    got = find_citations("劳动合同法第三十九条第一款第（二）项，劳动合同法第四十条第三项，"
+                         "劳动法第三十六条第 2 款")
+    assert [(c.number, c.paragraph, c.item) for c in got] == [(39, 1, 2), (40, None, 3),
+                                                              (36, 2, None)]

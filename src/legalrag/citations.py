@@ -12,6 +12,7 @@ lookup in retrieval, gold citations in evaluation and the check of generated ans
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,7 +20,10 @@ from legalrag.numerals import NUMERAL_CHARS, parse_numeral
 
 PRC = "中华人民共和国"
 _NUM = rf"[{NUMERAL_CHARS}]+"
-_ARTICLE = rf"第(?P<num>{_NUM})条(?:之(?P<suf>[一二三四五六七八九十]+))?(?:第(?P<para>{_NUM})款)?"
+# Whitespace is allowed around the number (第 47 条), never inside it. 第K项 may be written
+# with brackets (第（二）项), as statutes number their items.
+_ARTICLE = (rf"第\s*(?P<num>{_NUM})\s*条(?:之(?P<suf>[一二三四五六七八九十]+))?"
+            rf"(?:第\s*(?P<para>{_NUM})\s*款)?(?:第\s*[（(]?(?P<item>{_NUM})[）)]?\s*项)?")
 # A bracketed title, or a run of CJK text ending in a word that ends law titles.
 # One level of nesting: 《最高人民法院关于适用《中华人民共和国民事诉讼法》的解释》.
 _BRACKETED = r"《(?P<btitle>(?:[^《》\n]|《[^《》\n]{1,40}》){1,100})》"
@@ -33,7 +37,22 @@ CONTINUATION_RE = re.compile(rf"^\s*(?:、|，|,|和|及|以及|或者|或)\s*{_
 _NORMALIZE = str.maketrans({"(": "（", ")": "）", "〈": "《", "〉": "》"})
 _SPACE_RE = re.compile(r"\s+")
 
-# Short names people use for laws whose titles they do not spell out.
+# A bare title in running text (no 《》) is a run of CJK characters that may carry words in
+# front of the law's name (根据劳动合同法, 劳动者有本法). Those words are cut off only after
+# one of these, so 日本劳动法, 美国民法典 or 网络数据安全法 never shrink to a real law.
+# Verbs that introduce a law: the name after them is read as a law even when the corpus
+# lacks it (根据劳动保障法第三条 names an unknown law).
+STRONG_TRIGGERS = ("根据", "依照", "依据", "按照", "违反", "适用", "参照", "参见", "援引",
+                   "遵照", "遵守", "对照", "依", "按", "据", "照")
+# Function words after which a known law's name may follow (劳动者有劳动合同法第三十九条…);
+# after these an unknown name is not read as a law (以及依法第十条 names none).
+WEAK_TRIGGERS = ("见", "即", "有", "在", "由", "和", "与", "及", "或", "是", "为", "、")
+_TRIGGER_RE = re.compile("|".join(sorted(STRONG_TRIGGERS + WEAK_TRIGGERS, key=len,
+                                         reverse=True)))
+_STRONG_RE = re.compile("|".join(sorted(STRONG_TRIGGERS, key=len, reverse=True)))
+
+# Short names people use for laws whose titles they do not spell out. Only these and the
+# exact normalized title resolve a name: nothing is matched to a shorter name.
 ALIASES = {
     "刑诉法": "刑事诉讼法",
     "民诉法": "民事诉讼法",
@@ -45,6 +64,7 @@ ALIASES = {
     "个保法": "个人信息保护法",
     "治安处罚法": "治安管理处罚法",
     "反不正当竞争": "反不正当竞争法",
+    "刑法修正案（一）": "刑法修正案",  # the first amendment's title carries no number
 }
 
 
@@ -52,14 +72,16 @@ ALIASES = {
 class CitationRef:
     """One citation as written in a text, before it is resolved against a corpus."""
 
-    law: str  # the law as written, without 《》
-    number: int
+    law: str  # the law as written, without 《》 (a bare title: the whole run of CJK text)
+    number: int  # 0 when the number cannot be read (see error)
     suffix: int  # 之一 -> 1
     paragraph: int | None  # 第二款 -> 2
     start: int  # character span in the text
     end: int
     raw: str
     bracketed: bool  # written as 《…》
+    item: int | None = None  # 第三项 -> 3
+    error: str = ""  # why the number cannot be read (find_citations(malformed=True) only)
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -67,34 +89,41 @@ class CitationRef:
 
 
 def normalize_law_name(name: str) -> str:
-    """Comparable form of a law title: no 《》, spaces or 中华人民共和国, full-width brackets.
+    """Comparable form of a law title: no 《》, spaces or 中华人民共和国, full and half width
+    folded (NFKC), brackets written full width.
 
-    >>> normalize_law_name("《中华人民共和国 民法典》")
-    '民法典'
+    >>> normalize_law_name("《中华人民共和国 民法典》"), normalize_law_name("解释(一)")
+    ('民法典', '解释（一）')
     """
-    n = _SPACE_RE.sub("", name).translate(_NORMALIZE)
+    n = unicodedata.normalize("NFKC", _SPACE_RE.sub("", name)).translate(_NORMALIZE)
     if n.startswith("《") and n.endswith("》"):
         n = n[1:-1]
     return n.removeprefix(PRC).replace("《" + PRC, "《")
 
 
-def find_citations(text: str) -> list[CitationRef]:
-    """Every citation in text, in order. Malformed numerals are skipped, never guessed.
+def find_citations(text: str, *, malformed: bool = False) -> list[CitationRef]:
+    """Every citation in text, in order.
+
+    A malformed number (第十十条, 第二百一条) is never guessed: the citation is skipped, or,
+    with malformed=True (the answer check, which must label it), kept with number 0 and
+    the reason in ``error``.
 
     >>> [(c.law, c.number, c.suffix) for c in find_citations("刑法第一百三十三条之一和第二条")]
     [('刑法', 133, 1), ('刑法', 2, 0)]
+    >>> [(c.number, c.error != "") for c in find_citations("《刑法》第十十条", malformed=True)]
+    [(0, True)]
     """
     out: list[CitationRef] = []
     for m in CITATION_RE.finditer(text):
         law = m.group("btitle") or m.group("title")
         ref = _ref(m, law, m.start(), bool(m.group("btitle")))
-        if ref is None:
+        if ref.error and not malformed:
             continue
         out.append(ref)
         pos = m.end()
         while c := CONTINUATION_RE.match(text[pos:]):
             nxt = _ref(c, law, pos + c.start(), ref.bracketed, offset=pos)
-            if nxt is None:
+            if nxt.error and not malformed:
                 break
             out.append(nxt)
             pos += c.end()
@@ -102,21 +131,42 @@ def find_citations(text: str) -> list[CitationRef]:
 
 
 def _ref(m: re.Match[str], law: str, start: int, bracketed: bool,
-         offset: int = 0) -> CitationRef | None:
+         offset: int = 0) -> CitationRef:
+    error = ""
     try:
-        number = parse_numeral(m.group("num"))
-        suffix = parse_numeral(m.group("suf")) if m.group("suf") else 0
-        para = parse_numeral(m.group("para")) if m.group("para") else None
-    except ValueError:
-        return None
+        number = parse_numeral(_SPACE_RE.sub("", m.group("num")))
+    except ValueError as e:
+        number, error = 0, str(e)
+    values: list[int | None] = []
+    for group in ("suf", "para", "item"):
+        try:
+            values.append(parse_numeral(m.group(group)) if m.group(group) else None)
+        except ValueError as e:
+            values.append(None)
+            error = error or str(e)
+    suffix, para, item = values
     end = offset + m.end()
     raw = m.string[m.start():m.end()] if not offset else m.group(0).lstrip("、，,和及以或者 ")
-    return CitationRef(normalize_law_name(law), number, suffix, para, start, end, raw, bracketed)
+    return CitationRef(normalize_law_name(law), number, suffix or 0, para, start, end, raw,
+                       bracketed, item, error)
+
+
+def trigger_suffixes(run: str, *, strong_only: bool = False) -> list[str]:
+    """The parts of a bare title that follow a trigger word, longest first.
+
+    >>> trigger_suffixes("劳动者依照本法")
+    ['本法']
+    >>> trigger_suffixes("以及依法"), trigger_suffixes("以及依法", strong_only=True)
+    (['依法', '法'], ['法'])
+    """
+    pattern = _STRONG_RE if strong_only else _TRIGGER_RE
+    cuts = sorted({m.end() for i in range(len(run)) if (m := pattern.match(run, i))})
+    return [run[c:] for c in cuts if c < len(run)]
 
 
 class LawNames:
-    """Resolves a law as written (full title, short title, alias, with a prefix of other
-    words in front) to the key of a law in the corpus."""
+    """Resolves a law as written to the key of a law in the corpus: by its exact
+    normalized title or a known alias, never by a shorter name hidden in a longer one."""
 
     def __init__(self, laws: Iterable[str]) -> None:
         self._by_name: dict[str, str] = {}
@@ -129,18 +179,38 @@ class LawNames:
     def __contains__(self, law: str) -> bool:
         return self.resolve(law) is not None
 
-    def resolve(self, written: str) -> str | None:
+    def exact(self, written: str) -> str | None:
+        """The corpus key of exactly this title (normalized) or alias, else None."""
+        return self._by_name.get(normalize_law_name(written))
+
+    def resolve(self, written: str, *, bracketed: bool = False) -> str | None:
         """The corpus key for a law name, or None.
 
-        A bare title captured from running text may carry words in front of it
-        (根据劳动合同法): the longest suffix that names a law wins.
+        A title in 《》 resolves only as a whole: 《日本劳动法》 is no 劳动法. A bare title
+        captured from running text may carry words in front of it; they are cut off only
+        after a trigger word (根据劳动合同法, 劳动者有本法), so 日本劳动法 stays unknown.
         """
-        name = normalize_law_name(written)
-        for i in range(len(name)):
-            cand = name[i:]
-            if len(cand) < 2:
-                break
-            hit = self._by_name.get(cand) or self._by_name.get(cand.removeprefix(PRC))
-            if hit:
-                return hit
+        law = self.exact(written)
+        if law is not None or bracketed:
+            return law
+        for cand in trigger_suffixes(normalize_law_name(written)):
+            if len(cand) >= 2 and (law := self.exact(cand)):
+                return law
         return None
+
+    def resolve_ref(self, ref: CitationRef) -> str | None:
+        """resolve() for a parsed citation: strict when it was written in 《》."""
+        return self.resolve(ref.law, bracketed=ref.bracketed)
+
+
+def named_law(ref: CitationRef) -> str | None:
+    """The law a citation names as written, whether or not the corpus has it; None when a
+    bare title names none (以及依法第十条).
+
+    A bracketed title names itself; a bare one names the words after its last strong
+    trigger word (根据劳动保障法 → 劳动保障法) or, with none, nothing.
+    """
+    if ref.bracketed:
+        return ref.law
+    names = [c for c in trigger_suffixes(ref.law, strong_only=True) if len(c) >= 2]
+    return normalize_law_name(names[-1]) if names else None

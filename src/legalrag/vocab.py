@@ -10,22 +10,37 @@ MODES = (HYBRID, BM25, DENSE)
 MODE_NAMES = {HYBRID: "混合检索（推荐）", BM25: "关键词（BM25）", DENSE: "语义向量"}
 
 # -- citation labels -----------------------------------------------------------------------
-VERIFIED = "verified"  # an article among the sources the answer was given
+VERIFIED = "verified"  # an article among the sources, and the sentence citing it says so
+UNSUPPORTED = "unsupported"  # among the sources, but the sentence says something it does not
 NOT_RETRIEVED = "not_retrieved"  # a real article, but not one of the sources
-INVENTED = "invented"  # no such law or article in the corpus
+IN_FORCE = "in_force"  # (legalrag check, no sources) a real article in the version in force
+INVENTED = "invented"  # no such law, article, paragraph or item in the corpus
 REPEALED = "repealed"  # the law or article is no longer in force
-INVALID = "invalid"  # cannot be read as a citation (a malformed number)
-LABELS = (VERIFIED, NOT_RETRIEVED, INVENTED, REPEALED, INVALID)
+MISQUOTED = "misquoted"  # text in “…” attributed to the article does not occur in it
+UNRESOLVED = "unresolved"  # 本法第N条 with nothing to say which law: not checked, no error
+INVALID = "invalid"  # cannot be read as a citation (a malformed number, a wrong [n])
+LABELS = (VERIFIED, UNSUPPORTED, NOT_RETRIEVED, IN_FORCE, INVENTED, REPEALED, MISQUOTED,
+          UNRESOLVED, INVALID)
 
-LABEL_NAMES = {VERIFIED: "已核实", NOT_RETRIEVED: "未在检索来源中", INVENTED: "法库中无此条文",
-               REPEALED: "已失效", INVALID: "引用无效"}
-LABEL_SIGNS = {VERIFIED: "✓", NOT_RETRIEVED: "?", INVENTED: "✗", REPEALED: "✗", INVALID: "✗"}
+LABEL_NAMES = {VERIFIED: "已核实", UNSUPPORTED: "来源不支持此说法",
+               NOT_RETRIEVED: "未在检索来源中", IN_FORCE: "现行有效",
+               INVENTED: "法库中无此条文", REPEALED: "已失效", MISQUOTED: "引文与条文不符",
+               UNRESOLVED: "未能确定所指法律", INVALID: "引用无效"}
+LABEL_SIGNS = {VERIFIED: "✓", UNSUPPORTED: "?", NOT_RETRIEVED: "?", IN_FORCE: "✓",
+               INVENTED: "✗", REPEALED: "✗", MISQUOTED: "✗", UNRESOLVED: "·", INVALID: "✗"}
 # Written after a citation that is not verified, so it never appears unmarked.
 MARKS = {
+    UNSUPPORTED: f"〔{LABEL_NAMES[UNSUPPORTED]}，请核对原文〕",
     NOT_RETRIEVED: f"〔{LABEL_NAMES[NOT_RETRIEVED]}，请自行核对〕",
+    IN_FORCE: f"〔{LABEL_NAMES[IN_FORCE]}〕",
     INVENTED: f"〔⚠{LABEL_NAMES[INVENTED]}〕",
     REPEALED: f"〔⚠{LABEL_NAMES[REPEALED]}〕",
+    MISQUOTED: f"〔⚠{LABEL_NAMES[MISQUOTED]}〕",
+    UNRESOLVED: f"〔{LABEL_NAMES[UNRESOLVED]}，未核对〕",
     INVALID: f"〔⚠{LABEL_NAMES[INVALID]}〕",
 }
+# Labels shown in red: the citation is wrong, not merely unchecked.
+ERRORS = frozenset({INVENTED, REPEALED, MISQUOTED, INVALID})
 # The worst label of a group decides how a shared span ([1,9]) is shown.
-SEVERITY = {VERIFIED: 0, NOT_RETRIEVED: 1, REPEALED: 2, INVALID: 3, INVENTED: 4}
+SEVERITY = {VERIFIED: 0, IN_FORCE: 0, UNRESOLVED: 1, NOT_RETRIEVED: 2, UNSUPPORTED: 3,
+            REPEALED: 4, INVALID: 5, MISQUOTED: 6, INVENTED: 7}

@@ -24,9 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from legalrag.answer.check import (
-    INVALID,
-    INVENTED,
-    NOT_RETRIEVED,
+    REPEALED,
     VERIFIED,
     CheckedCitation,
     CorpusFacts,
@@ -199,7 +197,9 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
     body = annotate(raw, citations).strip() or EMPTY_ANSWER
     notes = [TRUNCATED_NOTE] if finish == "length" else [LOOP_NOTE] if finish == "loop" else []
     notes += repeal_notes(citations)
-    unchecked = sum(1 for c in citations if c.label in (NOT_RETRIEVED, INVENTED, INVALID))
+    # Repealed citations have their own note; a copied passage is no citation written.
+    unchecked = sum(1 for c in citations if c.label not in (VERIFIED, REPEALED)
+                    and c.kind != "passage")
     if unchecked:
         notes.append(UNCHECKED_NOTE.format(n=unchecked))
     if raw.strip() and not any(c.label == VERIFIED for c in citations):

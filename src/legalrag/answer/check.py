@@ -1,41 +1,90 @@
-"""Checking the citations in a generated answer against the sources and the corpus.
+"""Checking the citations in a text against the corpus, and in an answer against its sources.
 
-Every citation the model writes is extracted and labelled:
+One function, :func:`check_citations`, serves the answer check (with the sources the model
+was given), ``legalrag check`` and the browser's 核查引用 tab (without sources). Every
+citation is extracted and labelled:
 
-- ``verified``: one of the sources it was given (an ``[n]`` marker within 1..len(sources)).
+- ``verified``: one of the sources, and the sentence citing it is supported by it (the
+  ``support`` scorer; without one, being among the sources suffices, as before issue 11).
+- ``unsupported``: one of the sources, but the scorer finds the sentence not supported.
+- ``in_force``: (no sources) an article of the corpus in the version in force.
 - ``not_retrieved``: a real, in-force article of the corpus that was not among the sources.
-- ``invented``: not in the corpus — an unknown law, or an article number the law lacks.
+- ``invented``: not in the corpus: an unknown law (a title in 《》 must match exactly or by
+  a known alias: 《日本劳动法》 is no 劳动法), an article number the law lacks, or a
+  paragraph (款) or item (项) the article lacks.
 - ``repealed``: a law or article that is no longer in force, or a law that an in-force
   article of the corpus repealed (民法典 第一千二百六十条: 《合同法》…同时废止).
-- ``invalid``: cannot be checked as written — an ``[n]`` marker beyond the sources, a
-  malformed article number, a reference such as 本法第十条 that names no law.
+- ``misquoted``: text in “…” attributed to the article does not occur in it.
+- ``unresolved``: 本法第十条 and the like where no source the sentence copies and no
+  citation before it says which law is meant; not an error, but nothing checked either.
+- ``invalid``: cannot be read as written: a malformed number (第十十条, 第二百一条), an
+  ``[n]`` marker beyond the sources or naming another article than the citation it follows.
+
+Text copied from a source (a run of COPY_CHARS characters, punctuation aside) counts as
+citing it: 本法 inside it means the source's law, and a ``passage`` entry records it.
 
 The table of repealed laws is derived from the corpus text, not hard-coded: statutes name
 the laws they replace in their final articles (…《X》同时废止 / 即行废止).
 
-    >>> facts = CorpusFacts.from_articles(articles)         # doctest: +SKIP
-    >>> [c.label for c in check_answer(text, sources, facts)]  # doctest: +SKIP
+    >>> facts = CorpusFacts.from_articles(articles)                    # doctest: +SKIP
+    >>> [c.label for c in check_answer(text, sources, facts, support)]  # doctest: +SKIP
     ['verified', 'repealed']
+    >>> [c.label for c in check_text("《劳动法》第三十六条", facts)]      # doctest: +SKIP
+    ['in_force']
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from legalrag.citations import LawNames, find_citations, normalize_law_name
+from legalrag.citations import (
+    CitationRef,
+    LawNames,
+    find_citations,
+    named_law,
+    normalize_law_name,
+    trigger_suffixes,
+)
 from legalrag.numerals import article_label, to_chinese
 from legalrag.records import Article
-from legalrag.vocab import INVALID, INVENTED, MARKS, NOT_RETRIEVED, REPEALED, VERIFIED
+from legalrag.vocab import (
+    IN_FORCE,
+    INVALID,
+    INVENTED,
+    MARKS,
+    MISQUOTED,
+    NOT_RETRIEVED,
+    REPEALED,
+    UNRESOLVED,
+    UNSUPPORTED,
+    VERIFIED,
+)
+
+# Whether a sentence says something the cited article says: (sentence, article) -> bool.
+# The answer stage's scorer (answer/support.py) provides one; see check_citations.
+Support = Callable[[str, Article], bool]
 
 _MARKER_RE = re.compile(r"[\[［【]\s*(?:来源\s*)?(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*[\]］】]")
 _LOOSE_ARTICLE_RE = re.compile(r"《[^《》\n]{1,60}》\s*第[^条\s，。；、]{1,12}条")
 _LAW_MENTION_RE = re.compile(r"《(?P<law>[^《》\n]{1,60})》")
 _REPEAL_CLAUSE_RE = re.compile(r"[^。；;]*废止(?=[。；;]|$)")
-# References that name no law: they cannot be checked, so they are never passed as verified.
+_ITEM_LINE_RE = re.compile(r"^\s*[（(][一二三四五六七八九十]+[）)]")
+_QUOTE_RE = re.compile(r"[“「]([^“”「」\n]{1,800})[”」]")
+_ELLIPSIS_RE = re.compile(r"…+|\.{3,}")
+_NOT_WORD_RE = re.compile(r"[\W_]+")
+_SENTENCE_ENDS = "。！？!?；;\n"
+# References that name no law: they mean the law of the passage they are copied from, or
+# of the citation before them.
 _DEICTIC = ("本法", "该法", "此法", "上述法", "本条例", "该条例", "本规定", "该规定",
-            "本办法", "该办法", "本解释", "该解释")
+            "本办法", "该办法", "本解释", "该解释", "本决定", "该决定")
+# A run this long (punctuation and whitespace aside) shared with a source is a copy: 16
+# characters of statute wording do not recur by chance in a paraphrase.
+COPY_CHARS = 16
+# Shorter quotations are terms set off for emphasis (“经济补偿”), not quoted text.
+MIN_QUOTE_CHARS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,21 +120,39 @@ class CorpusFacts:
             laws.add(a.law)
             if a.in_force:
                 in_force.add(a.law)
+        for versions in by_key.values():  # in force first, then newest first
+            versions.sort(key=lambda a: (a.in_force, a.version), reverse=True)
         return cls(names=LawNames(sorted(laws)),
                    articles={k: tuple(v) for k, v in by_key.items()},
                    laws_in_force=frozenset(in_force),
                    repeals=find_repeals(all_articles))
 
+    @classmethod
+    def from_index(cls, index_dir: Path) -> CorpusFacts:
+        """Facts from the live index's article list: no embedding model, no BM25 load, so
+        ``legalrag check`` answers in about a second."""
+        from legalrag.errors import IndexCorruptError
+        from legalrag.index.store import ARTICLES, REBUILD_HINT, IndexStore, read_articles
+
+        path = IndexStore(index_dir).current() / ARTICLES
+        try:
+            return cls.from_articles(read_articles(path))
+        except (OSError, ValueError, TypeError, KeyError) as e:  # JSONDecodeError is a ValueError
+            raise IndexCorruptError(f"cannot read the index's article list {path}: {e}",
+                                    fix=f"run `{REBUILD_HINT}`") from None
+
     def lookup(self, law: str, number: int, suffix: int = 0) -> tuple[Article, ...]:
+        """Every version of one article, the one in force first."""
         return self.articles.get((law, number, suffix), ())
 
-    def repeal_of(self, written: str) -> Repeal | None:
-        """The repeal of a law as written (with words in front, as bare citations have)."""
+    def repeal_of(self, written: str, *, bracketed: bool = False) -> Repeal | None:
+        """The repeal of a law as written: by its exact name or, for a bare title, by the
+        name after a trigger word (根据合同法), never by a shorter name inside it."""
         name = normalize_law_name(written)
-        for i in range(len(name) - 1):
-            if name[i:] in self.repeals:
-                return self.repeals[name[i:]]
-        return None
+        if name in self.repeals or bracketed:
+            return self.repeals.get(name)
+        return next((self.repeals[c] for c in trigger_suffixes(name) if c in self.repeals),
+                    None)
 
 
 def find_repeals(articles: Iterable[Article]) -> dict[str, Repeal]:
@@ -115,9 +182,13 @@ def find_repeals(articles: Iterable[Article]) -> dict[str, Repeal]:
 
 @dataclass(frozen=True, slots=True)
 class CheckedCitation:
-    """One citation found in an answer, with its label and a note for people."""
+    """One citation found in a text, with its label and a note for people.
 
-    kind: str  # article (《X》第N条), law (《X》 alone) or marker ([n])
+    kind: ``article`` (《X》第N条), ``law`` (《X》 alone), ``marker`` ([n]) or ``passage``
+    (text copied from source n: not a citation written, but it counts as citing).
+    """
+
+    kind: str
     raw: str
     start: int
     end: int
@@ -127,6 +198,9 @@ class CheckedCitation:
     suffix: int = 0
     source: int | None = None  # the source number it matches
     note: str = ""
+    paragraph: int | None = None  # 第M款
+    item: int | None = None  # 第K项
+    article: Article | None = None  # the article it names (the version in force first)
 
     @property
     def citation(self) -> str:
@@ -136,35 +210,187 @@ class CheckedCitation:
             return f"《{self.law}》"
         if self.number < 1:  # a malformed number (第十十条) has no label: show it as written
             return self.raw
-        return f"《{self.law}》{article_label(self.number, self.suffix)}"
+        out = f"《{self.law}》{article_label(self.number, self.suffix)}"
+        out += f"第{to_chinese(self.paragraph)}款" if self.paragraph else ""
+        return out + (f"第{to_chinese(self.item)}项" if self.item else "")
+
+    @property
+    def cited_text(self) -> str:
+        """The words cited: the 款 (or 项) when one is named, else the whole article."""
+        if self.article is None:
+            return ""
+        return cited_part(self.article, self.paragraph, self.item) or self.article.text
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "raw": self.raw, "start": self.start, "end": self.end,
                 "label": self.label, "law": self.law, "number": self.number,
-                "suffix": self.suffix, "source": self.source, "note": self.note}
+                "suffix": self.suffix, "paragraph": self.paragraph, "item": self.item,
+                "source": self.source, "note": self.note,
+                "article_id": self.article.id if self.article else None}
 
 
-def check_answer(text: str, sources: Sequence[Article], facts: CorpusFacts
-                 ) -> list[CheckedCitation]:
-    """Every citation in text, labelled, in order of position. sources[i] is source i+1."""
+# ---------------------------------------------------------------- structure of an article
+
+
+def paragraphs(article: Article) -> list[tuple[str, list[str]]]:
+    """The article's 款, each with its 项: text lines are 款, except lines that start with
+    （一） etc., which are items of the 款 before them (records.Article keeps both as lines).
+    """
+    out: list[tuple[str, list[str]]] = []
+    for line in (ln.strip() for ln in article.text.split("\n")):
+        if not line:
+            continue
+        if _ITEM_LINE_RE.match(line) and out:
+            out[-1][1].append(line)
+        else:
+            out.append((line, []))
+    return out
+
+
+def cited_part(article: Article, paragraph: int | None, item: int | None) -> str | None:
+    """The text of 第M款 (with its items) or of its 第K项; None when the article lacks it.
+    Without 第M款, 第K项 means an item of the first 款 that lists items."""
+    paras = paragraphs(article)
+    if paragraph is not None and not 1 <= paragraph <= len(paras):
+        return None
+    if item is None:
+        if paragraph is None:
+            return article.text
+        head, items = paras[paragraph - 1]
+        return "\n".join([head, *items])
+    if paragraph is None:
+        items = next((its for _, its in paras if its), [])
+    else:
+        items = paras[paragraph - 1][1]
+    return items[item - 1] if 1 <= item <= len(items) else None
+
+
+# ---------------------------------------------------------------- sentences and copies
+
+
+def sentence_at(text: str, start: int, end: int) -> str:
+    """The sentence a citation or marker belongs to (what its claim is).
+
+    A sentence ends at 。！？； or a line break. An ``[n]`` marker written after the full
+    stop (……一个月。[1]) closes the sentence before it.
+
+    >>> sentence_at("甲。试用期不得超过六个月[1]。乙。", 13, 16)
+    '试用期不得超过六个月[1]。'
+    >>> sentence_at("甲。试用期不得超过六个月。[1]乙", 14, 17)
+    '试用期不得超过六个月。'
+    """
+    before = text[:start].rstrip()
+    if _MARKER_RE.fullmatch(text[start:end]) and before and before[-1] in _SENTENCE_ENDS:
+        left = right = len(before)  # the sentence that ends right before the marker
+        left -= 1
+    else:
+        left, right = start, end
+        while right < len(text) and text[right] not in _SENTENCE_ENDS:
+            right += 1
+        if right < len(text) and text[right] != "\n":
+            right += 1
+    while left > 0 and text[left - 1] not in _SENTENCE_ENDS:
+        left -= 1
+    return text[left:right].strip()
+
+
+def _normalized(text: str) -> tuple[str, list[int]]:
+    """text without punctuation and whitespace, and each kept character's position."""
+    keep = [(i, ch) for i, ch in enumerate(text) if not _NOT_WORD_RE.fullmatch(ch)]
+    return "".join(ch for _, ch in keep), [i for i, _ in keep]
+
+
+def copied_passages(text: str, sources: Sequence[Article]) -> list[tuple[int, int, int]]:
+    """(start, end, source number) of every run of text copied from a source: at least
+    COPY_CHARS characters in a row, punctuation and whitespace aside, that occur in it."""
+    norm, pos = _normalized(text)
+    targets = [_normalized(a.text)[0] for a in sources]
+    out: list[tuple[int, int, int]] = []
+    i = 0
+    while i + COPY_CHARS <= len(norm):
+        found = None
+        for n, target in enumerate(targets, 1):
+            if norm[i:i + COPY_CHARS] in target:
+                j = i + COPY_CHARS
+                while j < len(norm) and norm[i:j + 1] in target:
+                    j += 1
+                if found is None or j > found[1]:
+                    found = (i, j, n)
+        if found is None:
+            i += 1
+            continue
+        out.append((pos[found[0]], pos[found[1] - 1] + 1, found[2]))
+        i = found[1]
+    return out
+
+
+def _occurs_in(quote: str, article_text: str) -> bool:
+    """Whether quoted text occurs in the article, punctuation aside; a quote shortened with
+    an ellipsis must occur piece by piece, in order."""
+    target = _normalized(article_text)[0]
+    at = 0
+    for piece in _ELLIPSIS_RE.split(quote):
+        p = _normalized(piece)[0]
+        if not p:
+            continue
+        found = target.find(p, at)
+        if found < 0:
+            return False
+        at = found + len(p)
+    return True
+
+
+# ---------------------------------------------------------------- the check
+
+
+def check_answer(text: str, sources: Sequence[Article], facts: CorpusFacts,
+                 support: Support | None = None) -> list[CheckedCitation]:
+    """Every citation in a generated answer, labelled. sources[i] is source i+1.
+
+    support(sentence, article) decides whether a sentence citing one of the sources (or
+    closed by its [n] marker) says what that article says; False makes it ``unsupported``.
+    With None (no scorer loaded), a citation of a source is ``verified`` by being among the
+    sources, as it was before claim-level support existed.
+    """
+    return check_citations(text, facts, sources, support)
+
+
+def check_text(text: str, facts: CorpusFacts) -> list[CheckedCitation]:
+    """Every citation in any text (a contract, a court paper, another chatbot's answer),
+    labelled against the corpus alone: in_force, repealed, invented, invalid, misquoted,
+    unresolved. What ``legalrag check`` and the 核查引用 tab show."""
+    return check_citations(text, facts, None)
+
+
+def check_citations(text: str, facts: CorpusFacts, sources: Sequence[Article] | None = None,
+                    support: Support | None = None) -> list[CheckedCitation]:
+    """The one checker behind check_answer and check_text; sources None: no answer, only
+    the corpus (no markers, in_force instead of not_retrieved/verified)."""
     out: list[CheckedCitation] = []
     taken: list[tuple[int, int]] = []
-    refs = find_citations(text)
+    copies = copied_passages(text, sources) if sources else []
+    refs = find_citations(text, malformed=True)
     anchors = _law_anchors(text, refs, facts)
     for ref in refs:
         # A continuation (…和第四十条) starts at its connector; the raw text does not.
-        raw, start, context = ref.raw, ref.end - len(ref.raw), None
-        deictic = _deictic(ref.law, facts)
+        raw, start = ref.raw, ref.end - len(ref.raw)
+        deictic = _deictic(ref, facts)
+        context = None
         if deictic:
-            # 本法第三十九条 (often copied from an article's own text) means the law named
-            # last before it in the answer; the citation starts at 本法, not at the words
-            # the title pattern swept up in front of it (除劳动者有本法…).
-            context = next((law for pos, law in reversed(anchors) if pos < ref.start), None)
+            # 本法第三十九条 (often copied from an article's own text) means the law of the
+            # source it is copied from, else the law named last before it; the citation
+            # starts at 本法, not at the words the title pattern swept up (除劳动者有本法).
+            copy = next((n for s, e, n in copies if s <= ref.start < e), None)
+            if copy is not None:
+                law = sources[copy - 1].law  # type: ignore[index]  # copies imply sources
+                context = (law, f"引自来源[{copy}]，指《{law}》；")
+            else:
+                before = next((law for pos, law in reversed(anchors) if pos < ref.start), None)
+                context = (before, f"按上文指《{before}》；") if before else None
             i = raw.find(deictic)
             if i > 0:
                 raw, start = raw[i:], start + i
-        out.append(_check_article(raw, start, ref.end, ref.law, ref.number, ref.suffix,
-                                  ref.paragraph, sources, facts, context))
+        out.append(_check_article(ref, raw, start, sources, facts, deictic, context))
         taken.append((start, ref.end))
     for m in _LOOSE_ARTICLE_RE.finditer(text):
         if not _overlaps(m.start(), m.end(), taken):
@@ -176,18 +402,81 @@ def check_answer(text: str, sources: Sequence[Article], facts: CorpusFacts
         if not _overlaps(m.start(), m.end(), taken):
             out.append(_check_law(m.group(0), m.start(), m.end(), m.group("law"), sources,
                                   facts))
+    if sources is not None:
+        out += _markers(text, sources)
+    out = _check_quotes(text, out)
+    if sources is not None:
+        out = _check_support(text, out, sources, copies, support)
+        out = _check_marker_agreement(text, out, sources)
+        out += [CheckedCitation("passage", text[s:e], s, e, VERIFIED, sources[n - 1].law,
+                                sources[n - 1].number, sources[n - 1].suffix, n,
+                                f"照录来源[{n}]{sources[n - 1].citation}的原文",
+                                article=sources[n - 1]) for s, e, n in copies]
+    out.sort(key=lambda c: (c.start, c.end))
+    return out
+
+
+def _markers(text: str, sources: Sequence[Article]) -> list[CheckedCitation]:
+    out = []
     for m in _MARKER_RE.finditer(text):
         for num in re.split(r"\s*[,，、]\s*", m.group(1)):
             n = int(num)
             if 1 <= n <= len(sources):
                 out.append(CheckedCitation("marker", m.group(0), m.start(), m.end(), VERIFIED,
                                            law=sources[n - 1].law, number=n, source=n,
-                                           note=sources[n - 1].citation))
+                                           note=sources[n - 1].citation,
+                                           article=sources[n - 1]))
             else:
                 out.append(CheckedCitation("marker", m.group(0), m.start(), m.end(), INVALID,
                                            number=n, note=f"没有来源[{n}]"))
-    out.sort(key=lambda c: (c.start, c.end))
-    return _check_marker_agreement(text, out, sources)
+    return out
+
+
+def _check_support(text: str, checked: list[CheckedCitation], sources: Sequence[Article],
+                   copies: Sequence[tuple[int, int, int]], support: Support | None
+                   ) -> list[CheckedCitation]:
+    """A verified source citation or marker whose sentence its source does not support
+    becomes unsupported. A citation inside words copied from a source needs no scorer: it
+    is the statute's own text (本法第三十八条 quoted inside 第四十六条), not a claim."""
+    if support is None:
+        return checked
+    out = []
+    for c in checked:
+        if c.label == VERIFIED and c.source is not None and c.kind in ("article", "marker"):
+            inside = any(s <= c.start < e for s, e, _ in copies)
+            sentence = sentence_at(text, c.start, c.end)
+            if not inside and not support(sentence, sources[c.source - 1]):
+                c = replace(c, label=UNSUPPORTED,
+                            note=f"来源[{c.source}]{sources[c.source - 1].citation}"
+                                 "没有这句话所说的内容")
+        out.append(c)
+    return out
+
+
+def _check_quotes(text: str, checked: list[CheckedCitation]) -> list[CheckedCitation]:
+    """Text in “…” attributed to an article (the citation just before it in the same
+    sentence, or just after it: “……”（《X》第N条）) must occur in that article."""
+    out = list(checked)
+    articles = [i for i, c in enumerate(out) if c.kind == "article" and c.article is not None]
+    for q in _QUOTE_RE.finditer(text):
+        quote = q.group(1)
+        if len(_normalized(quote)[0]) < MIN_QUOTE_CHARS:
+            continue
+        owner = next((i for i in reversed(articles) if out[i].end <= q.start()
+                      and len(text[out[i].end:q.start()]) <= 40
+                      and not any(ch in _SENTENCE_ENDS for ch in text[out[i].end:q.start()])),
+                     None)
+        if owner is None:
+            owner = next((i for i in articles if out[i].start >= q.end()
+                          and re.fullmatch(r"[\s（(，,]*", text[q.end():out[i].start])), None)
+        if owner is None:
+            continue
+        c = out[owner]
+        if c.article is not None and not _occurs_in(quote, c.article.text):
+            shown = quote if len(quote) <= 30 else quote[:30] + "…"
+            out[owner] = replace(c, label=MISQUOTED,
+                                 note=f"引号中的文字“{shown}”不见于{c.citation}")
+    return out
 
 
 def _check_marker_agreement(text: str, checked: list[CheckedCitation],
@@ -198,7 +487,7 @@ def _check_marker_agreement(text: str, checked: list[CheckedCitation],
     articles = [c for c in checked if c.kind == "article"]
     out = []
     for c in checked:
-        if c.kind == "marker" and c.label == VERIFIED:
+        if c.kind == "marker" and c.label in (VERIFIED, UNSUPPORTED):
             cited = next((a for a in articles if a.end <= c.start
                           and not text[a.end:c.start].strip()), None)
             group = {m.source for m in checked if m.kind == "marker" and m.start == c.start}
@@ -214,81 +503,96 @@ def _overlaps(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
     return any(start < e and s < end for s, e in spans)
 
 
-def _deictic(written: str, facts: CorpusFacts) -> str:
-    """The 本法-like word a law as written ends in, when it names no law itself; else ''."""
-    if facts.names.resolve(written) is not None or facts.repeal_of(written) is not None:
+def _deictic(ref: CitationRef, facts: CorpusFacts) -> str:
+    """The 本法-like word a citation's law ends in, when it names no law itself; else ''."""
+    if ref.bracketed or facts.names.resolve_ref(ref) is not None or facts.repeal_of(ref.law):
         return ""
-    name = normalize_law_name(written)
-    return next((d for d in _DEICTIC if name.endswith(d)), "")
+    return next((d for d in _DEICTIC if ref.law.endswith(d)), "")
 
 
-def _law_anchors(text: str, refs: Sequence, facts: CorpusFacts) -> list[tuple[int, str]]:
+def _law_anchors(text: str, refs: Sequence[CitationRef], facts: CorpusFacts
+                 ) -> list[tuple[int, str]]:
     """(position, law key) of every citation or 《law》 mention that names a corpus law."""
-    out = [(r.start, law) for r in refs if (law := facts.names.resolve(r.law))]
+    out = [(r.start, law) for r in refs if (law := facts.names.resolve_ref(r))]
     out += [(m.start(), law) for m in _LAW_MENTION_RE.finditer(text)
-            if (law := facts.names.resolve(m.group("law")))]
+            if (law := facts.names.resolve(m.group("law"), bracketed=True))]
     return sorted(out)
 
 
-def _check_article(raw: str, start: int, end: int, written: str, number: int, suffix: int,
-                   paragraph: int | None, sources: Sequence[Article], facts: CorpusFacts,
-                   context: str | None = None) -> CheckedCitation:
-    """Label one article citation; context is the law a 本法-like reference points to."""
+def _check_article(ref: CitationRef, raw: str, start: int, sources: Sequence[Article] | None,
+                   facts: CorpusFacts, deictic: str, context: tuple[str, str] | None
+                   ) -> CheckedCitation:
+    """Label one article citation; context is (law, note) for a 本法-like reference."""
+    number, suffix, para, item = ref.number, ref.suffix, ref.paragraph, ref.item
     prefix = ""
 
-    def cite(label: str, law: str, note: str, source: int | None = None) -> CheckedCitation:
-        return CheckedCitation("article", raw, start, end, label, law, number, suffix,
-                               source, prefix + note)
+    def cite(label: str, law: str, note: str, source: int | None = None,
+             article: Article | None = None) -> CheckedCitation:
+        return CheckedCitation("article", raw, start, ref.end, label, law, number, suffix,
+                               source, prefix + note, para, item, article)
 
-    label_text = article_label(number, suffix)
-    law = facts.names.resolve(written)
+    law = facts.names.resolve_ref(ref)
     if law is None:
-        name = normalize_law_name(written)
-        repeal = facts.repeal_of(written)
-        if repeal is not None:
+        repeal = facts.repeal_of(ref.law, bracketed=ref.bracketed)
+        if repeal is not None and not ref.error:
             return cite(REPEALED, repeal.law, repeal.note)
-        if not name.endswith(_DEICTIC):
+        if deictic:
+            if context is None:
+                law_name = deictic
+                if ref.error:
+                    return cite(INVALID, law_name, f"条号写法有误，无法核对（{ref.error}）")
+                return cite(UNRESOLVED, law_name, f"未写明“{deictic}”指哪部法律，无法核对")
+            law, prefix = context
+        else:
+            name = named_law(ref)
+            if ref.error:
+                return cite(INVALID, name or ref.law, f"条号写法有误，无法核对（{ref.error}）")
+            if name is None:
+                return cite(UNRESOLVED, "", "未写明法律名称，无法核对")
             return cite(INVENTED, name, f"法库中没有《{name}》")
-        if context is None:
-            return cite(INVALID, name, "未写明法律名称，无法核对")
-        law, prefix = context, f"按上文指《{context}》；"
-    for n, a in enumerate(sources, 1):
+    if ref.error:
+        return cite(INVALID, law, f"条号写法有误，无法核对（{ref.error}）")
+    label_text = article_label(number, suffix)
+    part = (f"第{to_chinese(para)}款" if para else "") + (f"第{to_chinese(item)}项" if item
+                                                           else "")
+    for n, a in enumerate(sources or (), 1):
         if (a.law, a.number, a.suffix) == (law, number, suffix):
-            if paragraph and paragraph > _paragraphs(a):
-                return cite(INVENTED, law, f"{a.citation}没有第{to_chinese(paragraph)}款", n)
-            return cite(VERIFIED, law, f"来源[{n}]", n)
+            if cited_part(a, para, item) is None:
+                return cite(INVENTED, law, f"{a.citation}没有{part}", n, a)
+            return cite(VERIFIED, law, f"来源[{n}]", n, a)
     versions = facts.lookup(law, number, suffix)
     if not versions:
         return cite(INVENTED, law, f"《{law}》没有{label_text}")
-    if not any(v.in_force for v in versions) or law not in facts.laws_in_force:
-        repeal = facts.repeal_of(law)
-        return cite(REPEALED, law, repeal.note if repeal else f"《{law}》{label_text}已失效")
-    if paragraph and paragraph > max(_paragraphs(v) for v in versions):
-        return cite(INVENTED, law, f"《{law}》{label_text}没有第{to_chinese(paragraph)}款")
-    return cite(NOT_RETRIEVED, law, "法库中有此条，但不在检索来源中")
+    current = versions[0]
+    if not current.in_force or law not in facts.laws_in_force:
+        repeal = facts.repeal_of(law, bracketed=True)
+        return cite(REPEALED, law, repeal.note if repeal else f"《{law}》{label_text}已失效",
+                    article=current)
+    if cited_part(current, para, item) is None:
+        return cite(INVENTED, law, f"《{law}》{label_text}没有{part}", article=current)
+    if sources is None:
+        return cite(IN_FORCE, law, f"现行有效（{current.version or '日期不详'}版）",
+                    article=current)
+    return cite(NOT_RETRIEVED, law, "法库中有此条，但不在检索来源中", article=current)
 
 
-def _paragraphs(article: Article) -> int:
-    # Paragraphs (款) are the text's lines, minus the 项 items (（一）…) that belong to one.
-    lines = [ln for ln in article.text.split("\n") if ln.strip()]
-    return sum(1 for ln in lines if not re.match(r"^[（(][一二三四五六七八九十]+[）)]", ln))
-
-
-def _check_law(raw: str, start: int, end: int, written: str, sources: Sequence[Article],
-               facts: CorpusFacts) -> CheckedCitation:
-    law = facts.names.resolve(written)
+def _check_law(raw: str, start: int, end: int, written: str,
+               sources: Sequence[Article] | None, facts: CorpusFacts) -> CheckedCitation:
+    law = facts.names.resolve(written, bracketed=True)
     name = normalize_law_name(written)
     if law is None:
-        repeal = facts.repeal_of(written)
+        repeal = facts.repeal_of(written, bracketed=True)
         if repeal is not None:
             return CheckedCitation("law", raw, start, end, REPEALED, repeal.law,
                                    note=repeal.note)
         return CheckedCitation("law", raw, start, end, INVENTED, name,
                                note=f"法库中没有《{name}》")
     if law not in facts.laws_in_force:
-        repeal = facts.repeal_of(law)
+        repeal = facts.repeal_of(law, bracketed=True)
         return CheckedCitation("law", raw, start, end, REPEALED, law,
                                note=repeal.note if repeal else f"《{law}》已失效")
+    if sources is None:
+        return CheckedCitation("law", raw, start, end, IN_FORCE, law, note="现行有效")
     for n, a in enumerate(sources, 1):
         if a.law == law:
             return CheckedCitation("law", raw, start, end, VERIFIED, law, source=n,
@@ -303,8 +607,8 @@ def annotate(text: str, checked: Sequence[CheckedCitation]) -> str:
     pos = 0
     marked = -1
     for c in sorted(checked, key=lambda c: c.end):
-        if c.label == VERIFIED or c.end <= marked:  # one mark per span ([1,9] yields two)
-            continue
+        if c.label == VERIFIED or c.kind == "passage" or c.end <= marked:
+            continue  # one mark per span ([1,9] yields two)
         out.append(text[pos:c.end])
         out.append(MARKS[c.label])
         pos = marked = c.end

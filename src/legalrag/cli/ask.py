@@ -52,6 +52,8 @@ def _print_checked(answer) -> None:
         print("引用核对：")
         seen: dict[tuple[str, str, str], int] = {}
         for c in answer.citations:  # one line per distinct citation, with a count
+            if c.kind == "passage":
+                continue
             key = (c.raw, c.label, c.note)
             seen[key] = seen.get(key, 0) + 1
         for (raw, label, note), n in seen.items():

@@ -62,7 +62,8 @@ def render_answer(answer: Answer, turn: int) -> str:
     raw = answer.raw_text
     by_span: dict[tuple[int, int], list[CheckedCitation]] = {}
     for c in answer.citations:
-        by_span.setdefault((c.start, c.end), []).append(c)
+        if c.kind != "passage":  # a copied passage is not marked up; its citations are
+            by_span.setdefault((c.start, c.end), []).append(c)
     out: list[str] = []
     pos = 0
     for (start, end), group in sorted(by_span.items()):
