@@ -243,9 +243,14 @@ def assert_serving(settings: Settings, kill: Kill, before: str | None, answers: 
 
 
 def assert_clean(settings: Settings) -> None:
+    """No unfinished build and no stray CURRENT; at most the live build and the previous
+    complete one (kept as the fallback, issue 14)."""
     store = IndexStore(settings.index_dir)
-    assert [p.name for p in (settings.index_dir / "builds").iterdir()] == [store.current_name()]
-    assert sorted(p.name for p in settings.index_dir.iterdir()) == ["CURRENT", "LOCK", "builds"]
+    builds = sorted(p.name for p in (settings.index_dir / "builds").iterdir())
+    assert store.current_name() in builds and len(builds) <= 2
+    assert builds == sorted(p.name for p in store.complete_builds())
+    assert sorted(p.name for p in settings.index_dir.iterdir()
+                  if p.name != "readers") == ["CURRENT", "LOCK", "builds"]
 
 
 @pytest.mark.slow
@@ -367,6 +372,9 @@ DAMAGE = {
     "a file deleted": (lambda b: (b / "tokens.json").unlink(), "tokens.json is missing"),
     "one byte changed": (lambda b: _flip_a_byte(b / "articles.json"),
                          "articles.json is corrupted or truncated (checksum mismatch)"),
+}
+# CURRENT itself damaged while its build is fine: readers fall back (test below).
+CURRENT_DAMAGE = {
     "CURRENT names a missing build": (lambda b: (b.parents[1] / "CURRENT").write_text(
         "20200101-000000-1-0\n", encoding="utf-8"), "which is missing"),
     "CURRENT empty": (lambda b: (b.parents[1] / "CURRENT").write_text("", encoding="utf-8"),
@@ -395,3 +403,24 @@ def test_a_damaged_index_is_refused_with_the_fix_and_the_fix_works(tmp_path, cap
     hits = Retriever.open(settings).search("劳动法第五十条", k=1)
     assert hits[0].article.citation == "《劳动法》第五十条"
     assert_clean(settings)
+
+
+@pytest.mark.parametrize("damage", list(CURRENT_DAMAGE))
+def test_a_damaged_current_falls_back_to_the_newest_complete_build(tmp_path, capsys, damage):
+    """CURRENT pointing nowhere (what a power cut on a disk that ignores fsync, or a hand
+    edit, can leave): readers serve the newest complete build and say so, in the log, in
+    `legalrag index info` and in the retriever's status; the next update repairs CURRENT."""
+    settings = make_settings(tmp_path, copy_corpus(tmp_path / "corpus", BASE[:1]))
+    build_index(settings, dense=False)
+    live = IndexStore(settings.index_dir).current_name()
+    harm, message = CURRENT_DAMAGE[damage]
+    harm(IndexStore(settings.index_dir).builds / live)
+    r = Retriever.open(settings)
+    assert r.build_dir.name == live and message in r.fallback
+    assert r.status()["fallback"] == r.fallback
+    assert r.search("劳动法第五十条", k=1)[0].article.citation == "《劳动法》第五十条"
+    argv = ["--corpus", str(settings.corpus_dir), "--index-dir", str(settings.index_dir)]
+    assert cli.main([*argv, "index", "info"]) == 0
+    assert f"serving the newest complete build {live} instead" in capsys.readouterr().out
+    build_index(settings, update=True, dense=False)
+    assert Retriever.open(settings).fallback == ""

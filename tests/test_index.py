@@ -47,8 +47,11 @@ def test_build_query_update_query(env):
     assert third.removed_files == ["个体工商户条例(2016-02-06).md"]
     assert third.embedded == 0
     assert not any("个体工商户条例" in c for c in citations(settings, "个体工商户条例第二条"))
-    builds = list((settings.index_dir / "builds").iterdir())
-    assert [b.name for b in builds] == [IndexStore(settings.index_dir).current_name()]
+    # the live build and the previous complete one (kept for a fallback after a power cut)
+    store = IndexStore(settings.index_dir)
+    builds = sorted(b.name for b in (settings.index_dir / "builds").iterdir())
+    assert builds == sorted(p.name for p in store.complete_builds()[:2])
+    assert store.current_name() in builds
 
 
 def test_first_build_serves_bm25_before_dense_is_done(env):
@@ -95,7 +98,8 @@ def test_failure_mid_build_leaves_the_previous_index_serving(env, stage):
     assert {p: p.read_bytes() for p in corpus.rglob("*") if p.is_file()} == corpus_before
     after = build_index(settings, update=True)  # the next run succeeds and cleans up
     assert after.changed_files == ["新.md"]
-    assert len(list((settings.index_dir / "builds").iterdir())) == 1
+    assert len(list((settings.index_dir / "builds").iterdir())) == 2  # live + previous
+    assert not list((settings.index_dir / "builds").glob("tmp-*"))
 
 
 def test_index_built_with_another_model_is_refused(env):

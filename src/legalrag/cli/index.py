@@ -34,15 +34,18 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _index_info(settings, as_json: bool) -> int:
-    from legalrag.index.store import IndexStore, read_manifest
+    from legalrag.index.store import IndexStore
 
-    build = IndexStore(settings.index_dir).current()
-    manifest = read_manifest(build)
+    opened = IndexStore(settings.index_dir).open_live()
+    opened.release()
+    build, manifest = opened.path, opened.manifest
     if as_json:
-        print(json.dumps({"build": build.name, **{k: v for k, v in manifest.items()
-                                                   if k != "checksums"}},
+        print(json.dumps({"build": build.name, "fallback": opened.fallback,
+                          **{k: v for k, v in manifest.items() if k != "checksums"}},
                          ensure_ascii=False, indent=1))
         return 0
+    if opened.fallback:
+        print(f"WARNING   {opened.fallback} (fix: run `legalrag index update`)")
     c = manifest["counts"]
     skipped = manifest["corpus"]["skipped"]
     print(f"index     {build}")

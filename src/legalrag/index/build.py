@@ -15,6 +15,7 @@ and the dense part follows when the embeddings are done.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ import numpy as np
 
 from legalrag.citations import LawNames, find_citations
 from legalrag.config import Settings
-from legalrag.errors import LegalRagError
+from legalrag.errors import IndexMissingError, LegalRagError
 from legalrag.index.corpus import CorpusReport, parse_corpus
 from legalrag.index.embed import embedder_identity, load_embedder
 from legalrag.index.segment import SEGMENTER_NAME, Segmenter, corpus_terms
@@ -43,7 +44,6 @@ from legalrag.index.store import (
     check_compatible,
     link_or_copy,
     read_articles,
-    read_manifest,
     write_articles,
     write_json,
     write_manifest,
@@ -95,6 +95,8 @@ class BuildResult:
 class _Previous:
     """What an update can reuse from the live index."""
 
+    path: Path
+    fallback: str  # why path is not CURRENT's build ('' when it is)
     manifest: dict
     tokens: dict[str, list[str]]  # bm25 content key -> tokens
     vectors: dict[str, np.ndarray]  # embed content key -> vector
@@ -107,8 +109,12 @@ def build_index(
     update: bool = False,
     dense: bool = True,
     progress: ProgressFactory | None = None,
+    locked: bool = False,
 ) -> BuildResult:
     """Build (or, with update, incrementally update) the index and make it live.
+
+    locked: the caller already holds ``IndexStore.lock()`` (the knowledge base writes
+    uploaded files and updates under one lock, so no other writer runs in between).
 
     Raises IndexBusyError when another build holds the lock, IndexMismatchError when an
     update meets an index built with another model or segmenter, LegalRagError when the
@@ -116,7 +122,7 @@ def build_index(
     """
     progress = progress or no_progress
     store = IndexStore(settings.index_dir)
-    with store.lock():
+    with contextlib.nullcontext() if locked else store.lock():
         store.collect_garbage()  # unfinished builds of crashed runs
         return _build(settings, store, update=update, dense=dense, progress=progress)
 
@@ -142,6 +148,9 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
         result.removed_files = sorted(set(old_files) - set(report.file_hashes))
         has_dense = "dense" in previous.manifest["parts"] or not dense
         if not result.changed_files and not result.removed_files and has_dense:
+            if previous.fallback:  # CURRENT was damaged: point it at the build we read
+                store.set_current(previous.path.name)
+                log.warning("CURRENT repaired: it names %s again", previous.path.name)
             result.up_to_date = True
             result.parts = previous.manifest["parts"]
             return result
@@ -229,11 +238,11 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
     if questions is not None and not questions.exists():
         log.warning("tune_questions %s does not exist: questions use the base model", questions)
         questions = None
-    live_tuned = previous is not None and (store.current() / QUERY_ENCODER).is_dir()
+    live_tuned = previous is not None and (previous.path / QUERY_ENCODER).is_dir()
     if questions is not None and live_tuned:
         # An update keeps the live query encoder: the article space it was trained for
         # is unchanged for every article that did not change.
-        link_or_copy(store.current() / QUERY_ENCODER, build / QUERY_ENCODER)
+        link_or_copy(previous.path / QUERY_ENCODER, build / QUERY_ENCODER)
         base_manifest["query_encoder"] = previous.manifest.get("query_encoder")
         result.parts.append("tuned-queries")
     write_manifest(build, _stamp(base_manifest, result.parts, seconds))
@@ -306,21 +315,24 @@ def _headings(articles: list[Article]) -> set[str]:
 def _live_has_dense(store: IndexStore, identity: dict) -> bool:
     """Whether a usable dense index is serving (one built with this model counts)."""
     try:
-        live = store.current()
-        manifest = read_manifest(live, verify=False)
-        check_compatible(manifest, identity, live)
+        opened = store.open_live(verify=False)
+        opened.release()
+        check_compatible(opened.manifest, identity, opened.path)
     except LegalRagError:
         return False
-    return "dense" in manifest.get("parts", [])
+    return "dense" in opened.manifest.get("parts", [])
 
 
 def _load_previous(store: IndexStore, identity: dict) -> _Previous | None:
     """The live index's reusable parts, or None when there is none to update."""
     try:
-        live = store.current()
-    except LegalRagError:
+        # CURRENT's build, or the newest complete one when CURRENT's is damaged (a power
+        # cut on a disk that ignored fsync): the update then repairs CURRENT.
+        opened = store.open_live()
+    except IndexMissingError:
         return None
-    manifest = read_manifest(live)
+    opened.release()  # the writer lock keeps it: only writers delete builds
+    live, manifest = opened.path, opened.manifest
     check_compatible(manifest, identity, live)
     tokens = {k: tok for k, tok in json.loads((live / TOKENS).read_text(encoding="utf-8"))}
     vectors: dict[str, np.ndarray] = {}
@@ -332,7 +344,7 @@ def _load_previous(store: IndexStore, identity: dict) -> _Previous | None:
         for a, row in zip(read_articles(live / ARTICLES), mat, strict=True):
             vectors[content_key(embed_text(a))] = row
     terms = [t for t in (live / USERDICT).read_text(encoding="utf-8").splitlines() if t]
-    return _Previous(manifest, tokens, vectors, terms)
+    return _Previous(live, opened.fallback, manifest, tokens, vectors, terms)
 
 
 def _write_bm25(path: Path, tokens: list[list[str]]) -> None:

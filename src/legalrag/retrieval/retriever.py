@@ -15,15 +15,16 @@ import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from legalrag.citations import LawNames, find_citations
 from legalrag.config import Settings
-from legalrag.errors import IndexMismatchError, QueryError
+from legalrag.errors import IndexCorruptError, IndexMismatchError, QueryError
 from legalrag.index.embed import Embedder, embedder_identity, load_embedder
 from legalrag.index.segment import Segmenter
 from legalrag.index.store import (
@@ -35,6 +36,7 @@ from legalrag.index.store import (
     REBUILD_HINT,
     USERDICT,
     IndexStore,
+    OpenBuild,
     check_compatible,
     read_articles,
     read_manifest,
@@ -46,6 +48,7 @@ from legalrag.vocab import MODES
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 MAX_QUERY_CHARS = 2000  # longer questions are cut for retrieval (the model sees the start)
 
 
@@ -64,12 +67,18 @@ class Retriever:
     """A loaded index. Thread-safe for searching; ``refresh`` picks up a newer build."""
 
     def __init__(self, build_dir: Path, settings: Settings, *, verify: bool = True,
-                 fusion: Fusion | None = None) -> None:
+                 fusion: Fusion | None = None, opened: OpenBuild | None = None) -> None:
         import bm25s
 
         self.settings = settings
         self.build_dir = build_dir
-        self.manifest = read_manifest(build_dir, verify=verify)
+        # The lease keeps writers from deleting this build while the retriever lives (the
+        # query encoder is read from it lazily); released when the retriever is dropped.
+        self.opened = opened or OpenBuild(build_dir, read_manifest(build_dir, verify=verify),
+                                          IndexStore(build_dir.parents[1]).lease(
+                                              build_dir.name))
+        self.fallback = self.opened.fallback
+        self.manifest = self.opened.manifest
         identity = embedder_identity(settings)
         check_compatible(self.manifest, identity, build_dir)
         self.segmenter = Segmenter.load(build_dir / USERDICT)
@@ -106,13 +115,30 @@ class Retriever:
                                for a in self.articles], dtype=np.float64)
         self._embedder: Embedder | None = None
         self._lock = threading.Lock()
+        self._derived: dict[str, object] = {}
+        self._derived_lock = threading.Lock()
+
+    def derived(self, key: str, make: Callable[[], T]) -> T:
+        """A value computed once per loaded build (make() on first use) and shared by every
+        user of this retriever: e.g. the answer stage's citation-check tables, one per
+        build however many option sets the chat serves."""
+        with self._derived_lock:
+            if key not in self._derived:
+                self._derived[key] = make()
+            return self._derived[key]  # type: ignore[return-value]
 
     @classmethod
     def open(cls, settings: Settings, *, verify: bool = True,
              fusion: Fusion | None = None) -> Retriever:
-        """Load the live index named by CURRENT in settings.index_dir."""
-        return cls(IndexStore(settings.index_dir).current(), settings, verify=verify,
-                   fusion=fusion)
+        """Load the live index named by CURRENT in settings.index_dir (or, when that build
+        is damaged, the newest complete one: ``fallback`` says so)."""
+        opened = IndexStore(settings.index_dir).open_live(verify=verify)
+        try:
+            return cls(opened.path, settings, verify=verify, fusion=fusion, opened=opened)
+        except FileNotFoundError as e:  # only with verify=False: a file the manifest lists
+            opened.release()
+            raise IndexCorruptError(f"index file {e.filename} is missing",
+                                    fix=f"run `{REBUILD_HINT}`") from None
 
     @property
     def query_encoder(self) -> str:
@@ -292,6 +318,7 @@ class Retriever:
             "dense_live": "dense" in self.parts,
             "embedding": m["embedding"]["name"],
             "query_encoder": "tuned" if self.query_encoder != "base" else "base",
+            "fallback": self.fallback,
             **m["counts"],
         }
 
