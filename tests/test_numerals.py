@@ -49,3 +49,15 @@ def test_to_chinese_writes_what_statutes_write(n, text):
 def test_article_label():
     assert article_label(219, 1) == "第二百一十九条之一"
     assert article_label(47) == "第四十七条"
+
+
+@pytest.mark.parametrize("text, value", [(" 47 ", 47), ("\u3000四十七 ", 47), ("０４７", 47)])
+def test_whitespace_around_a_numeral_is_ignored(text, value):
+    # 第 47 条 and 第　四十七　条 are written citations of article 47 (issue 11).
+    assert parse_numeral(text) == value
+
+
+@pytest.mark.parametrize("bad", ["二百一", "十十", "4 7", "四 十七"])
+def test_whitespace_or_malformed_inside_a_numeral_is_rejected(bad):
+    with pytest.raises(ValueError):
+        parse_numeral(bad)

@@ -3,6 +3,7 @@
     legalrag index build | update | info
     legalrag retrieve "问题" [-k 10] [--mode hybrid|bm25|dense] [--json]
     legalrag ask "问题" [--k 5] [--json]
+    legalrag check [FILE|-] [--json]
     legalrag eval QUERIES.jsonl [--modes …] [-k …] [--out DIR] [--fail-under …]
     legalrag eval-answers QUERIES.jsonl [--split dev] [-n N] [--out DIR]
     legalrag serve [--host H] [--port P]
@@ -19,13 +20,13 @@ import logging
 import os
 import sys
 
-from legalrag.cli import ask, eval_answers, evaluate, index, retrieve, serve
+from legalrag.cli import ask, check, eval_answers, evaluate, index, retrieve, serve
 from legalrag.errors import LegalRagError
 from legalrag.version import __version__
 
 log = logging.getLogger("legalrag")
 
-COMMANDS = (index, retrieve, ask, evaluate, eval_answers, serve)
+COMMANDS = (index, retrieve, ask, check, evaluate, eval_answers, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
