@@ -4,8 +4,9 @@ Three steps, each reproducible:
 
 1. Answers: the default model answers STARD *tune*-part questions (never the dev part):
        legalrag eval-answers data/eval/stard_train.jsonl --split tune -n 100 --out out/support
-2. Pairs: every citation of those answers that names one of its sources (an article
-   citation or an [n] marker) becomes a (sentence, cited article) pair to label:
+2. Pairs: every citation of those answers that the check would hand to the support
+   scorer (a citation of one of its sources, by 《法》第N条 or [n], outside words copied
+   from that source) becomes a (sentence, cited article) pair to label:
        python bench/calibrate_support.py pairs out/support/answers.json --out out/pairs.jsonl
    Labels are added by people reading the sentence and the article (see
    data/eval/README.md, "Support labels"), giving data/eval/support_labels.jsonl.
@@ -32,12 +33,8 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from legalrag.answer.support import (  # noqa: E402
-    FEATURES,
-    SupportModel,
-    claim_sentence,
-    features,
-)
+from legalrag.answer.check import check_answer  # noqa: E402
+from legalrag.answer.support import FEATURES, SupportModel, features  # noqa: E402
 from legalrag.records import Article  # noqa: E402
 
 HELD_OUT_SHARE = 3  # one question in three is held out
@@ -50,11 +47,19 @@ def part_of(question_id: str) -> str:
     return "held_out" if digest[0] % HELD_OUT_SHARE == 0 else "fit"
 
 
-def make_pairs(answers_json: Path) -> list[dict]:
-    """The (sentence, cited source) pairs of a legalrag eval-answers output, to be labelled.
+def article_from(hit: dict) -> Article:
+    """An Article rebuilt from a Hit.to_dict() record of eval-answers output."""
+    return Article(hit["law_title"], hit["law"], hit["level"], "", tuple(hit["path"]),
+                   hit["number"], hit["suffix"], hit["label"], hit["text"], hit["version"],
+                   hit["in_force"], hit["source"], 0)
 
-    Only citations that name a source can be verified, so only they need a support
-    decision: article citations whose article is a source, and in-range [n] markers.
+
+def make_pairs(answers_json: Path, facts) -> list[dict]:
+    """The (sentence, cited source) pairs of a legalrag eval-answers output, to be labelled:
+    exactly the calls the citation check makes to the support scorer, recorded by running
+    the check again on each answer with a scorer that says yes to everything. So only
+    citations that name a source and stand outside words copied from it are pairs, and
+    each pair's sentence is the one the check will score.
     """
     data = json.loads(answers_json.read_text(encoding="utf-8"))
     out: list[dict] = []
@@ -62,28 +67,39 @@ def make_pairs(answers_json: Path) -> list[dict]:
         ans = row["answer"]
         if ans["abstained"]:
             continue
-        by_n = {s["n"]: s for s in ans["sources"]}
         hits = {h["id"]: h for h in ans["hits"]}
-        raw = ans["raw_text"]
-        seen: set[tuple[str, int]] = set()
-        for c in ans["citations"]:
-            n = c["source"]
-            if n is None or n not in by_n:
+        sources = [article_from(hits[s["id"]]) for s in ans["sources"]]
+        calls: list[tuple[str, Article]] = []
+
+        def record(sentence: str, article: Article, calls=calls) -> bool:
+            calls.append((sentence, article))
+            return True
+
+        check_answer(ans["raw_text"], sources, facts, record)
+        seen: set[tuple[str, str]] = set()
+        for sentence, article in calls:
+            n = sources.index(article) + 1
+            if (sentence, article.id) in seen:
                 continue
-            sentence = claim_sentence(raw, c["start"], c["end"])
-            key = (sentence, n)
-            if key in seen or not sentence:
-                continue
-            seen.add(key)
-            hit = hits[by_n[n]["id"]]
+            seen.add((sentence, article.id))
             out.append({
-                "pair": f"{row['id']}:{c['start']}", "question_id": row["id"],
-                "question": row["query"], "sentence": sentence, "citation": c["raw"],
-                "kind": c["kind"], "source": n, "article": by_n[n]["citation"],
-                "article_id": hit["id"], "law_title": hit["law_title"],
-                "version": hit["version"], "article_text": hit["text"],
+                "pair": f"{row['id']}:{len(seen)}", "question_id": row["id"],
+                "question": row["query"], "sentence": sentence, "source": n,
+                "article": article.citation, "article_id": article.id,
+                "law_title": article.law_title, "version": article.version,
+                "article_text": article.text,
             })
     return out
+
+
+def corpus_facts():
+    """CorpusFacts of the live index (the citation check's view of the corpus)."""
+    from legalrag.answer.check import CorpusFacts
+    from legalrag.config import Settings
+    from legalrag.index.store import ARTICLES, IndexStore, read_articles
+
+    build = IndexStore(Settings.load().index_dir).current()
+    return CorpusFacts.from_articles(read_articles(build / ARTICLES))
 
 
 def article_of(pair: dict) -> Article:
@@ -165,7 +181,7 @@ def main() -> int:
     f.add_argument("--write", action="store_true", help="write src/legalrag/data/support.json")
     args = ap.parse_args()
     if args.cmd == "pairs":
-        pairs = make_pairs(args.answers)
+        pairs = make_pairs(args.answers, corpus_facts())
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pairs),
                             encoding="utf-8")

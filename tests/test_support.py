@@ -12,7 +12,6 @@ import pytest
 from legalrag.answer.support import (
     FEATURES,
     SupportModel,
-    claim_sentence,
     claim_text,
     features,
     text_features,
@@ -24,19 +23,6 @@ A19 = Article("中华人民共和国劳动合同法", "劳动合同法", "法律
               "劳动合同期限三个月以上不满一年的，试用期不得超过一个月；劳动合同期限一年以上不满三年的，"
               "试用期不得超过二个月；三年以上固定期限和无固定期限的劳动合同，试用期不得超过六个月。",
               "2012-12-28", True, "劳动合同法.md", 1)
-
-
-@pytest.mark.fast
-@pytest.mark.parametrize("text, span, sentence", [
-    ("甲。试用期不得超过六个月。[1]乙。", "[1]", "试用期不得超过六个月。"),
-    ("甲。试用期不得超过六个月[1]。乙。", "[1]", "试用期不得超过六个月[1]。"),
-    ("依照《劳动合同法》第十九条，试用期最长六个月。", "《劳动合同法》第十九条",
-     "依照《劳动合同法》第十九条，试用期最长六个月。"),
-    ("第一句；第二句[2]\n第三句", "[2]", "第二句[2]\n"),
-])
-def test_the_sentence_of_a_citation(text, span, sentence):
-    start = text.index(span)
-    assert claim_sentence(text, start, start + len(span)) == sentence.strip()
 
 
 @pytest.mark.fast

@@ -15,6 +15,10 @@ that a ✓ is wrong in at most 5% of held-out pairs (docs/evaluation.md).
     >>> scorer = SupportScorer.default(embed=embedder.encode)         # doctest: +SKIP
     >>> scorer.supports("用人单位拖欠工资的，劳动者可以解除合同。", a38)  # doctest: +SKIP
     True
+
+The check (answer/check.py) calls ``supports`` with the sentence a citation stands in
+(``check.sentence_at``) for every citation of a source that is not inside words copied
+from that source.
 """
 
 from __future__ import annotations
@@ -36,8 +40,6 @@ Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
 
 FEATURES = ("bigram_recall", "trigram_recall", "longest_shared", "word_recall", "cosine",
             "log_chars")
-# A sentence ends at these; a closing marker [n] right after the end still belongs to it.
-_END_RE = re.compile(r"[。！？!?；;\n]")
 _MARKER_RE = re.compile(r"[\[［【]\s*(?:来源\s*)?\d{1,3}(?:\s*[,，、]\s*\d{1,3})*\s*[\]］】]")
 _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 _NON_CJK_RE = re.compile(r"[^\u4e00-\u9fff]+")
@@ -45,28 +47,6 @@ _NON_CJK_RE = re.compile(r"[^\u4e00-\u9fff]+")
 _FRAME = ("根据", "依照", "依据", "按照", "规定", "本法", "该法", "法律", "条文", "第", "条",
           "款", "可以", "应当", "如果", "的话", "您", "你", "我们", "需要", "情况", "具体",
           "咨询", "律师", "建议")
-
-
-def claim_sentence(text: str, start: int, end: int) -> str:
-    """The sentence a citation (text[start:end]) belongs to.
-
-    A marker written after the sentence's full stop ("……。[2]") closes the sentence before
-    it; anything else belongs to the sentence around it.
-
-    >>> claim_sentence("甲。试用期不得超过六个月。[1]乙。", 13, 16)
-    '试用期不得超过六个月。'
-    """
-    before = text[:start]
-    if _MARKER_RE.fullmatch(text[start:end]) and before.rstrip() and \
-            _END_RE.match(before.rstrip()[-1]):
-        stripped = before.rstrip()
-        head = stripped[:-1]
-        begin = max((m.end() for m in _END_RE.finditer(head)), default=0)
-        return stripped[begin:].strip()
-    begin = max((m.end() for m in _END_RE.finditer(before)), default=0)
-    m = _END_RE.search(text, end)
-    stop = m.end() if m else len(text)
-    return text[begin:stop].strip()
 
 
 def claim_text(sentence: str) -> str:
