@@ -360,7 +360,7 @@ def test_every_citation_is_linked_and_labelled(small_index):
             'href="#lr-t3-h1">《劳动合同法》第十九条</a><span class="lr-badge lr-verified">'
             "✓已核实</span>") in html
     assert ('<a class="lr-cite lr-verified lr-marker" title="已核实：《劳动合同法》第十九条" '
-            'data-check="verified" href="#lr-t3-h1">[1]</a>，') in html
+            'data-check="verified" href="#lr-t3-h1">&#91;1&#93;</a>，') in html  # no Markdown
     # a real article that was retrieved (rank 5) but not given to the model
     assert ('href="#lr-t3-h5">《劳动法》第二十一条</a><span class="lr-badge lr-not_retrieved">'
             "〔未在检索来源中，请自行核对〕</span>") in html
@@ -370,8 +370,8 @@ def test_every_citation_is_linked_and_labelled(small_index):
             '<span class="lr-badge lr-invented">〔⚠法库中无此条文〕</span>') in html
     assert ('data-check="repealed">《合同法》第三十九条</span><span class="lr-badge lr-repealed">'
             "〔⚠已失效〕</span>") in html
-    assert ('data-check="invalid">[9]</span><span class="lr-badge lr-invalid">〔⚠引用无效〕'
-            "</span>") in html
+    assert ('data-check="invalid">&#91;9&#93;</span><span class="lr-badge lr-invalid">'
+            "〔⚠引用无效〕</span>") in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
     assert "《合同法》已被《民法典》废止（见《民法典》第一千二百六十条）。" in html  # a note
     assert html.endswith('<div class="lr-disclaimer">（以上为法律信息，不构成法律意见；'

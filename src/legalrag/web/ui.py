@@ -39,8 +39,10 @@ from legalrag.progress import ProgressFactory, terminal_progress
 from legalrag.retrieval.live import LiveRetriever
 from legalrag.web import views
 from legalrag.web.chat import ChatService
+from legalrag.web.citecheck import CitationCheck
 from legalrag.web.jobs import STAGES, IndexJobs
 from legalrag.web.kb import KnowledgeBase
+from legalrag.web.security import middleware as security_middleware
 from legalrag.web.session import ANSWER_LENGTHS, MAX_SOURCES, MODE_CHOICES, ChatOptions, ChatSession
 from legalrag.web.startup import index_state, start_update, wait_until_live
 from legalrag.web.uploads import Upload, UploadPlan
@@ -108,6 +110,18 @@ a.lr-cite { text-decoration: underline dotted; cursor: pointer; }
 .lr-rejected { border-color: #dc2626; }
 .lr-reason { color: #991b1b; }
 .lr-index-ok { color: var(--body-text-color-subdued); font-size: .85em; }
+.lr-cite.lr-in_force { color: #15803d; }
+.lr-cite.lr-misquoted { color: #b91c1c; }
+.lr-cite.lr-unsupported { color: #b45309; }
+.lr-cite.lr-unresolved { color: #6b7280; }
+.lr-badge.lr-in_force { background: #dcfce7; color: #166534; }
+.lr-badge.lr-misquoted { background: #fee2e2; color: #991b1b; }
+.lr-badge.lr-unsupported { background: #fef3c7; color: #92400e; }
+.lr-badge.lr-unresolved { background: #f3f4f6; color: #4b5563; }
+.lr-check-text { white-space: pre-wrap; line-height: 1.9; border: 1px solid
+                 var(--border-color-primary); border-radius: 8px; padding: .6em .8em; }
+.lr-check-summary { margin: .3em 0 .5em; font-weight: 600; }
+.lr-check-card summary { cursor: pointer; }
 """
 
 # Citation links point at source cards in the sources panel: open a folded earlier turn,
@@ -200,6 +214,14 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase) -> gr.Bl
                         gr.HTML("<b>来源</b>")
                         sources = gr.HTML(chat.view(ChatSession()).sources,
                                           elem_id="lr-sources")
+            with gr.Tab("核查引用", id="check", elem_id="lr-check-tab"):
+                gr.Markdown("粘贴任何文字（合同、判决书、其他聊天机器人的回答），逐条核查其中引用"
+                            "的法律条文：现行有效、已失效、法库中无此条文或无法识别。不使用模型。")
+                pasted = gr.Textbox(elem_id="lr-check-input", show_label=False, lines=8,
+                                    max_lines=30, placeholder="例如：依照《劳动合同法》第四十七条"
+                                    "第二款……")
+                check_btn = gr.Button("核查", variant="primary", elem_id="lr-check")
+                checked_view = gr.HTML(views.render_check("", ()), elem_id="lr-check-result")
             with gr.Tab("知识库", id="kb", elem_id="lr-kb-tab"):
                 status = gr.HTML(elem_id="lr-kb-status")
                 gr.Markdown("### 上传法规\n.md 或 .txt，UTF-8 编码：第一行是法规名称，然后每条"
@@ -223,6 +245,7 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase) -> gr.Bl
                     remove = gr.Button("删除并更新索引", variant="stop", elem_id="lr-remove",
                                        scale=1)
         timer = gr.Timer(STATUS_SECONDS)
+        checker = CitationCheck(kb.live)
 
         # -- callbacks: unpack, call the library, pack -----------------------------------
 
@@ -288,6 +311,9 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase) -> gr.Bl
             return (views.render_outcome(outcome), *user_files_outputs(), *on_status())
 
         # -- wiring ------------------------------------------------------------------------
+
+        check_btn.click(checker.run, [pasted], [checked_view], api_name=False,
+                        concurrency_limit=4)
 
         ask_inputs = [box, session, k, mode, old, length]
         ask_outputs = [box, chatbot, sources, session]
@@ -370,7 +396,7 @@ def start(settings: Settings, *, model: ChatModel | None = None,
             quiet=True, show_error=False, max_file_size=settings.max_upload_bytes,
             blocked_paths=blocked, footer_links=[], run_history=False, ssr_mode=False,
             pwa=False, mcp_server=False, enable_monitoring=False, theme=theme(), css=CSS,
-            head=HEAD)
+            head=HEAD, app_kwargs={"middleware": security_middleware()})
     except OSError as e:
         raise ConfigError(f"cannot serve on {settings.host}:{settings.port}: {e}",
                           fix="set another port with --port or LEGALRAG_PORT") from None

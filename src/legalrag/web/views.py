@@ -46,6 +46,25 @@ def esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+# The chat component renders its messages as Markdown (then sanitizes the HTML). Escaped
+# text can still be Markdown: ![图](http://host/x.png?q=…) in an answer made the browser
+# fetch from that host (issue 11). Text that a model, a statute file or a question wrote
+# goes through md_esc: brackets (images, links, reference links), colons (http:, mailto:
+# autolinks), www. and @ (bare autolinks) become character references, which show the
+# same characters but are no Markdown.
+_MD_ACTIVE = str.maketrans({"[": "&#91;", "]": "&#93;", ":": "&#58;", "@": "&#64;"})
+
+
+def md_esc(text: str) -> str:
+    """esc() for text shown in the chat (Markdown-rendered): nothing in it can become an
+    image, iframe or link; it reads exactly as written.
+
+    >>> md_esc("![图](http://127.0.0.1:9999/leak.png) [1]")
+    '!&#91;图&#93;(http&#58;//127.0.0.1&#58;9999/leak.png) &#91;1&#93;'
+    """
+    return esc(text).translate(_MD_ACTIVE).replace("www.", "www&#46;")
+
+
 def anchor(turn: int, rank: int) -> str:
     """Id of the rank-th retrieved article of the turn-th question in the sources panel."""
     return f"lr-t{turn}-h{rank}"
@@ -69,14 +88,14 @@ def render_answer(answer: Answer, turn: int) -> str:
     for (start, end), group in sorted(by_span.items()):
         if start < pos:  # overlapping spans: the first one wins
             continue
-        out.append(esc(raw[pos:start]))
+        out.append(md_esc(raw[pos:start]))
         out.append(_citation(raw[start:end], group, answer, turn))
         pos = end
-    out.append(esc(raw[pos:]))
+    out.append(md_esc(raw[pos:]))
     body = "".join(out).strip() or esc(EMPTY_ANSWER)
     parts = [f'<div class="lr-answer">\n\n{body}\n\n</div>']
     if answer.notes:
-        notes = "".join(f"<p>{esc(n)}</p>" for n in answer.notes)
+        notes = "".join(f"<p>{md_esc(n)}</p>" for n in answer.notes)
         parts.append(f'<div class="lr-notes">{notes}</div>')
     parts.append(f'<div class="lr-disclaimer">{esc(DISCLAIMER)}</div>')
     return "\n\n".join(parts)
@@ -106,8 +125,8 @@ def _citation(text: str, group: Sequence[CheckedCitation], answer: Answer, turn:
         f"{LABEL_NAMES.get(c.label, c.label)}" + (f"：{c.note}" if c.note else "") for c in group))
     classes = f"lr-cite lr-{label}" + (" lr-marker" if worst.kind == "marker" else "")
     attrs = f'class="{classes}" title="{esc(title)}" data-check="{label}"'
-    link = (f'<a {attrs} href="#{target}">{esc(text)}</a>' if target
-            else f"<span {attrs}>{esc(text)}</span>")
+    link = (f'<a {attrs} href="#{target}">{md_esc(text)}</a>' if target
+            else f"<span {attrs}>{md_esc(text)}</span>")
     if worst.kind == "marker" and label == VERIFIED:
         return link  # a green [n] chip; the citation it follows carries the text label
     return f'{link}<span class="lr-badge lr-{label}">{esc(LABEL_TEXT.get(label, label))}</span>'
@@ -119,8 +138,8 @@ def render_abstain(answer: Answer, turn: int) -> str:
     for h in answer.hits[:CANDIDATES_SHOWN]:
         a = h.article
         where = " › ".join(a.path) or a.law_title
-        rows.append(f'<li><a class="lr-cite" href="#{anchor(turn, h.rank)}">{esc(a.citation)}'
-                    f"</a>（{esc(where)}）</li>")
+        rows.append(f'<li><a class="lr-cite" href="#{anchor(turn, h.rank)}">{md_esc(a.citation)}'
+                    f"</a>（{md_esc(where)}）</li>")
     candidates = (f"<p>{esc(CANDIDATES_INTRO)}</p><ul>{''.join(rows)}</ul>" if rows else "")
     return (f'<div class="lr-abstain"><div class="lr-abstain-title">未作回答</div>'
             f"<p>{esc(ABSTAIN_TEXT)}</p>{candidates}"
@@ -130,7 +149,7 @@ def render_abstain(answer: Answer, turn: int) -> str:
 
 def render_streaming(text: str) -> str:
     """The answer while it is being written (checked when it is complete)."""
-    return f'<div class="lr-answer">\n\n{esc(text)}<span class="lr-cursor">▍</span>\n\n</div>'
+    return f'<div class="lr-answer">\n\n{md_esc(text)}<span class="lr-cursor">▍</span>\n\n</div>'
 
 
 # ---------------------------------------------------------------- sources panel
@@ -259,7 +278,7 @@ def render_outcome(outcome: UpdateOutcome) -> str:
 
 
 def render_error(message: str) -> str:
-    return f'<div class="lr-error">⚠ {esc(message)}</div>'
+    return f'<div class="lr-error">⚠ {md_esc(message)}</div>'
 
 
 def render_user_files(files: Sequence[UserFile]) -> str:
@@ -294,8 +313,8 @@ def render_question(question: str) -> str:
     if not q:
         return '<span class="lr-empty">（空白问题）</span>'
     if len(q) > SHOWN_QUESTION_CHARS:
-        return esc(q[:SHOWN_QUESTION_CHARS]) + f"…（共 {len(q):,} 字）"
-    return esc(q)
+        return md_esc(q[:SHOWN_QUESTION_CHARS]) + f"…（共 {len(q):,} 字）"
+    return md_esc(q)
 
 
 def render_exchange(ex: Exchange) -> str:
@@ -304,7 +323,8 @@ def render_exchange(ex: Exchange) -> str:
         return ex._html
     head = []
     if ex.rewritten and ex.rewritten != ex.question.strip():
-        head.append(f'<div class="lr-rewrite">检索用语（结合上文改写）：{esc(ex.rewritten)}</div>')
+        head.append('<div class="lr-rewrite">检索用语（结合上文改写）：'
+                    f"{md_esc(ex.rewritten)}</div>")
     if not ex.dense_live:
         head.append(f'<div class="lr-note">{esc(DENSE_BUILDING)}</div>')
     found = f"已检索到 {len(ex.hits)} 条相关条文（见右侧“来源”）"
@@ -352,3 +372,53 @@ def render_sources(session: ChatSession) -> str:
             out.append(f'<details class="lr-turn"><summary>{title}（{len(ex.hits)} 条）'
                        f"</summary>{cards}</details>")
     return "".join(out)
+
+
+# ---------------------------------------------------------------- the 核查引用 tab
+
+CHECK_EMPTY = ("粘贴一段文字（合同、判决书、其他聊天机器人的回答……），点击“核查”，"
+               "逐条标出其中引用的法律条文是否现行有效、已失效、法库中不存在或无法识别。")
+
+
+def render_check(text: str, checked: Sequence[CheckedCitation]) -> str:
+    """Pasted text with every citation labelled inline, then one folded card per citation
+    with the article it names (the 款 or 项 cited, where one is); clicking a citation
+    opens and shows its card (the page script follows ``#lr-c…`` links)."""
+    if not text.strip():
+        return f'<div class="lr-check-empty">{esc(CHECK_EMPTY)}</div>'
+    out: list[str] = []
+    cards: list[str] = []
+    pos = 0
+    counts: dict[str, int] = {}
+    for i, c in enumerate(checked, 1):
+        counts[c.label] = counts.get(c.label, 0) + 1
+        if c.start < pos:
+            continue
+        target = f"lr-c{i}"
+        sign = f"{LABEL_SIGNS.get(c.label, '')}{LABEL_NAMES.get(c.label, c.label)}"
+        title = sign + (f"：{c.note}" if c.note else "")
+        out.append(esc(text[pos:c.start]))
+        out.append(f'<a class="lr-cite lr-{c.label}" data-check="{c.label}" '
+                   f'title="{esc(title)}" href="#{target}">{esc(text[c.start:c.end])}</a>'
+                   f'<span class="lr-badge lr-{c.label}">{esc(sign)}</span>')
+        pos = c.end
+        body = "".join(f"<p>{esc(p)}</p>" for p in c.cited_text.split("\n") if p.strip())
+        source = (f'<div class="lr-src-meta">{esc(c.article.law_title)} · '
+                  f"{esc(c.article.version or '日期不详')} · "
+                  f"{'现行有效' if c.article.in_force else '非现行有效'}</div>"
+                  if c.article is not None else "")
+        cards.append(
+            f'<details class="lr-src lr-check-card" id="{target}"><summary>'
+            f'<span class="lr-badge lr-{c.label}">{esc(sign)}</span> '
+            f"<b>{esc(c.raw)}</b>" + (f"：{esc(c.note)}" if c.note else "") + "</summary>"
+            f'{source}<div class="lr-src-text">{body or esc("（法库中没有可显示的条文）")}</div>'
+            "</details>")
+    out.append(esc(text[pos:]))
+    if checked:
+        summary = "，".join(f"{LABEL_NAMES.get(k, k)} {n}" for k, n in counts.items())
+        head = f"共 {len(checked)} 处引用：{esc(summary)}。点击引用查看条文。"
+    else:
+        head = "没有找到法律条文引用（如《劳动合同法》第四十七条）。"
+    return (f'<div class="lr-check-summary">{head}</div>'
+            f'<div class="lr-check-text">{"".join(out)}</div>'
+            f'<div class="lr-check-cards">{"".join(cards)}</div>')
