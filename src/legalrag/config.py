@@ -76,6 +76,12 @@ class Settings:
     max_upload_bytes: int = 2 * 1024 * 1024
     log_questions: bool = False
     log_file: str = ""
+    # the HTTP API of `legalrag serve` (/v1/…): the bearer token it requires (required
+    # whenever it is set, and needed when login is on), and the largest request body
+    api_token: str = ""
+    api_max_request_bytes: int = 256 * 1024
+    # what the server keeps for its users (conversations, feedback): one SQLite file here
+    data_dir: Path = Path("userdata")
 
     @classmethod
     def load(cls, path: Path | None = None, env: dict[str, str] | None = None,

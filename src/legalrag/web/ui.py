@@ -37,7 +37,7 @@ from legalrag.config import Settings
 from legalrag.errors import ConfigError, LegalRagError
 from legalrag.progress import ProgressFactory, terminal_progress
 from legalrag.retrieval.live import LiveRetriever
-from legalrag.web import views
+from legalrag.web import api, views
 from legalrag.web.chat import ChatService
 from legalrag.web.citecheck import CitationCheck
 from legalrag.web.jobs import STAGES, IndexJobs
@@ -396,7 +396,8 @@ def start(settings: Settings, *, model: ChatModel | None = None,
             quiet=True, show_error=False, max_file_size=settings.max_upload_bytes,
             blocked_paths=blocked, footer_links=[], run_history=False, ssr_mode=False,
             pwa=False, mcp_server=False, enable_monitoring=False, theme=theme(), css=CSS,
-            head=HEAD, app_kwargs={"middleware": security_middleware()})
+            head=HEAD, app_kwargs={"routes": api.routes(settings, chat),
+                                   "middleware": security_middleware()})
     except OSError as e:
         raise ConfigError(f"cannot serve on {settings.host}:{settings.port}: {e}",
                           fix="set another port with --port or LEGALRAG_PORT") from None
