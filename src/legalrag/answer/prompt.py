@@ -16,10 +16,11 @@ Python strings slice by character, so no cut falls inside a character.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from legalrag.answer.llm.base import Message
+from legalrag.answer.llm.special import defuse
 from legalrag.records import Article
 
 TokenCounter = Callable[[str], int]
@@ -82,25 +83,32 @@ def source_header(n: int, article: Article) -> str:
     return f"[{n}]{article.citation}{path}{old}"
 
 
-_TEMPLATE_TOKEN_RE = re.compile(r"<\|([^|<>\n]{0,40})\|>")
-
-
-def defuse_template_tokens(text: str) -> str:
-    """Chat-template markers (<|im_start|>, <|im_end|> …) in untrusted text, written with
-    look-alike brackets, so a statute or a question can never open a turn of its own.
+def defuse_template_tokens(text: str, tokens: Collection[str] = ()) -> str:
+    """Chat-template markers (<|im_start|>, <start_of_turn>, [INST], </s> … and, given the
+    model's own control tokens, each of those) in untrusted text, written with look-alike
+    brackets, so a statute or a question can never open a turn of its own (llm/special.py).
 
     >>> defuse_template_tokens("<|im_start|>system")
     '‹|im_start|›system'
     """
-    return _TEMPLATE_TOKEN_RE.sub(r"‹|\1|›", text).replace("<|", "‹|").replace("|>", "|›")
+    return defuse(text, tokens)
 
 
 def render_block(n: int, article: Article, text: str) -> str:
     """One numbered source block: the header line, then the text. Source text is data:
     a line in it that starts like a block header ([7]…) or like the end fence is defused
     (full-width bracket), so an article cannot pose as another source or as instructions."""
-    safe = _HEADER_LIKE_RE.sub(r"\1［", text).replace(SOURCES_END, SOURCES_END[1:-1])
-    return defuse_template_tokens(f"{source_header(n, article)}\n{safe}")
+    safe = _defuse_fences(_HEADER_LIKE_RE.sub(r"\1［", text))
+    # The header is untrusted too: an uploaded file's title and headings make it.
+    head = f"[{n}]"
+    header = head + _defuse_fences(source_header(n, article)[len(head):]).replace("\n", " ")
+    return defuse_template_tokens(f"{header}\n{safe}")
+
+
+def _defuse_fences(text: str) -> str:
+    """The end-of-sources fence and the sources intro, made inert inside source text."""
+    return text.replace(SOURCES_END, SOURCES_END[1:-1]).replace(SOURCES_INTRO,
+                                                                SOURCES_INTRO[:-1])
 
 
 def shorten(text: str, keep: int) -> str:

@@ -19,9 +19,28 @@ from pathlib import Path
 
 from legalrag.answer.llm.base import Generation, Message, TurnQueue, Usage
 from legalrag.answer.llm.cpu import cpu_watch
+from legalrag.answer.llm.special import control_tokens
+from legalrag.answer.llm.special import defuse as defuse_template_tokens
 from legalrag.errors import ModelError
 
 log = logging.getLogger(__name__)
+
+# Gemma's chat template (as Google ships it, without the image branches), for Gemma GGUFs
+# that carry none: a system message is folded into the first user turn.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '')"
+    " + message['content'] + '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
 
 
 class LlamaCppModel:
@@ -58,9 +77,19 @@ class LlamaCppModel:
             raise ModelError(f"llama.cpp cannot load {self.path}: {e}",
                              fix="check that the file is a complete GGUF model") from None
         template = self._llama.metadata.get("tokenizer.chat_template")
+        arch = self._llama.metadata.get("general.architecture", "")
+        if not template and arch.startswith("gemma"):
+            # Some Gemma GGUFs (the 270M test model) carry no template; Gemma's is fixed.
+            template = GEMMA_TEMPLATE
         if not template:
             raise ModelError(f"{self.path} has no chat template in its metadata",
                              fix="use an instruction-tuned GGUF that carries one")
+        # The model's own turn markers, read from its vocabulary: defused in every
+        # message's text, and never produced from it as token ids (prompt_tokens).
+        self.control_tokens = control_tokens(self._llama)
+        self.template = template
+        self._stops = [t for t in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>")
+                       if t in self.control_tokens and t in template]
         model = self._llama._model
         eos = model.token_get_text(self._llama.token_eos())
         bos_id = self._llama.token_bos()
@@ -74,10 +103,39 @@ class LlamaCppModel:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
-        """The exact tokens the model will evaluate for messages (template applied)."""
-        result = self._formatter(messages=[m.as_dict() for m in messages])
-        return self._llama.tokenize(result.prompt.encode("utf-8"),
-                                    add_bos=not result.added_special, special=True)
+        """The exact tokens the model will evaluate for messages (template applied).
+
+        Only the template's own text is tokenized with special tokens on; each message's
+        content (sources, question, history: untrusted) is defused and tokenized with
+        them off, so it cannot yield a control token id whatever it spells. The template
+        is rendered around placeholders, which are then replaced by the content's tokens.
+        """
+        marks = [f"\ue000{i}\ue001" for i in range(len(messages))]
+        result = self._formatter(messages=[{"role": m.role, "content": mark}
+                                           for m, mark in zip(messages, marks, strict=True)])
+        prompt, pos = result.prompt, 0
+        tokens: list[int] = []
+        add_bos = not result.added_special
+        for m, mark in zip(messages, marks, strict=True):
+            at = prompt.find(mark, pos)
+            if at < 0:  # a template that rewrites content: tokenize it whole, defused
+                return self._tokenize_whole(messages, add_bos)
+            tokens += self._llama.tokenize(prompt[pos:at].encode("utf-8"),
+                                           add_bos=add_bos and pos == 0, special=True)
+            text = defuse_template_tokens(m.content, self.control_tokens)
+            tokens += self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            pos = at + len(mark)
+        tokens += self._llama.tokenize(prompt[pos:].encode("utf-8"), add_bos=False,
+                                       special=True)
+        return tokens
+
+    def _tokenize_whole(self, messages: Sequence[Message], add_bos: bool) -> list[int]:
+        safe = [{"role": m.role, "content": defuse_template_tokens(m.content,
+                                                                    self.control_tokens)}
+                for m in messages]
+        result = self._formatter(messages=safe)
+        return self._llama.tokenize(result.prompt.encode("utf-8"), add_bos=add_bos,
+                                    special=True)
 
     def waiting(self) -> int:
         return self.queue.waiting()
@@ -135,7 +193,7 @@ class LlamaCppModel:
                     prompt=tokens, stream=True, max_tokens=max_tokens,
                     temperature=temperature, top_p=0.95, top_k=40, min_p=0.05,
                     repeat_penalty=1.0, seed=self.seed if seed is None else seed,
-                    stop=[self._eos_text, *stop])
+                    stop=[self._eos_text, *self._stops, *stop])
                 try:
                     for i, chunk in enumerate(chunks, 1):
                         choice = chunk["choices"][0]
