@@ -10,6 +10,8 @@ environment variables < explicit overrides passed by the caller (CLI flags).
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -18,6 +20,8 @@ from typing import Any
 
 from legalrag.errors import ConfigError
 from legalrag.vocab import MODES
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDING = "m3e-small"
 
@@ -100,17 +104,20 @@ class Settings:
                                   fix="create it or unset LEGALRAG_CONFIG") from None
             except tomllib.TOMLDecodeError as e:
                 raise ConfigError(f"config file {cfg} is not valid TOML: {e}") from None
-            values.update(data.get("legalrag", data))
+            table = data.get("legalrag", data)
+            if not isinstance(table, dict):
+                raise ConfigError(f"config file {cfg}: [legalrag] must be a table of settings")
+            _refuse_unknown(table, f"config file {cfg}")
+            values.update(table)
         known = {f.name: f for f in fields(cls)}
         for name in known:
             var = f"LEGALRAG_{name.upper()}"
             if var in env:
                 values[name] = env[var]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(values) - set(known)
-        if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}",
-                              fix=f"use one of: {', '.join(known)}")
+        _warn_unknown_env(env)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        _refuse_unknown(given, "override")
+        values.update(given)
         base = cls()
         typed = {k: _coerce(k, v, type(getattr(base, k))) for k, v in values.items()}
         settings = replace(base, **typed)
@@ -118,6 +125,24 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        """ConfigError for the first setting out of its range (each names the fix)."""
+        for name, (lo, hi) in RANGES.items():
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            if value != value or (lo is not None and value < lo) or (hi is not None
+                                                                      and value > hi):
+                span = (f"between {lo} and {hi}" if lo is not None and hi is not None
+                        else f">= {lo}" if lo is not None else f"<= {hi}")
+                raise ConfigError(f"setting {name} = {value!r} is out of range: it must be {span}",
+                                  fix=f"set {name} (LEGALRAG_{name.upper()}) {span}")
+        if self.llm_max_tokens >= self.llm_context:
+            raise ConfigError(
+                f"llm_max_tokens {self.llm_max_tokens} does not fit in llm_context "
+                f"{self.llm_context} (the prompt needs room too)",
+                fix="lower llm_max_tokens or raise llm_context")
+        if not self.host.strip():
+            raise ConfigError("setting host is empty", fix="set host, e.g. 127.0.0.1")
         if self.retrieval_mode not in MODES:
             raise ConfigError(f"retrieval_mode {self.retrieval_mode!r} is not one of "
                               ", ".join(MODES))
@@ -139,9 +164,82 @@ class Settings:
                               fix="set both LEGALRAG_AUTH_USER and LEGALRAG_AUTH_PASSWORD")
 
 
+# Numeric settings and their allowed ranges (None: open). Checked by Settings.validate.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "embedding_max_length": (8, 8192),
+    "embedding_batch_size": (1, 4096),
+    "top_k": (1, 100),
+    "llm_context": (256, 1 << 20),
+    "llm_threads": (0, 1024),
+    "llm_max_tokens": (1, None),
+    "llm_temperature": (0.0, 2.0),
+    "answer_top_k": (1, 20),
+    "answer_source_tokens": (0, None),
+    "answer_source_chars": (0, None),
+    "max_question_chars": (1, None),
+    "abstain_min_dense": (-1.0, 1.0),
+    "abstain_min_dense_base": (-1.0, 1.0),
+    "abstain_min_bm25": (0.0, None),
+    "abstain_min_bm25_alone": (0.0, None),
+    "abstain_min_bm25_base": (0.0, None),
+    "port": (1, 65535),
+    "max_upload_bytes": (1, None),
+    "api_max_request_bytes": (1, None),
+}
+# str settings that hold a path: `~` is expanded like in the Path ones
+PATH_STRINGS = frozenset({"llm_model_path", "tune_questions", "log_file", "query_encoder"})
+# LEGALRAG_* variables that are not settings but are used by the scripts and tests
+OTHER_ENV = frozenset({"LEGALRAG_CONFIG", "LEGALRAG_VENV", "LEGALRAG_FAULT_SEED"})
+
+
+def _names() -> list[str]:
+    return [f.name for f in fields(Settings)]
+
+
+def _refuse_unknown(values: dict, where: str) -> None:
+    """ConfigError naming each unknown setting and the closest valid one."""
+    names = _names()
+    unknown = sorted(k for k in values if k not in names)
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(str(k), names, n=1, cutoff=0.6)
+        hints.append(f"{k!r} (did you mean {close[0]}?)" if close else repr(k))
+    raise ConfigError(f"unknown setting(s) in {where}: {', '.join(hints)}",
+                      fix=f"use one of: {', '.join(names)}")
+
+
+def _warn_unknown_env(env: dict[str, str]) -> None:
+    """A LEGALRAG_* variable that names no setting is most likely a typo: logged with the
+    closest valid name (not an error: the environment is shared with scripts)."""
+    names = [f"LEGALRAG_{n.upper()}" for n in _names()]
+    for var in env:
+        if var.startswith("LEGALRAG_") and var not in names and var not in OTHER_ENV:
+            close = difflib.get_close_matches(var, names, n=1, cutoff=0.6)
+            log.warning("environment variable %s is not a legalrag setting%s", var,
+                        f" (did you mean {close[0]}?)" if close else "")
+
+
 def _coerce(name: str, value: Any, typ: type) -> Any:
+    if issubclass(typ, Path):  # type(Path()) is PosixPath
+        if not isinstance(value, (str, Path)) or not str(value).strip():
+            raise ConfigError(f"setting {name} = {value!r} is not a valid path",
+                              fix=f"set {name} to a folder, e.g. ~/legalrag/{name}")
+        return Path(os.path.expanduser(str(value)))
+    if typ is str and name in PATH_STRINGS and isinstance(value, (str, Path)):
+        return os.path.expanduser(str(value)) if str(value) else ""
+    if typ in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"setting {name} = {value!r} is not a valid {typ.__name__}",
+                          fix=f"set {name} to a number")
     if isinstance(value, typ):
         return value
+    if typ is int and isinstance(value, float):
+        raise ConfigError(f"setting {name} = {value!r} is not a valid int",
+                          fix=f"set {name} to a whole number")
+    if typ is str and not isinstance(value, str):
+        raise ConfigError(f"setting {name} = {value!r} is not text",
+                          fix=f"quote the value of {name}")
     try:
         if typ is bool:
             if isinstance(value, str):
@@ -151,8 +249,7 @@ def _coerce(name: str, value: Any, typ: type) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
-        if typ is Path:
-            return Path(str(value)).expanduser()
         return typ(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"setting {name} = {value!r} is not a valid {typ.__name__}") from None
+        raise ConfigError(f"setting {name} = {value!r} is not a valid {typ.__name__}",
+                          fix=f"set {name} to a {typ.__name__}") from None
