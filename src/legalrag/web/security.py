@@ -5,7 +5,9 @@ becomes an image or link (views.md_esc); this is the second wall: a Content-Secu
 that lets the page load scripts, styles, images, frames and connections only from its own
 origin, so even markup that slipped through could not fetch from elsewhere (issue 11).
 Gradio's page needs inline scripts and styles (its config and our click handler are
-inline), so those are allowed; eval is not.
+inline) and eval (gradio 6's HTML component compiles its template with ``new Function``;
+without 'unsafe-eval' no gr.HTML renders), so those are allowed: none of them lets the page
+reach another origin, which is what this policy is for.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 CSP = "; ".join([
     "default-src 'self'",
-    "script-src 'self' 'unsafe-inline'",
+    "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
     "style-src 'self' 'unsafe-inline'",
     "img-src 'self' data: blob:",
     "media-src 'self' data: blob:",
