@@ -243,7 +243,7 @@ def test_titles_that_only_contain_a_law_are_invented():
         ("《美国民法典》第十条", INVENTED, "美国民法典", "法库中没有《美国民法典》"),
         ("《网络数据安全法》第十条", INVENTED, "网络数据安全法", "法库中没有《网络数据安全法》"),
         ("《劳动法实施细则》第二条", INVENTED, "劳动法实施细则", "法库中没有《劳动法实施细则》"),
-        ("以及依法第十条", UNRESOLVED, "", "未写明法律名称，无法核对"),  # no law 以及依法
+        ("以及依法第十条", UNRESOLVED, "", "未能从“以及依法”中识别出法律名称，无法核对"),
         ("根据日本劳动法第三十六条", INVENTED, "日本劳动法", "法库中没有《日本劳动法》"),
     ]
 
@@ -405,3 +405,12 @@ def test_check_text_labels_against_the_corpus_alone(real_facts):
     assert got[1].note == "《合同法》已被《民法典》废止（见《民法典》第一千二百六十条）"
     assert got[3].cited_text.startswith("劳动者月工资高于用人单位所在直辖市")
     assert check_text("本法第十条", real_facts)[0].label == UNRESOLVED
+
+
+def test_this_law_in_a_sentence_with_a_marker_means_that_source():
+    got = check_answer("试用期有上限，本法第十九条规定不得超过六个月[2]。本法第三十九条。",
+                       [L39, L19], CorpusFacts.from_articles([L19, L39]))
+    assert [(c.raw, c.label, c.note) for c in got if c.kind == "article"] == [
+        ("本法第十九条", VERIFIED, "按本句所注来源[2]，指《劳动合同法》；来源[2]"),
+        ("本法第三十九条", VERIFIED, "按上文指《劳动合同法》；来源[1]"),
+    ]

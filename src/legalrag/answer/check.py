@@ -377,16 +377,27 @@ def check_citations(text: str, facts: CorpusFacts, sources: Sequence[Article] | 
         deictic = _deictic(ref, facts)
         context = None
         if deictic:
-            # 本法第三十九条 (often copied from an article's own text) means the law of the
-            # source it is copied from, else the law named last before it; the citation
-            # starts at 本法, not at the words the title pattern swept up (除劳动者有本法).
+            # 本法第三十九条 (often copied from an article's own text) means, in this order:
+            # the law of the source it is copied from; the law named before it in its
+            # sentence; the source its sentence's [n] marker names; the law named (or
+            # resolved) last before it. The citation starts at 本法, not at the words the
+            # title pattern swept up (除劳动者有本法).
             copy = next((n for s, e, n in copies if s <= ref.start < e), None)
+            before = next(((pos, law) for pos, law in reversed(anchors) if pos < ref.start),
+                          None)
+            marker = _marker_in(sentence_at(text, ref.start, ref.end), sources)
             if copy is not None:
                 law = sources[copy - 1].law  # type: ignore[index]  # copies imply sources
                 context = (law, f"引自来源[{copy}]，指《{law}》；")
-            else:
-                before = next((law for pos, law in reversed(anchors) if pos < ref.start), None)
-                context = (before, f"按上文指《{before}》；") if before else None
+            elif marker is not None and (before is None or before[0] < _sentence_start(
+                    text, ref.start)):
+                law = sources[marker - 1].law  # type: ignore[index]
+                context = (law, f"按本句所注来源[{marker}]，指《{law}》；")
+            elif before is not None:
+                context = (before[1], f"按上文指《{before[1]}》；")
+            if context is not None:
+                anchors.append((ref.start, context[0]))  # a later 本法 may rely on it
+                anchors.sort()
             i = raw.find(deictic)
             if i > 0:
                 raw, start = raw[i:], start + i
@@ -414,6 +425,19 @@ def check_citations(text: str, facts: CorpusFacts, sources: Sequence[Article] | 
                                 article=sources[n - 1]) for s, e, n in copies]
     out.sort(key=lambda c: (c.start, c.end))
     return out
+
+
+def _sentence_start(text: str, pos: int) -> int:
+    return max(text.rfind(ch, 0, pos) for ch in _SENTENCE_ENDS) + 1
+
+
+def _marker_in(sentence: str, sources: Sequence[Article] | None) -> int | None:
+    """The first source an [n] marker in the sentence names, if any."""
+    for m in _MARKER_RE.finditer(sentence):
+        for num in re.split(r"\s*[,，、]\s*", m.group(1)):
+            if sources and 1 <= int(num) <= len(sources):
+                return int(num)
+    return None
 
 
 def _markers(text: str, sources: Sequence[Article]) -> list[CheckedCitation]:
@@ -548,7 +572,7 @@ def _check_article(ref: CitationRef, raw: str, start: int, sources: Sequence[Art
             if ref.error:
                 return cite(INVALID, name or ref.law, f"条号写法有误，无法核对（{ref.error}）")
             if name is None:
-                return cite(UNRESOLVED, "", "未写明法律名称，无法核对")
+                return cite(UNRESOLVED, "", f"未能从“{ref.law}”中识别出法律名称，无法核对")
             return cite(INVENTED, name, f"法库中没有《{name}》")
     if ref.error:
         return cite(INVALID, law, f"条号写法有误，无法核对（{ref.error}）")
