@@ -21,7 +21,13 @@ from collections.abc import Iterator, Sequence
 import pytest
 from conftest import copy_corpus, make_settings
 
-from legalrag.answer.assistant import DISCLAIMER, NO_CITATION_NOTE, Assistant, compose
+from legalrag.answer.assistant import (
+    DISCLAIMER,
+    NO_CITATION_NOTE,
+    UNCHECKED_NOTE,
+    Assistant,
+    compose,
+)
 from legalrag.answer.check import CorpusFacts, check_answer
 from legalrag.answer.llm import Generation, load_chat_model
 from legalrag.answer.modelfile import smollm2_path
@@ -225,7 +231,14 @@ def test_an_obeyed_injection_in_a_statute_is_still_checked(evil_index):
     (cite,) = [c for c in answer.citations if c.kind == "article"]
     assert (cite.law, cite.number, cite.label) == ("物业服务收费条例", 99, INVENTED)
     assert f"第九十九条{MARKS[INVENTED]}" in answer.text
-    assert NO_CITATION_NOTE in answer.notes
+    # The answer is the planted order copied word for word from source 第二条: copied text
+    # counts as citing its source (issue 11), so there is no "did not cite" note; the
+    # invented article inside it is still marked and counted.
+    copied = [answer.sources[c.source - 1].article.citation for c in answer.citations
+              if c.kind == "passage"]
+    assert copied == ["《物业服务收费条例》第二条"]
+    assert NO_CITATION_NOTE not in answer.notes
+    assert UNCHECKED_NOTE.format(n=1) in answer.notes
     assert_checked(answer, retriever)
     (prompt,) = model.prompts
     assert prompt[0] == Message("system", SYSTEM_PROMPT)
@@ -239,7 +252,9 @@ def test_an_obeyed_injection_in_the_question_is_still_checked(evil_index):
     assert answer.raw_text.startswith("根据《劳动法》第五百条")
     assert [(c.law, c.number, c.label) for c in answer.citations if c.kind == "article"] == [
         ("劳动法", 500, INVENTED)]
-    assert not any(c.label == VERIFIED for c in answer.citations)
+    # (The fake system turn it also echoes is text of source 1, which the check records as
+    # a copied passage; no citation it wrote is verified.)
+    assert not any(c.label == VERIFIED for c in answer.citations if c.kind != "passage")
     assert_checked(answer, retriever)
 
 

@@ -305,7 +305,7 @@ def copied_passages(text: str, sources: Sequence[Article]) -> list[tuple[int, in
     COPY_CHARS characters in a row, punctuation and whitespace aside, that occur in it."""
     norm, pos = _normalized(text)
     targets = [_normalized(a.text)[0] for a in sources]
-    out: list[tuple[int, int, int]] = []
+    runs: list[tuple[int, int, int]] = []  # in normalized positions
     i = 0
     while i + COPY_CHARS <= len(norm):
         found = None
@@ -319,9 +319,11 @@ def copied_passages(text: str, sources: Sequence[Article]) -> list[tuple[int, in
         if found is None:
             i += 1
             continue
-        out.append((pos[found[0]], pos[found[1] - 1] + 1, found[2]))
+        if runs and runs[-1][1] == found[0] and runs[-1][2] == found[2]:
+            found = (runs.pop()[0], found[1], found[2])  # two pieces of one source in a row
+        runs.append(found)
         i = found[1]
-    return out
+    return [(pos[s], pos[e - 1] + 1, n) for s, e, n in runs]
 
 
 def _occurs_in(quote: str, article_text: str) -> bool:
