@@ -162,7 +162,7 @@ def validate_question(question: object, max_chars: int) -> str:
     bad = sorted({f"U+{ord(ch):04X}" for ch in q if not ch.isprintable() and ch not in "\n\t"})
     if bad:
         raise QueryError(f"the question contains control characters ({', '.join(bad[:5])})",
-                         fix="retype the question as plain text")
+                         fix="retype the question as plain text", code="control_characters")
     return q
 
 
@@ -207,6 +207,13 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
     return "\n\n".join([body, *notes, DISCLAIMER]), tuple(notes)
 
 
+def corpus_facts(retriever) -> CorpusFacts:
+    """The citation-check tables of a retriever's build, computed once per build and kept
+    with it (a LiveRetriever warmer builds them before a new build serves)."""
+    return retriever.derived("corpus_facts",
+                             lambda: CorpusFacts.from_articles(retriever.articles))
+
+
 class Assistant:
     """Answers questions from the index with the configured chat model.
 
@@ -225,7 +232,6 @@ class Assistant:
 
             self._live = LiveRetriever(settings)
         self._model = model
-        self._facts: tuple[object, CorpusFacts] | None = None
         self._lock = threading.Lock()
         self.rule = AbstainRule(settings.abstain_min_dense, settings.abstain_min_bm25)
 
@@ -252,13 +258,9 @@ class Assistant:
             return self._model
 
     def facts(self, retriever) -> CorpusFacts:
-        """Corpus facts for the citation check, rebuilt when the index changes."""
-        with self._lock:
-            # Holding the retriever (not its id) keeps an id reused after a swap from
-            # matching the old facts.
-            if self._facts is None or self._facts[0] is not retriever:
-                self._facts = (retriever, CorpusFacts.from_articles(retriever.articles))
-            return self._facts[1]
+        """Corpus facts for the citation check: one per loaded build, shared by every
+        Assistant over it (see corpus_facts)."""
+        return corpus_facts(retriever)
 
     def warm_up(self) -> None:
         """Load the embedding and chat models and prefill the system prompt now, so the

@@ -123,18 +123,19 @@ def read_text(path: Path, source: str) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise CorpusError(
             source, 0, f"file is {len(data) / 1e6:.1f} MB, larger than the "
-            f"{MAX_FILE_BYTES // (1024 * 1024)} MB a statute file may be",
+            f"{MAX_FILE_BYTES // (1024 * 1024)} MB a statute file may be", code="too_large",
             fix="split it into one file per law",
         )
     if b"\x00" in data[:65536]:
-        raise CorpusError(source, 0, "binary file (contains NUL bytes), not a statute text")
+        raise CorpusError(source, 0, "binary file (contains NUL bytes), not a statute text",
+                          code="binary")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise CorpusError(
             source, line, f"not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})",
-            fix="re-save the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)",
+            fix="re-save the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)", code="not_utf8",
         ) from None
 
 
@@ -166,14 +167,15 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
             if ARTICLE_RE.match(line) or not title or len(title) > 120:
                 raise CorpusError(
                     source, i + 1, "no title: the first line must be the law's title",
-                    fix="put the title (e.g. '# 某某条例') on the first line",
+                    fix="put the title (e.g. '# 某某条例') on the first line", code="no_title",
                 )
             titles.append(title)
             body_start = i + 1
             break
     if not titles:
         raise CorpusError(source, 1, "no title: no '# 标题' line before the articles",
-                          fix="put the title (e.g. '# 某某条例') on the first line")
+                          fix="put the title (e.g. '# 某某条例') on the first line",
+                          code="no_title")
     dates = [f"{y}-{int(mo):02d}-{int(d):02d}"
              for y, mo, d in DATE_IN_TEXT_RE.findall("\n".join(lines[:body_start]))]
     title = titles[0]
@@ -245,13 +247,16 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
             raise CorpusError(
                 source, i + 1,
                 f"article {article_label(number, suffix)} occurs twice (first at line {seen[key]})",
-                fix="remove or renumber the repeated article",
+                fix="remove or renumber the repeated article", code="duplicate_article",
+                detail={"article": article_label(number, suffix), "first_line": seen[key]},
             )
         if (number, suffix) < (last_number, 0) and suffix == 0:
             warnings.append(CorpusError(
                 source, i + 1,
                 f"article {article_label(number, suffix)} follows "
-                f"{article_label(last_number)}: out of order",
+                f"{article_label(last_number)}: out of order", code="out_of_order",
+                detail={"article": article_label(number, suffix),
+                        "after": article_label(last_number)},
             ))
         seen[key] = i + 1
         last_number = max(last_number, number)
@@ -261,6 +266,7 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
         raise CorpusError(
             source, 0, "no articles: no line starts with 第N条",
             fix="each article must start a line with 第一条, 第二条, … followed by a space",
+            code="no_articles",
         )
     return ParsedFile(source, title, law, part, category, version, max(dates, default=""),
                       tuple(articles),
@@ -372,6 +378,7 @@ def reconcile(
                         f"already in {other}",
                         fix="remove one of the two files, or give each its version date "
                             "in the file name, e.g. 某某法(2024-01-01).md",
+                        code="duplicate_law", detail={"other": other},
                     ))
                     continue
                 for a in pf.articles:

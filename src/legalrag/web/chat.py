@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from legalrag.answer.assistant import Assistant, Final, Queued, Sources, Token
+from legalrag.answer.assistant import Assistant, Final, Queued, Sources, Token, corpus_facts
 from legalrag.answer.llm import ChatModel
 from legalrag.config import Settings
 from legalrag.errors import LegalRagError, ModelError, QueryError
@@ -62,6 +62,9 @@ class ChatService:
                  model: ChatModel | None = None) -> None:
         self.settings = settings
         self.live = live or LiveRetriever(settings)
+        # One CorpusFacts per build, shared by every option set, built before a new build
+        # serves (in the swap thread), so no question waits for it.
+        self.live.add_warmer(corpus_facts)
         self._model = model
         self._assistants: dict[tuple, Assistant] = {}
         self._lock = threading.Lock()
@@ -178,7 +181,7 @@ def describe_error(e: LegalRagError, question: object, settings: Settings) -> st
         if len(q) > settings.max_question_chars:
             return (f"问题太长（{len(q):,} 字，上限 {settings.max_question_chars:,} 字）。"
                     "请只保留与问题有关的关键事实后再问。")
-        if "control characters" in e.message:
+        if e.code == "control_characters":
             return "问题中含有无法识别的控制字符，请以普通文字重新输入。"
         return f"无法处理这个问题：{e}"
     if isinstance(e, ModelError):

@@ -46,6 +46,7 @@ from legalrag.index.corpus import (
     CORPUS_SUFFIXES,
     USER_CATEGORY,
 )
+from legalrag.index.store import IndexStore
 from legalrag.progress import ProgressFactory
 from legalrag.records import Article
 from legalrag.retrieval.live import LiveRetriever
@@ -80,14 +81,17 @@ class KnowledgeBase:
     """Upload, remove and report on the corpus and its index, for one settings object.
 
     live: the LiveRetriever the chat uses, so status and duplicate checks see what the chat
-    sees. jobs: shared progress of index work.
+    sees. jobs: shared progress of index work. lock_wait: seconds to wait for another
+    build or update to finish before refusing (IndexBusyError, nothing written).
     """
 
     def __init__(self, settings: Settings, live: LiveRetriever,
-                 jobs: IndexJobs | None = None) -> None:
+                 jobs: IndexJobs | None = None, lock_wait: float = 0.0) -> None:
         self.settings = settings
         self.live = live
         self.jobs = jobs or IndexJobs()
+        self.store = IndexStore(settings.index_dir)
+        self.lock_wait = lock_wait
 
     @property
     def root(self) -> Path:
@@ -137,32 +141,48 @@ class KnowledgeBase:
         t0 = time.perf_counter()
         with self.jobs.run("add", f"添加 {len(files)} 个文件"):
             self._stage(progress, "write", len(files))
-            written: list[Path] = []
-            try:
-                folder = self.upload_dir()
-                for c in files:
-                    written.append(_write_new(folder, PurePosixPath(c.target).name, c.data))
-                result = self._update(progress)
-                lost = {e.path: e for e in result.report.skipped}
-                refused = [c for c in files if c.target in lost]
-                if refused:
-                    # The simulation should have caught it; never keep a file the index
-                    # skipped (another process changed the corpus in between).
-                    raise LegalRagError("；".join(f"{c.name}：{explain(lost[c.target])}"
-                                                 for c in refused))
-            except BaseException:
-                for p in written:
-                    with contextlib.suppress(OSError):
-                        p.unlink()
-                if written and self._index_holds(written):
-                    with contextlib.suppress(LegalRagError):
-                        self._update(None)
-                raise
+            # One writer lock around writing, updating and publishing (issue 14): a CLI
+            # `index update` cannot index these files between our write and our update,
+            # nor publish after our failure has removed them. Busy: nothing is written.
+            with self.store.lock(wait=self.lock_wait):
+                written: list[Path] = []
+                try:
+                    folder = self.upload_dir()
+                    for c in files:
+                        written.append(_write_new(folder, PurePosixPath(c.target).name, c.data))
+                    result = self._update(progress)
+                    lost = {e.path: e for e in result.report.skipped}
+                    refused = [c for c in files if c.target in lost]
+                    if refused:
+                        # The simulation should have caught it; never keep a file the index
+                        # skipped (another process changed the corpus in between).
+                        raise LegalRagError("；".join(f"{c.name}：{explain(lost[c.target])}"
+                                                     for c in refused), code="upload_refused")
+                except BaseException:
+                    for p in written:
+                        with contextlib.suppress(OSError):
+                            p.unlink()
+                    self._undo_publish(written)
+                    raise
+            self._switch()
             outcome = UpdateOutcome(tuple(c.target for c in files), (), result.summary(),
                                     time.perf_counter() - t0, len(result.report.articles))
             self.jobs.finished(f"已添加 {len(files)} 个文件，索引已更新"
                                f"（{outcome.seconds:.0f} 秒）")
             return outcome
+
+    def _undo_publish(self, paths: list[Path]) -> None:
+        """After a failed add (lock held): if the published index holds any of the removed
+        files, publish an index without them; if even that fails, say so rather than let
+        the user believe nothing was added."""
+        if not paths or not self._index_holds(paths):
+            return
+        try:
+            self._update(None)
+        except LegalRagError as e:
+            raise LegalRagError(
+                "上传的文件已删除，但索引仍包含它们，且重新更新索引失败：" + str(e),
+                fix="运行 legalrag index update", code="index_out_of_step") from e
 
     def user_files(self) -> list[UserFile]:
         """The files in corpus/用户上传/ (regular files only), with what the index holds."""
@@ -205,13 +225,15 @@ class KnowledgeBase:
         hidden = path.with_name(f".removed-{secrets.token_hex(4)}-{path.name}")
         with self.jobs.run("remove", f"删除 {path.name}"):
             self._stage(progress, "remove", 1)
-            os.rename(path, hidden)
-            try:
-                result = self._update(progress)
-            except BaseException:
-                os.rename(hidden, path)
-                raise
-            hidden.unlink(missing_ok=True)
+            with self.store.lock(wait=self.lock_wait):
+                os.rename(path, hidden)
+                try:
+                    result = self._update(progress)
+                except BaseException:
+                    os.rename(hidden, path)
+                    raise
+                hidden.unlink(missing_ok=True)
+            self._switch()
             outcome = UpdateOutcome((), (source,), result.summary(), time.perf_counter() - t0,
                                     len(result.report.articles))
             self.jobs.finished(f"已删除 {source}，索引已更新（{outcome.seconds:.0f} 秒）")
@@ -222,35 +244,33 @@ class KnowledgeBase:
         tick(total)
 
     def _index_holds(self, paths: list[Path]) -> bool:
-        """Whether the live index was built with any of these corpus files (so it must be
-        updated again after they are removed)."""
+        """Whether the published index (what CURRENT names, not what the chat has loaded)
+        was built with any of these corpus files."""
         try:
-            files = self.live.get().manifest["corpus"]["files"]
+            opened = self.store.open_live(verify=False)
         except LegalRagError:
             return False
+        opened.release()
+        files = opened.manifest["corpus"]["files"]
         return any(p.relative_to(self.root).as_posix() in files for p in paths)
 
     def _update(self, progress: ProgressFactory | None) -> BuildResult:
+        """Update the index; the caller holds the writer lock."""
         self.jobs.stage("parse")
         if progress is not None:
             progress("parse", 0)
-        result = build_index(self.settings, update=True, progress=self.jobs.factory(progress))
+        result = build_index(self.settings, update=True, progress=self.jobs.factory(progress),
+                             locked=True)
         self._stage(progress, "swap", 1)
-        self._switch()
         return result
 
-    def _switch(self, timeout: float = 5.0) -> None:
-        """Load the new build into the live retriever now, not on the next question, so
-        the operation ends when the chat already answers from the new index."""
-        deadline = time.monotonic() + timeout
-        want = self.live.store.current_name()
-        while time.monotonic() < deadline:
-            try:
-                if self.live.get().build_dir.name == want:
-                    return
-            except LegalRagError:
-                return
-            time.sleep(0.25)
+    def _switch(self) -> None:
+        """Load the new build into the live retriever now (in its loader thread), so the
+        operation ends when the chat already answers from the new index."""
+        try:
+            self.live.refresh()
+        except LegalRagError:
+            pass
 
     # -- status -----------------------------------------------------------------------------
 
@@ -260,6 +280,8 @@ class KnowledgeBase:
         try:
             st = dict(self.live.get().status())
             st["live"] = True
+            if self.live.error:
+                st["swap_error"] = self.live.error
         except LegalRagError as e:
             st = {"live": False, "error": str(e)}
         st["job"] = self.jobs.current()

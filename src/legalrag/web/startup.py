@@ -15,7 +15,7 @@ from legalrag.errors import IndexBusyError, LegalRagError
 from legalrag.index.build import build_index
 from legalrag.index.corpus import corpus_files, file_sha256
 from legalrag.index.embed import embedder_identity
-from legalrag.index.store import IndexStore, check_compatible, read_manifest
+from legalrag.index.store import IndexStore, check_compatible
 from legalrag.progress import ProgressFactory
 from legalrag.web.jobs import IndexJobs
 
@@ -32,12 +32,15 @@ def index_state(settings: Settings, store: IndexStore | None = None) -> str:
     if store.current_name() is None:
         return "missing"
     try:
-        build = store.current()
-        manifest = read_manifest(build, verify=False)
+        # CURRENT's build, or the newest complete one when CURRENT's is damaged: then an
+        # update (which repairs CURRENT) is enough, not a rebuild.
+        opened = store.open_live(verify=False)
+        opened.release()
+        build, manifest = opened.path, opened.manifest
         check_compatible(manifest, embedder_identity(settings), build)
     except LegalRagError:
         return "incompatible"
-    if "dense" not in manifest.get("parts", ()):
+    if opened.fallback or "dense" not in manifest.get("parts", ()):
         return "stale"
     root = Path(settings.corpus_dir)
     try:

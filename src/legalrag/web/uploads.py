@@ -114,24 +114,21 @@ def explain(e: CorpusError) -> str:
     """A corpus problem as a Chinese sentence for people (the parser's reasons are English)."""
     reason = e.reason
     where = f"第 {e.line} 行：" if e.line else ""
-    if reason.startswith("not UTF-8"):
+    code, d = e.code, e.detail
+    if code == "not_utf8":
         return (f"{where}文件不是 UTF-8 编码（可能是 GBK）。请用文本编辑器另存为 UTF-8，"
                 "或执行 iconv -f GBK -t UTF-8")
-    if reason.startswith("binary file"):
+    if code == "binary":
         return "这是二进制文件（含 NUL 字节），不是法规文本"
-    if reason.startswith("no title"):
+    if code == "no_title":
         return f"{where}缺少标题：第一行应是法规名称，例如 “# 某某条例”"
-    if reason.startswith("no articles"):
+    if code == "no_articles":
         return "没有找到条文：每一条应另起一行，以 “第一条”“第二条”…… 开头，后接空格"
-    if "occurs twice" in reason:
-        m = re.search(r"article (\S+) occurs twice \(first at line (\d+)\)", reason)
-        if m:
-            return f"{where}条号重复：{m.group(1)} 已在第 {m.group(2)} 行出现过"
-    if "out of order" in reason:
-        m = re.search(r"article (\S+) follows (\S+): out of order", reason)
-        if m:
-            return f"{where}条文顺序异常：{m.group(1)} 出现在 {m.group(2)} 之后"
-    if reason.startswith("file is") and "MB" in reason:
+    if code == "duplicate_article":
+        return f"{where}条号重复：{d['article']} 已在第 {d['first_line']} 行出现过"
+    if code == "out_of_order":
+        return f"{where}条文顺序异常：{d['article']} 出现在 {d['after']} 之后"
+    if code == "too_large":
         return "文件过大，一个文件应只含一部法规"
     return f"{where}{reason}" + (f"（{e.fix}）" if e.fix else "")
 
@@ -262,8 +259,7 @@ def _size(n: int) -> str:
 def _clash(skipped: list[CorpusError], uploads: set[str]) -> tuple[str, str] | None:
     """(upload, the file it clashes with) for the first duplicate involving an upload."""
     for e in skipped:
-        m = re.search(r"is already in (.+)$", e.reason)
-        other = m.group(1) if m else ""
+        other = e.detail.get("other", "") if e.code == "duplicate_law" else ""
         if e.path in uploads:
             return e.path, other
         if other in uploads:
