@@ -102,9 +102,12 @@ def test_titles_resolve_exactly(text, law, named):
 
 def test_resolve_never_strips_a_bracketed_title():
     assert TRAPS.resolve("日本劳动法", bracketed=True) is None
-    assert TRAPS.resolve("日本劳动法") is None  # no trigger word inside either
-    assert TRAPS.resolve("依据劳动法") == "劳动法"
+    assert TRAPS.resolve("日本劳动法", strict=True) is None  # no trigger word inside
+    assert TRAPS.resolve("依据劳动法", strict=True) == "劳动法"
     assert TRAPS.resolve("依据劳动法", bracketed=True) is None
+    # Retrieval reads a question loosely (an extra candidate, never a label).
+    assert TRAPS.resolve("请问劳动合同法") == "劳动合同法"
+    assert TRAPS.resolve("请问劳动合同法", strict=True) is None
 
 
 def test_malformed_numbers_are_kept_only_when_asked():

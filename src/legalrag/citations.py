@@ -166,7 +166,8 @@ def trigger_suffixes(run: str, *, strong_only: bool = False) -> list[str]:
 
 class LawNames:
     """Resolves a law as written to the key of a law in the corpus: by its exact
-    normalized title or a known alias, never by a shorter name hidden in a longer one."""
+    normalized title or a known alias; a shorter name inside a longer title only for bare
+    titles, and for the citation check only after a trigger word (resolve_ref)."""
 
     def __init__(self, laws: Iterable[str]) -> None:
         self._by_name: dict[str, str] = {}
@@ -183,24 +184,32 @@ class LawNames:
         """The corpus key of exactly this title (normalized) or alias, else None."""
         return self._by_name.get(normalize_law_name(written))
 
-    def resolve(self, written: str, *, bracketed: bool = False) -> str | None:
+    def resolve(self, written: str, *, bracketed: bool = False, strict: bool = False
+                ) -> str | None:
         """The corpus key for a law name, or None.
 
-        A title in 《》 resolves only as a whole: 《日本劳动法》 is no 劳动法. A bare title
-        captured from running text may carry words in front of it; they are cut off only
-        after a trigger word (根据劳动合同法, 劳动者有本法), so 日本劳动法 stays unknown.
+        A title in 《》 (bracketed) resolves only as a whole: 《日本劳动法》 is no 劳动法.
+        A bare title captured from running text may carry words in front of it. With
+        strict (the citation check), they are cut off only after a trigger word (根据劳动
+        合同法, 劳动者有本法), so 日本劳动法 stays unknown. Without it (retrieval reading a
+        question, the index counting which laws cite which), the longest ending that names
+        a law wins (请问劳动合同法 → 劳动合同法): there a wrong guess costs one extra
+        candidate article, not a false label.
         """
         law = self.exact(written)
         if law is not None or bracketed:
             return law
-        for cand in trigger_suffixes(normalize_law_name(written)):
+        name = normalize_law_name(written)
+        endings = trigger_suffixes(name) if strict else [name[i:] for i in range(1, len(name))]
+        for cand in endings:
             if len(cand) >= 2 and (law := self.exact(cand)):
                 return law
         return None
 
     def resolve_ref(self, ref: CitationRef) -> str | None:
-        """resolve() for a parsed citation: strict when it was written in 《》."""
-        return self.resolve(ref.law, bracketed=ref.bracketed)
+        """The strict reading of a parsed citation, as the citation check needs it: exact
+        in 《》, trigger-gated for a bare title."""
+        return self.resolve(ref.law, bracketed=ref.bracketed, strict=True)
 
 
 def named_law(ref: CitationRef) -> str | None:
