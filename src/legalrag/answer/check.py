@@ -75,6 +75,7 @@ _ITEM_LINE_RE = re.compile(r"^\s*[（(][一二三四五六七八九十]+[）)]")
 _QUOTE_RE = re.compile(r"[“「]([^“”「」\n]{1,800})[”」]")
 _ELLIPSIS_RE = re.compile(r"…+|\.{3,}")
 _NOT_WORD_RE = re.compile(r"[\W_]+")
+_WRITTEN_NUMBER_RE = re.compile(r"第\s*([^第条\s]+)\s*条")
 _SENTENCE_ENDS = "。！？!?；;\n"
 # References that name no law: they mean the law of the passage they are copied from, or
 # of the citation before them.
@@ -566,18 +567,18 @@ def _check_article(ref: CitationRef, raw: str, start: int, sources: Sequence[Art
             if context is None:
                 law_name = deictic
                 if ref.error:
-                    return cite(INVALID, law_name, f"条号写法有误，无法核对（{ref.error}）")
+                    return cite(INVALID, law_name, _malformed(ref))
                 return cite(UNRESOLVED, law_name, f"未写明“{deictic}”指哪部法律，无法核对")
             law, prefix = context
         else:
             name = named_law(ref)
             if ref.error:
-                return cite(INVALID, name or ref.law, f"条号写法有误，无法核对（{ref.error}）")
+                return cite(INVALID, name or ref.law, _malformed(ref))
             if name is None:
                 return cite(UNRESOLVED, "", f"未能从“{ref.law}”中识别出法律名称，无法核对")
             return cite(INVENTED, name, f"法库中没有《{name}》")
     if ref.error:
-        return cite(INVALID, law, f"条号写法有误，无法核对（{ref.error}）")
+        return cite(INVALID, law, _malformed(ref))
     label_text = article_label(number, suffix)
     part = (f"第{to_chinese(para)}款" if para else "") + (f"第{to_chinese(item)}项" if item
                                                            else "")
@@ -600,6 +601,14 @@ def _check_article(ref: CitationRef, raw: str, start: int, sources: Sequence[Art
         return cite(IN_FORCE, law, f"现行有效（{current.version or '日期不详'}版）",
                     article=current)
     return cite(NOT_RETRIEVED, law, "法库中有此条，但不在检索来源中", article=current)
+
+
+def _malformed(ref: CitationRef) -> str:
+    """The note for a number that cannot be read, in the reader's language (the parser's
+    reason is English, for logs): 条号“十十”写法有误，无法核对."""
+    m = _WRITTEN_NUMBER_RE.search(ref.raw)
+    what = f"条号“{m.group(1)}”" if m else "条号"
+    return f"{what}写法有误，无法核对"
 
 
 def _check_law(raw: str, start: int, end: int, written: str,
