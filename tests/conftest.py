@@ -48,6 +48,7 @@ def make_settings(tmp: Path, corpus: Path, **overrides):
     # The query-encoder tune stage is off unless a test asks for it (test_tune.py does).
     overrides.setdefault("tune_questions", "")
     overrides.setdefault("cache_dir", Path(cache) if cache else None)
+    overrides.setdefault("data_dir", tmp / "userdata")  # conversations (web/history.py)
     return Settings.load(env={}, corpus_dir=corpus, index_dir=tmp / "indexes", **overrides)
 
 

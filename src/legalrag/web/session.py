@@ -74,7 +74,8 @@ class ChatSession:
     """A browser session's conversation. Lives in the UI's per-session state."""
 
     exchanges: list[Exchange] = field(default_factory=list)
-    id: str = field(default_factory=lambda: secrets.token_hex(4))
+    # also the conversation's key in the history (history.py): long enough not to collide
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def history(self) -> list[Turn]:
         """Answered turns, oldest first, for rewriting follow-up questions."""

@@ -40,6 +40,8 @@ from legalrag.retrieval.live import LiveRetriever
 from legalrag.web import api, views
 from legalrag.web.chat import ChatService
 from legalrag.web.citecheck import CitationCheck
+from legalrag.web.history import History
+from legalrag.web.history_panel import HistoryPanel, owner
 from legalrag.web.jobs import STAGES, IndexJobs
 from legalrag.web.kb import KnowledgeBase
 from legalrag.web.security import middleware as security_middleware
@@ -169,7 +171,8 @@ def gradio_progress(progress: gr.Progress) -> ProgressFactory:
     return make
 
 
-def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase) -> gr.Blocks:
+def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
+              history: History | None = None) -> gr.Blocks:
     """The Blocks app: a 问答 tab and a 知识库 tab, wired to chat and kb."""
     defaults = ChatOptions.defaults(settings)
     lengths = list(ANSWER_LENGTHS)
@@ -182,6 +185,8 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase) -> gr.Bl
         plan = gr.State(None)
         gr.HTML(f'<h2 style="margin:0">legalrag · 法律条文问答</h2>'
                 f'<div class="lr-notice">{views.NOTICE}</div>')
+        history = history or History.for_settings(settings)
+        panel = HistoryPanel.build(history)  # the 历史对话 sidebar
         with gr.Tabs():
             with gr.Tab("问答", id="chat"):
                 notice = gr.HTML(elem_id="lr-index-notice")
@@ -250,12 +255,14 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase) -> gr.Bl
         # -- callbacks: unpack, call the library, pack -----------------------------------
 
         def on_ask(question: str, sess: ChatSession | None, k_: float, mode_: str,
-                   old_: bool, length_: int) -> Iterator[tuple]:
+                   old_: bool, length_: int, browser_id: str, request: gr.Request
+                   ) -> Iterator[tuple]:
             sess = sess if isinstance(sess, ChatSession) else ChatSession()
             options = ChatOptions(int(k_ or defaults.k), mode_ or defaults.mode, bool(old_),
                                   int(length_ or defaults.max_tokens))
             shown = None
-            for view in chat.respond(sess, question, options):
+            who = owner(request, browser_id)  # saved in the history (history.py)
+            for view in history.record(who, sess, chat.respond(sess, question, options)):
                 panel = gr.skip() if view.sources == shown else view.sources
                 shown = view.sources
                 yield "", view.messages, panel, sess
@@ -315,13 +322,14 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase) -> gr.Bl
         check_btn.click(checker.run, [pasted], [checked_view], api_name=False,
                         concurrency_limit=4)
 
-        ask_inputs = [box, session, k, mode, old, length]
+        ask_inputs = [box, session, k, mode, old, length, panel.browser]
         ask_outputs = [box, chatbot, sources, session]
         chat_opts: dict[str, Any] = dict(concurrency_limit=CHAT_CONCURRENCY,
                                          concurrency_id="chat", show_progress="hidden")
         submitted = box.submit(on_ask, ask_inputs, ask_outputs, api_name="ask", **chat_opts)
         clicked = ask.click(on_ask, ask_inputs, ask_outputs, api_name=False, **chat_opts)
         stop.click(None, cancels=[submitted, clicked])
+        panel.wire(demo, chat, session, chatbot, sources, new, [submitted, clicked])
         new.click(on_new, None, [session, chatbot, sources], api_name=False)
         chatbot.clear(on_new, None, [session, chatbot, sources], api_name=False)
 

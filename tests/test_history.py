@@ -1,0 +1,173 @@
+"""Conversations kept on the server (web/history.py): real answers from the SmolLM2 GGUF
+over the small real index, saved to a real SQLite file and reopened; two writers on one
+file at once; and the browser end to end: `legalrag serve` killed mid-answer, started
+again, the conversation reopened from the sidebar."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import replace
+
+import pytest
+
+from legalrag.web.chat import ChatService
+from legalrag.web.history import History, new_browser_id, owner_of
+from legalrag.web.session import ChatSession
+
+ANNA = "user:anna"
+Q19 = "劳动合同法第十九条规定的试用期最长多久？"
+
+
+@pytest.fixture(scope="module")
+def smol_model():
+    from legalrag.answer.llm import LlamaCppModel
+    from legalrag.answer.modelfile import smollm2_path
+
+    return LlamaCppModel(smollm2_path(), n_ctx=4096, threads=1, seed=7)
+
+
+@pytest.fixture(scope="module")
+def chat(small_settings, smol_model):
+    s = replace(small_settings, llm_max_tokens=24, answer_source_tokens=250, llm_threads=1)
+    return ChatService(s, model=smol_model)
+
+
+def ask(history: History, who: str, chat: ChatService, session: ChatSession, q: str):
+    return list(history.record(who, session, chat.respond(session, q)))
+
+
+def test_a_conversation_reopens_as_it_was(chat, tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    session = ChatSession()
+    ask(history, ANNA, chat, session, "劳动合同法第十九条规定的试用期最长多久？")
+    last = ask(history, ANNA, chat, session, "那如果是试用期呢？")[-1]
+    assert [e.state for e in session.exchanges] == ["done", "done"]
+
+    listed = history.conversations(ANNA)
+    assert [(c.id, c.title, c.questions) for c in listed] == [
+        (session.id, "劳动合同法第十九条规定的试用期最长多久？", 2)]
+    reopened = History(tmp_path / "h.sqlite3").load(ANNA, session.id)  # a fresh process
+    again = chat.view(reopened)
+    assert again.messages == last.messages  # answers with their citation labels
+    assert again.sources == last.sources  # the sources panel, every card
+    assert reopened.exchanges[1].answer.citations == session.exchanges[1].answer.citations
+    assert reopened.history() == session.history()  # follow-ups keep working
+    ask(history, ANNA, chat, reopened, "劳动法第三十六条是什么？")
+    assert history.conversations(ANNA)[0].questions == 3
+
+
+def test_conversations_belong_to_their_owner(chat, tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    mine, theirs = ChatSession(), ChatSession()
+    bob = owner_of(None, new_browser_id())
+    ask(history, ANNA, chat, mine, "劳动法第三十六条是什么？")
+    ask(history, bob, chat, theirs, "如何烤制法式面包？")
+    assert [c.id for c in history.conversations(ANNA)] == [mine.id]
+    assert history.load(bob, mine.id) is None
+    assert not history.delete(bob, mine.id)
+    # bob cannot write into anna's conversation by reusing its id either
+    stolen = ChatSession(id=mine.id)
+    ask(history, bob, chat, stolen, "如何烤制法式面包？")
+    assert len(history.load(ANNA, mine.id).exchanges) == 1
+    assert history.delete(ANNA, mine.id) and history.conversations(ANNA) == []
+    assert history.delete_all(bob) == 1 and history.conversations(bob) == []
+    assert owner_of(None, "not-an-id") == "" and owner_of(None, None) == ""
+    assert owner_of("anna", "x") == ANNA
+
+
+def test_an_answer_stopped_midway_reopens_stopped_with_its_sources(chat, tmp_path):
+    history = History(tmp_path / "h.sqlite3")
+    session = ChatSession()
+    views = history.record(ANNA, session, chat.respond(session, "劳动法第三十六条是什么？"))
+    for _ in views:
+        if session.exchanges[0].state == "writing":
+            break
+    views.close()  # the user pressed 停止
+    ex = history.load(ANNA, session.id).exchanges[0]
+    assert ex.state == "stopped" and ex.hits and ex.hits == session.exchanges[0].hits
+    assert ex.text and session.exchanges[0].text.startswith(ex.text)
+
+
+def test_two_writers_on_one_file_lose_nothing(tmp_path):
+    """Two tabs (or two server processes) saving at once: every exchange is kept."""
+    from legalrag.web.session import Exchange
+
+    path = tmp_path / "h.sqlite3"
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        history = History(path)  # its own connection, as another process has
+        try:
+            for i in range(30):
+                session = ChatSession()
+                session.exchanges.append(Exchange(1, f"{name} 问题 {i}", state="done",
+                                                  text="回答"))
+                history.save(f"user:{name}", session, session.exchanges[0])
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+        finally:
+            history.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    history = History(path)
+    assert len(history.conversations("user:a")) == len(history.conversations("user:b")) == 30
+    assert history._read("PRAGMA journal_mode")[0][0] == "wal"
+
+
+@pytest.mark.browser
+def test_a_server_killed_mid_answer_leaves_the_conversation(small_settings, tmp_path,
+                                                           monkeypatch):
+    import test_browser
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, App
+
+    from legalrag.answer.modelfile import smollm2_path
+
+    env = dict(LEGALRAG_LLM_MODEL_PATH=str(smollm2_path()), LEGALRAG_LLM_MAX_TOKENS="600",
+               LEGALRAG_LLM_THREADS="1", LEGALRAG_ANSWER_SOURCE_TOKENS="300",
+               LEGALRAG_DATA_DIR=str(tmp_path / "userdata"))
+    app = App(tmp_path / "first", small_settings, **env)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="zh-CN")
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(app.url)
+            page.wait_for_selector("#lr-question textarea")
+            # the browser's id is stored once the page has loaded
+            page.wait_for_function("localStorage.getItem('legalrag-owner') !== null")
+            page.locator("#lr-question textarea").fill(Q19)
+            page.locator("#lr-question textarea").press("Enter")
+            page.wait_for_selector("#lr-chat .lr-cursor", timeout=120_000)  # writing
+            os.kill(app.proc.pid, signal.SIGKILL)
+            app.proc.wait(10)
+        finally:
+            app.stop()
+        # The same address again (local storage belongs to an origin: host and port).
+        monkeypatch.setattr(test_browser, "free_port", lambda: app.port)
+        again = App(tmp_path / "second", small_settings, **env)
+        try:
+            page = context.new_page()  # the same browser: its local storage has its id
+            page.set_default_timeout(60_000)
+            page.goto(again.url)
+            page.wait_for_selector("#lr-question textarea")
+            toggle = page.locator("#lr-sidebar .toggle-button, .sidebar .toggle-button").first
+            toggle.click()
+            item = page.locator("#lr-history label", has_text=Q19[:-1])
+            item.wait_for()
+            item.click()
+            page.wait_for_selector("#lr-chat :text('已停止')")
+            assert Q19 in page.locator("#lr-chat").inner_text()
+            page.wait_for_selector("#lr-sources #lr-t1-h1")
+            assert "试用期不得超过六个月" in page.locator("#lr-sources").inner_text()
+        finally:
+            again.stop()
+            browser.close()
