@@ -87,3 +87,16 @@ def test_unusable_input_is_one_line_and_exit_2(small_settings, tmp_path, capsys)
     assert "not UTF-8" in err and "iconv -f GBK -t UTF-8" in err
     code, _, err = run(small_settings, [str(tmp_path)], capsys)
     assert code == 2 and "is a folder" in err
+
+
+def test_the_check_tab_action_over_the_live_index(small_settings):
+    """The 核查引用 tab's action without the browser: same labels, its own limits."""
+    from legalrag.retrieval.live import LiveRetriever
+    from legalrag.web.citecheck import MAX_CHECK_CHARS, CitationCheck
+
+    check = CitationCheck(LiveRetriever(small_settings))
+    html = check.run("依照《劳动合同法》第四十七条；《合同法》第五十二条")
+    assert html.startswith('<div class="lr-check-summary">共 2 处引用：现行有效 1，已失效 1。')
+    assert 'class="lr-badge lr-repealed">✗已失效</span>' in html
+    assert "超过上限 200,000 字" in check.run("字" * (MAX_CHECK_CHARS + 1))
+    assert "请粘贴文字" in check.run(None)

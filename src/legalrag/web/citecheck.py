@@ -2,8 +2,8 @@
 live index (answer.check.check_text, the function behind `legalrag check` and the answer
 check) and render it (views.render_check).
 
-The corpus facts are built from the live build's article list once per build (a
-knowledge-base update swaps the build; the next check rebuilds them), never with a model.
+The corpus facts are the live build's (answer.assistant.corpus_facts: built once per build
+from its article list and shared with the chat's answer check), never a model.
 
     >>> CitationCheck(live).run("依照《劳动合同法》第四十七条")   # doctest: +SKIP
     '<div class="lr-check-summary">共 1 处引用：现行有效 1……'
@@ -11,8 +11,7 @@ knowledge-base update swaps the build; the next check rebuilds them), never with
 
 from __future__ import annotations
 
-import threading
-
+from legalrag.answer.assistant import corpus_facts
 from legalrag.answer.check import CorpusFacts, check_text
 from legalrag.errors import LegalRagError
 from legalrag.retrieval.live import LiveRetriever
@@ -26,16 +25,9 @@ class CitationCheck:
 
     def __init__(self, live: LiveRetriever) -> None:
         self.live = live
-        self._facts: tuple[object, CorpusFacts] | None = None
-        self._lock = threading.Lock()
 
     def facts(self) -> CorpusFacts:
-        retriever = self.live.get()
-        with self._lock:
-            # Holding the retriever, not its id: an id reused after a swap must not match.
-            if self._facts is None or self._facts[0] is not retriever:
-                self._facts = (retriever, CorpusFacts.from_articles(retriever.articles))
-            return self._facts[1]
+        return corpus_facts(self.live.get())
 
     def run(self, text: object) -> str:
         """The tab's HTML for text: labelled citations, or a message saying what is wrong."""
