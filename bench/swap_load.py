@@ -9,9 +9,10 @@ In-process: one ChatService (the browser chat's, with its LiveRetriever) over a 
 index (hybrid: BM25 + m3e-small), SmolLM2 writing short answers (llm_max_tokens 16) so the
 model queue turns over quickly. Each session thread asks, reads the whole answer, asks
 again. "Wait for sources" is from the question to the first view that shows the retrieved
-articles. Phase 1 runs with no index change; phase 2 runs the real CLI (`python -m
-legalrag index update`, a separate process, like an administrator) twice, each time after
-adding or removing a law, and lasts until the server has swapped to both new builds.
+articles. After a quiet spell the real CLI (`python -m legalrag index update`, a separate
+process, like an administrator) runs twice, each time after adding or removing a law; a
+swap window lasts from the CLI's start until the server answers from the new build. A
+question counts as "during a swap" when its retrieval overlapped a window, else "quiet".
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ def main() -> int:
     waits: list[dict] = []
     errors: list[str] = []
     stop = threading.Event()
-    phase = {"name": "quiet"}
 
     def session(n: int) -> None:
         s = ChatSession()
@@ -76,7 +76,6 @@ def main() -> int:
             i += 1
             t0 = time.perf_counter()
             seen = None
-            name = phase["name"]
             last = None
             for _view in service.respond(s, q):
                 ex = s.exchanges[-1]
@@ -85,7 +84,7 @@ def main() -> int:
                 last = ex
             if last is None or last.state == "error" or seen is None and last.state != "done":
                 errors.append(f"{q}: {last.state if last else '-'} {last.error if last else ''}")
-            waits.append({"phase": name, "sources_s": seen, "total_s": time.perf_counter() - t0,
+            waits.append({"phase": "", "sources_s": seen, "total_s": time.perf_counter() - t0,
                           "start": t0, "swaps_seen": service.live.swaps})
             if len(s.exchanges) > 6:
                 s = ChatSession()
@@ -96,9 +95,9 @@ def main() -> int:
     for t in threads:
         t.start()
     time.sleep(args.quiet_seconds)
-    phase["name"] = "swap"
     cli_env = {**os.environ, **env}
     updates = []
+    windows: list[tuple[float, float]] = []  # from the CLI's start to the new build serving
     extra = work / "corpus" / Path(EXTRA).name
     for _ in range(args.updates):
         if extra.exists():
@@ -111,14 +110,18 @@ def main() -> int:
                        env=cli_env, check=True, capture_output=True)
         published = time.perf_counter()
         while service.live.swaps == before and time.perf_counter() - published < 120:
-            time.sleep(0.1)
+            time.sleep(0.05)
+        windows.append((t0, time.perf_counter()))
         updates.append({"update_s": round(published - t0, 2),
                         "publish_to_serving_s": round(time.perf_counter() - published, 2),
                         "swapped": service.live.swaps > before})
-    time.sleep(5)
+        time.sleep(args.quiet_seconds / 2)
     stop.set()
     for t in threads:
         t.join(300)
+    for w in waits:  # a question whose retrieval ran while an update or swap was under way
+        end = w["start"] + (w["sources_s"] or 0.0)
+        w["phase"] = "swap" if any(a <= end and w["start"] <= b for a, b in windows) else "quiet"
 
     def stats(rows: list[dict]) -> dict:
         s = np.array([r["sources_s"] for r in rows if r["sources_s"] is not None])

@@ -156,3 +156,20 @@ def test_live_retriever_swaps_in_the_background_after_warming(sparse):
     assert new.build_dir.name == new_name and warmed == [old.build_dir.name, new_name]
     assert live.get() is new and live.swaps == 1
     assert new.lookup("个体工商户条例", 2)
+
+
+def test_a_watched_live_retriever_moves_to_a_new_build_without_a_question(sparse):
+    """The chat server's retriever watches CURRENT: a published build is loaded and serves
+    even while no question arrives (all sessions waiting in the model queue)."""
+    settings, corpus = sparse
+    live = LiveRetriever(settings)
+    old = live.get()
+    live.watch(interval=0.1)
+    toggle(corpus)
+    new_name = build_index(settings, update=True, dense=False).build_dir.name
+    for _ in range(600):  # up to a minute on a busy machine; not a timing assertion
+        if live.swaps:
+            break
+        threading.Event().wait(0.1)
+    assert live.swaps == 1 and live._current is not old
+    assert live._current.build_dir.name == new_name

@@ -48,6 +48,7 @@ class LiveRetriever:
         self._loading: str | None = None  # the CURRENT name the loader is opening
         self._failed: dict[str, str] = {}  # CURRENT name -> why it could not be loaded
         self._warmers: list[Warmer] = []
+        self._watcher: threading.Thread | None = None
         self.swaps = 0
 
     def add_warmer(self, warmer: Warmer) -> None:
@@ -69,6 +70,27 @@ class LiveRetriever:
             self._checked = now
             self._maybe_start(current)
         return current
+
+    def watch(self, interval: float = CHECK_SECONDS) -> None:
+        """Look at CURRENT every interval seconds in a daemon thread, so a new build is
+        loaded and warmed as soon as it is published, not when the next question comes
+        (a server whose sessions all wait in the model queue asks nothing for a while)."""
+        if self._watcher is not None:
+            return
+
+        def loop() -> None:
+            while True:
+                time.sleep(interval)
+                current = self._current
+                if current is not None:
+                    try:
+                        self._maybe_start(current)
+                    except OSError:  # the index folder being replaced: next round
+                        pass
+
+        self._watcher = threading.Thread(target=loop, name="legalrag-index-watch",
+                                         daemon=True)
+        self._watcher.start()
 
     def refresh(self, timeout: float = 60.0) -> Retriever:
         """Look at CURRENT now and wait (up to timeout) until its build serves; for a

@@ -65,6 +65,7 @@ class ChatService:
         # One CorpusFacts per build, shared by every option set, built before a new build
         # serves (in the swap thread), so no question waits for it.
         self.live.add_warmer(corpus_facts)
+        self.live.watch()  # load a newly published build at once, in the background
         self._model = model
         self._assistants: dict[tuple, Assistant] = {}
         self._lock = threading.Lock()
