@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from legalrag.cli.common import load_settings
+from legalrag.errors import LegalRagError
 from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, VERIFIED
 
 
@@ -14,11 +16,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     """Sources first, then the answer as it is generated, then the citation check."""
     from legalrag.answer.assistant import Assistant, Final, Queued, Sources, Token
 
+    fmt, target = _export_target(args)  # checked before any work
     settings = load_settings(args, llm_model_path=args.model)
     assistant = Assistant(settings)
     out = sys.stdout
+    quiet = args.json or (fmt == "md" and target is None)  # stdout is the document
     for event in assistant.stream(args.question, k=args.k):
-        if args.json:
+        if isinstance(event, Final) and fmt:
+            _export(event.answer, fmt, target)
+        if quiet:
             if isinstance(event, Final):
                 print(json.dumps(event.answer.to_dict(), ensure_ascii=False))
             continue
@@ -41,6 +47,37 @@ def cmd_ask(args: argparse.Namespace) -> int:
         elif isinstance(event, Final):
             _print_checked(event.answer)
     return 0
+
+
+def _export_target(args: argparse.Namespace) -> tuple[str | None, Path | None]:
+    """(format, file) of --format/--out; the format follows the file's suffix when not
+    given. UsageError-like LegalRagError when they do not fit together."""
+    target = Path(args.out) if args.out else None
+    fmt = args.format
+    if fmt is None and target is not None:
+        fmt = {".md": "md", ".markdown": "md", ".docx": "docx"}.get(target.suffix.lower())
+        if fmt is None:
+            raise LegalRagError(f"cannot tell the format of {target}",
+                                fix="add --format md or --format docx")
+    if fmt == "docx" and target is None:
+        raise LegalRagError("--format docx needs --out FILE.docx")
+    if args.json and fmt:
+        raise LegalRagError("--json and --format cannot be used together")
+    if target is not None and not target.parent.resolve().is_dir():
+        raise LegalRagError(f"the folder of {target} does not exist",
+                            fix="create it first or choose another --out")
+    return fmt, target
+
+
+def _export(answer, fmt: str, target: Path | None) -> None:
+    from legalrag.answer.export import Exported, to_markdown, write
+
+    items = [Exported(answer.question, answer)]
+    if target is None:
+        print(to_markdown(items))
+        return
+    write(items, target, fmt)
+    print(f"已导出：{target}", file=sys.stderr)
 
 
 def _print_checked(answer) -> None:
@@ -91,4 +128,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="print the checked answer as one JSON object, nothing else")
     ask.add_argument("--model", metavar="GGUF", default=None,
                      help="a GGUF file instead of the default model (llm_model_path)")
+    ask.add_argument("--format", choices=("md", "docx"), default=None,
+                     help="also write the question, the checked answer and the full text of "
+                          "every cited article as Markdown or Word (md without --out: "
+                          "print the Markdown instead of the terminal view)")
+    ask.add_argument("--out", metavar="FILE", default=None,
+                     help="file for --format (the format follows .md or .docx if not given)")
     ask.set_defaults(func=cmd_ask)

@@ -244,6 +244,26 @@ class History:
         return n
 
 
+def export_items(session: ChatSession) -> list:
+    """The session's exchanges for answer/export.py: answered ones with their Answer, the
+    others with what became of them."""
+    from legalrag.answer.export import Exported
+
+    notes = {"stopped": "回答被停止或中断", "error": "出错"}
+    return [Exported(ex.question, ex.answer if ex.state == "done" else None,
+                     notes.get(ex.state, "回答没有完成") + (f"：{ex.error}" if ex.error else ""))
+            for ex in session.exchanges]
+
+
+def export_file(session: ChatSession, fmt: str, folder: Path) -> Path:
+    """The session as a .md or .docx file in folder, named after its first question."""
+    from legalrag.answer.export import write
+
+    first = session.exchanges[0].question.strip() if session.exchanges else "对话"
+    stem = re.sub(r'[\\/:*?"<>|\s]+', "_", first)[:24].strip("_") or "对话"
+    return write(export_items(session), Path(folder) / f"legalrag_{stem}.{fmt}", fmt)
+
+
 # ---------------------------------------------------------------- the records as JSON
 
 

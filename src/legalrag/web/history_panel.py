@@ -7,13 +7,17 @@ tabs, ``panel.wire(demo, chat, session, chatbot, sources, new, asked)`` after th
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from legalrag.errors import LegalRagError
+from legalrag.web import views
 from legalrag.web.chat import ChatService
-from legalrag.web.history import History, new_browser_id, owner_of
+from legalrag.web.history import History, export_file, new_browser_id, owner_of
 from legalrag.web.session import ChatSession
 
 NOTE = ("对话保存在本服务器上，只有您自己（同一浏览器，或登录后的同一账号）能看到。"
@@ -35,6 +39,9 @@ class HistoryPanel:
     confirm: gr.Button
     cancel: gr.Button
     message: gr.HTML
+    export_md: gr.Button
+    export_docx: gr.Button
+    exported: gr.File
 
     @classmethod
     def build(cls, history: History) -> HistoryPanel:
@@ -50,8 +57,14 @@ class HistoryPanel:
                 confirm = gr.Button("确认删除全部", size="sm", variant="stop", visible=False,
                                     elem_id="lr-history-confirm")
                 cancel = gr.Button("取消", size="sm", visible=False)
+            with gr.Row():
+                export_md = gr.Button("导出 Markdown", size="sm", elem_id="lr-export-md")
+                export_docx = gr.Button("导出 Word", size="sm", elem_id="lr-export-docx")
+            exported = gr.File(label="导出的文件", visible=False, elem_id="lr-export-file",
+                               interactive=False)
             gr.HTML(f'<div class="lr-notice">{NOTE}</div>')
-        return cls(history, browser, past, delete, delete_all, confirm, cancel, message)
+        return cls(history, browser, past, delete, delete_all, confirm, cancel, message,
+                   export_md, export_docx, exported)
 
     def choices(self, who: str, current: str | None = None) -> Any:
         listed = self.history.conversations(who) if who else []
@@ -118,6 +131,19 @@ class HistoryPanel:
         self.delete_all.click(lambda: ask_confirm(True), None, [self.confirm, self.cancel],
                               **opts)
         self.cancel.click(lambda: ask_confirm(False), None, [self.confirm, self.cancel], **opts)
+        def on_export(sess: ChatSession | None, fmt: str) -> tuple:
+            if not isinstance(sess, ChatSession) or not sess.exchanges:
+                return (gr.update(value=None, visible=False),
+                        '<div class="lr-error">当前对话还没有问题，无可导出。</div>')
+            try:
+                path = export_file(sess, fmt, Path(tempfile.mkdtemp(prefix="legalrag-export-")))
+            except LegalRagError as e:
+                return gr.update(value=None, visible=False), views.render_error(f"导出失败：{e}")
+            return gr.update(value=str(path), visible=True), ""
+
+        for button, fmt in ((self.export_md, "md"), (self.export_docx, "docx")):
+            button.click(lambda s, f=fmt: on_export(s, f), [session],
+                         [self.exported, self.message], **opts)
         self.confirm.click(on_delete_all, [self.browser],
                            [session, chatbot, sources, self.past, self.delete, self.message,
                             self.confirm, self.cancel], **opts)

@@ -1,0 +1,177 @@
+"""A conversation as a document to keep or forward: Markdown, or Word (python-docx).
+
+Each question, the answer as checked (every citation that is not verified marked), the
+list of its citations with their labels, then an appendix with the full text of every
+article cited (law, version date, in force or not) and the disclaimer. Used by the
+browser's 导出 buttons and by ``legalrag ask --format md|docx --out FILE``.
+
+    >>> items = [Exported(answer.question, answer)]                    # doctest: +SKIP
+    >>> Path("答复.md").write_text(to_markdown(items), encoding="utf-8")  # doctest: +SKIP
+    >>> to_docx(items, Path("答复.docx"))                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from legalrag.answer.assistant import DISCLAIMER, Answer
+from legalrag.errors import LegalRagError
+from legalrag.records import Article
+from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS
+
+TITLE = "legalrag 法律问答记录"
+FORMATS = ("md", "docx")
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One question of a conversation; answer None when it was not answered (note says
+    why: stopped, failed)."""
+
+    question: str
+    answer: Answer | None
+    note: str = ""
+
+
+def cited_articles(items: Sequence[Exported]) -> list[Article]:
+    """Every article the answers cite, once each, in order of first citation."""
+    seen: dict[str, Article] = {}
+    for item in items:
+        a = item.answer
+        if a is None:
+            continue
+        for c in a.citations:
+            art = getattr(c, "article", None)
+            if art is None and c.source and 1 <= c.source <= len(a.sources):
+                art = a.sources[c.source - 1].article
+            if art is not None and c.kind != "law":
+                seen.setdefault(art.id, art)
+    return list(seen.values())
+
+
+def _version(a: Article) -> str:
+    force = "现行有效" if a.in_force else "已失效或已被修订"
+    return f"{a.law_title} · 版本 {a.version or '未注明'} · {force}"
+
+
+def _citation_lines(answer: Answer) -> list[str]:
+    out: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for c in answer.citations:
+        key = (c.citation, c.label)
+        if key in seen:
+            continue
+        seen.add(key)
+        note = f"：{c.note}" if c.note else ""
+        out.append(f"{LABEL_SIGNS[c.label]} {c.citation} — {LABEL_NAMES[c.label]}{note}")
+    return out
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M")
+
+
+def to_markdown(items: Sequence[Exported], title: str = TITLE) -> str:
+    """The conversation as one Markdown document."""
+    lines = [f"# {title}", "", f"导出时间：{_stamp()}", ""]
+    for i, item in enumerate(items, 1):
+        lines += [f"## 问题 {i}", "", *[f"> {ln}" for ln in item.question.strip().split("\n")],
+                  ""]
+        a = item.answer
+        if a is None:
+            lines += [f"（未回答：{item.note or '回答没有完成'}）", ""]
+            continue
+        lines += ["**回答**", "", a.text.strip(), ""]
+        cites = _citation_lines(a)
+        if cites:
+            lines += ["**引用核对**", "", *[f"- {c}" for c in cites], ""]
+    articles = cited_articles(items)
+    lines += ["---", "", "## 附录：所引条文全文", ""]
+    if not articles:
+        lines += ["（回答没有引用法库中的条文。）", ""]
+    for art in articles:
+        lines += [f"### {art.citation}", "", f"*{_version(art)}*", ""]
+        if art.path:
+            lines += [" › ".join(art.path), ""]
+        lines += [*[ln for p in art.text.split("\n") if p.strip() for ln in (p.strip(), "")]]
+    lines += ["---", "", DISCLAIMER, ""]
+    return "\n".join(lines)
+
+
+def to_docx(items: Sequence[Exported], path: Path, title: str = TITLE) -> Path:
+    """The conversation as a Word document at path (written whole, or not at all)."""
+    from docx import Document
+    from docx.oxml.ns import qn
+    from docx.shared import Pt, RGBColor
+
+    doc = Document()
+    normal = doc.styles["Normal"]
+    normal.font.size = Pt(11)
+    fonts = normal.element.get_or_add_rPr().get_or_add_rFonts()
+    fonts.set(qn("w:eastAsia"), "宋体")  # Word's own font choice garbles nothing, but reads better
+
+    doc.add_heading(title, level=0)
+    doc.add_paragraph(f"导出时间：{_stamp()}")
+    for i, item in enumerate(items, 1):
+        doc.add_heading(f"问题 {i}", level=1)
+        doc.add_paragraph(item.question.strip(), style="Intense Quote")
+        a = item.answer
+        if a is None:
+            doc.add_paragraph(f"（未回答：{item.note or '回答没有完成'}）")
+            continue
+        doc.add_heading("回答", level=2)
+        for para in a.text.strip().split("\n"):
+            if para.strip():
+                doc.add_paragraph(para.strip())
+        cites = _citation_lines(a)
+        if cites:
+            doc.add_heading("引用核对", level=2)
+            for line in cites:
+                run = doc.add_paragraph(style="List Bullet").add_run(line)
+                if line.startswith("✗"):
+                    run.font.color.rgb = RGBColor(0x99, 0x1B, 0x1B)
+    doc.add_page_break()
+    doc.add_heading("附录：所引条文全文", level=1)
+    articles = cited_articles(items)
+    if not articles:
+        doc.add_paragraph("（回答没有引用法库中的条文。）")
+    for art in articles:
+        doc.add_heading(art.citation, level=2)
+        meta = doc.add_paragraph().add_run(_version(art))
+        meta.italic = True
+        if art.path:
+            doc.add_paragraph(" › ".join(art.path))
+        for para in art.text.split("\n"):
+            if para.strip():
+                doc.add_paragraph(para.strip())
+    doc.add_paragraph()
+    doc.add_paragraph(DISCLAIMER)
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        doc.save(str(tmp))
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise LegalRagError(f"cannot write {path}: {e.strerror or e}",
+                            fix="choose a folder you can write to") from None
+    return path
+
+
+def write(items: Sequence[Exported], path: Path, fmt: str) -> Path:
+    """items to path as fmt ("md" or "docx")."""
+    if fmt not in FORMATS:
+        raise LegalRagError(f"unknown export format {fmt!r}", fix="use md or docx")
+    if fmt == "docx":
+        return to_docx(items, path)
+    path = Path(path)
+    try:
+        path.write_text(to_markdown(items), encoding="utf-8")
+    except OSError as e:
+        raise LegalRagError(f"cannot write {path}: {e.strerror or e}",
+                            fix="choose a folder you can write to") from None
+    return path
