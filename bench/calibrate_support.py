@@ -54,12 +54,15 @@ def article_from(hit: dict) -> Article:
                    hit["in_force"], hit["source"], 0)
 
 
-def make_pairs(answers_json: Path, facts) -> list[dict]:
+def make_pairs(answers_json: Path, facts, swapped: bool = True) -> list[dict]:
     """The (sentence, cited source) pairs of a legalrag eval-answers output, to be labelled:
     exactly the calls the citation check makes to the support scorer, recorded by running
     the check again on each answer with a scorer that says yes to everything. So only
     citations that name a source and stand outside words copied from it are pairs, and
-    each pair's sentence is the one the check will score.
+    each pair's sentence is the one the check will score. With swapped, each such pair
+    also gets a twin: the same sentence against another source of the same answer (kind
+    "swapped"), which doubles the evidence on what an unsupported citation looks like;
+    precision and recall are reported on the cited pairs, the real distribution.
     """
     data = json.loads(answers_json.read_text(encoding="utf-8"))
     out: list[dict] = []
@@ -79,16 +82,24 @@ def make_pairs(answers_json: Path, facts) -> list[dict]:
         seen: set[tuple[str, str]] = set()
         for sentence, article in calls:
             n = sources.index(article) + 1
-            if (sentence, article.id) in seen:
-                continue
-            seen.add((sentence, article.id))
-            out.append({
-                "pair": f"{row['id']}:{len(seen)}", "question_id": row["id"],
-                "question": row["query"], "sentence": sentence, "source": n,
-                "article": article.citation, "article_id": article.id,
-                "law_title": article.law_title, "version": article.version,
-                "article_text": article.text,
-            })
+            pairs = [("cited", n, article)]
+            if swapped:
+                # The same sentence against the next source shown with it: the wrong
+                # source a small model cites often enough ([2] for [1]).
+                other = next((k for k in [*range(n + 1, len(sources) + 1), *range(1, n)]
+                              if sources[k - 1].id != article.id), None)
+                if other is not None:
+                    pairs.append(("swapped", other, sources[other - 1]))
+            for kind, k, a in pairs:
+                if (sentence, a.id) in seen:
+                    continue
+                seen.add((sentence, a.id))
+                out.append({
+                    "pair": f"{row['id']}:{len(seen)}", "question_id": row["id"],
+                    "question": row["query"], "sentence": sentence, "kind": kind,
+                    "source": k, "article": a.citation, "article_id": a.id,
+                    "law_title": a.law_title, "version": a.version, "article_text": a.text,
+                })
     return out
 
 
@@ -156,8 +167,10 @@ def fit(rows: list[dict], embed, target: float) -> tuple[SupportModel, dict]:
             threshold = float(t)
             break
     model = SupportModel(model.mean, model.scale, model.weights, model.bias, threshold)
+    cited = np.array([r.get("kind", "cited") == "cited" for r in rows])
     report = {}
-    for name, mask in (("fit", fit_rows), ("held_out", held)):
+    for name, mask in (("fit", fit_rows & cited), ("held_out", held & cited),
+                       ("held_out_with_swapped", held)):
         pred = model.probability(x[mask]) >= threshold
         precision, recall = precision_recall(y[mask], pred)
         report[name] = {"pairs": int(mask.sum()), "supported": int(y[mask].sum()),
