@@ -6,6 +6,7 @@
     legalrag check [FILE|-] [--json]
     legalrag eval QUERIES.jsonl [--modes …] [-k …] [--out DIR] [--fail-under …]
     legalrag eval-answers QUERIES.jsonl [--split dev] [-n N] [--out DIR]
+    legalrag feedback export --out FILE.jsonl
     legalrag serve [--host H] [--port P]
 
 Each subcommand is a module of this package with ``register(sub)`` and its ``cmd_*``
@@ -20,13 +21,13 @@ import logging
 import os
 import sys
 
-from legalrag.cli import ask, check, eval_answers, evaluate, index, retrieve, serve
+from legalrag.cli import ask, check, eval_answers, evaluate, feedback, index, retrieve, serve
 from legalrag.errors import LegalRagError
 from legalrag.version import __version__
 
 log = logging.getLogger("legalrag")
 
-COMMANDS = (index, retrieve, ask, check, evaluate, eval_answers, serve)
+COMMANDS = (index, retrieve, ask, check, evaluate, eval_answers, feedback, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -231,6 +231,18 @@ class History:
                 ex.state = "stopped"
         return ChatSession(exchanges=exchanges, id=conversation)
 
+    def feedback(self, owner: str, conversation: str) -> dict[int, Feedback]:
+        """The feedback on each answer of the owner's conversation, by answer number."""
+        rows = self._read(
+            "SELECT f.n, f.rating, f.comment, f.sources FROM feedback f JOIN conversations c "
+            "ON c.id = f.conversation WHERE c.id = ? AND c.owner = ?", (conversation, owner))
+        out = {}
+        for n, rating, comment, marks in rows:
+            m = json.loads(marks)
+            out[n] = Feedback(rating, comment, tuple(m.get("right", ())),
+                              tuple(m.get("irrelevant", ())))
+        return out
+
     def delete(self, owner: str, conversation: str) -> bool:
         before = self._read("SELECT COUNT(*) FROM conversations WHERE owner = ?", (owner,))
         self._write([("DELETE FROM conversations WHERE id = ? AND owner = ?",
@@ -242,6 +254,79 @@ class History:
         n = self._read("SELECT COUNT(*) FROM conversations WHERE owner = ?", (owner,))[0][0]
         self._write([("DELETE FROM conversations WHERE owner = ?", (owner,))])
         return n
+
+
+# ---------------------------------------------------------------- feedback
+
+RATINGS = (-1, 0, 1)  # 👎, none, 👍
+MAX_COMMENT = 2000
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a user said about one answer: a rating, a comment, and per source number
+    whether it is the right article or not relevant."""
+
+    rating: int = 0
+    comment: str = ""
+    right: tuple[int, ...] = ()
+    irrelevant: tuple[int, ...] = ()
+
+
+def give_feedback(history: History, owner: str, conversation: str, n: int, *,
+                  rating: int | None = None, comment: str | None = None,
+                  right: list[int] | None = None, irrelevant: list[int] | None = None
+                  ) -> Feedback:
+    """Change the feedback on answer n of a conversation (only what is given) and return
+    it. ValueError names what is wrong; nothing is written then."""
+    if rating is not None and rating not in RATINGS:
+        raise ValueError(f"评价只能是 -1、0 或 1，收到 {rating!r}")
+    if comment is not None and len(comment) > MAX_COMMENT:
+        raise ValueError(f"意见太长（{len(comment)} 字，上限 {MAX_COMMENT} 字）")
+    old = history.feedback(owner, conversation).get(n)
+    if old is None and not history._read(
+            "SELECT 1 FROM exchanges e JOIN conversations c ON c.id = e.conversation "
+            "WHERE c.id = ? AND c.owner = ? AND e.n = ?", (conversation, owner, n)):
+        raise ValueError("没有这个回答（对话可能已被删除）")
+    old = old or Feedback()
+    right_ = tuple(sorted(set(right))) if right is not None else old.right
+    irrelevant_ = tuple(sorted(set(irrelevant) - set(right_))) if irrelevant is not None \
+        else tuple(i for i in old.irrelevant if i not in right_)
+    new = Feedback(old.rating if rating is None else rating,
+                   old.comment if comment is None else comment.strip(), right_, irrelevant_)
+    history._write([(
+        "INSERT INTO feedback (conversation, n, rating, comment, sources, updated) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (conversation, n) DO UPDATE SET "
+        "rating = excluded.rating, comment = excluded.comment, sources = excluded.sources, "
+        "updated = excluded.updated",
+        (conversation, n, new.rating, new.comment,
+         json.dumps({"right": new.right, "irrelevant": new.irrelevant}), time.time()))])
+    return new
+
+
+def eval_records(history: History) -> list[dict]:
+    """Every answer whose user marked at least one source right, as a line of the query
+    files `legalrag eval` reads: id, query (the standalone query retrieval used), relevant
+    (the marked articles, cited by full title), plus what else was said."""
+    rows = history._read(
+        "SELECT f.conversation, f.n, f.rating, f.comment, f.sources, e.record "
+        "FROM feedback f JOIN exchanges e ON e.conversation = f.conversation AND e.n = f.n "
+        "ORDER BY f.updated")
+    out = []
+    for cid, n, rating, comment, marks, record in rows:
+        marks = json.loads(marks)
+        ex = exchange_from_dict(json.loads(record))
+        by_rank = {h.rank: h.article for h in ex.hits}
+        cite = [f"《{a.law_title}》{a.label}" for i in marks.get("right", ())
+                if (a := by_rank.get(i)) is not None]
+        if not cite:
+            continue
+        wrong = [f"《{a.law_title}》{a.label}" for i in marks.get("irrelevant", ())
+                 if (a := by_rank.get(i)) is not None]
+        out.append({"id": f"feedback-{cid}-{n}", "query": ex.rewritten or ex.question,
+                    "relevant": cite, "not_relevant": wrong, "rating": rating,
+                    "comment": comment, "question": ex.question})
+    return out
 
 
 def export_items(session: ChatSession) -> list:

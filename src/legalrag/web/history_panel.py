@@ -17,8 +17,14 @@ import gradio as gr
 from legalrag.errors import LegalRagError
 from legalrag.web import views
 from legalrag.web.chat import ChatService
-from legalrag.web.history import History, export_file, new_browser_id, owner_of
-from legalrag.web.session import ChatSession
+from legalrag.web.history import (
+    History,
+    export_file,
+    give_feedback,
+    new_browser_id,
+    owner_of,
+)
+from legalrag.web.session import ChatSession, Exchange
 
 NOTE = ("对话保存在本服务器上，只有您自己（同一浏览器，或登录后的同一账号）能看到。"
         "清除浏览器数据后，本浏览器以前的对话将无法再打开。")
@@ -42,6 +48,10 @@ class HistoryPanel:
     export_md: gr.Button
     export_docx: gr.Button
     exported: gr.File
+    right: gr.CheckboxGroup
+    wrong: gr.CheckboxGroup
+    comment: gr.Textbox
+    submit: gr.Button
 
     @classmethod
     def build(cls, history: History) -> HistoryPanel:
@@ -62,9 +72,17 @@ class HistoryPanel:
                 export_docx = gr.Button("导出 Word", size="sm", elem_id="lr-export-docx")
             exported = gr.File(label="导出的文件", visible=False, elem_id="lr-export-file",
                                interactive=False)
+            with gr.Accordion("反馈：最近一个回答", open=False, elem_id="lr-feedback"):
+                right = gr.CheckboxGroup([], label="这条是对的（正确的条文）",
+                                         elem_id="lr-feedback-right")
+                wrong = gr.CheckboxGroup([], label="不相关的条文", elem_id="lr-feedback-wrong")
+                comment = gr.Textbox(label="意见（可选）", lines=2, max_lines=6,
+                                     elem_id="lr-feedback-comment",
+                                     placeholder="例如：应适用《劳动合同法》第二十条")
+                submit = gr.Button("提交反馈", size="sm", elem_id="lr-feedback-submit")
             gr.HTML(f'<div class="lr-notice">{NOTE}</div>')
         return cls(history, browser, past, delete, delete_all, confirm, cancel, message,
-                   export_md, export_docx, exported)
+                   export_md, export_docx, exported, right, wrong, comment, submit)
 
     def choices(self, who: str, current: str | None = None) -> Any:
         listed = self.history.conversations(who) if who else []
@@ -140,6 +158,61 @@ class HistoryPanel:
             except LegalRagError as e:
                 return gr.update(value=None, visible=False), views.render_error(f"导出失败：{e}")
             return gr.update(value=str(path), visible=True), ""
+
+        def latest(sess: object) -> Exchange | None:
+            if not isinstance(sess, ChatSession):
+                return None
+            return next((e for e in reversed(sess.exchanges) if e.hits and e.finished), None)
+
+        def on_feedback_view(sess: ChatSession | None, browser_id: str,
+                             request: gr.Request) -> tuple:
+            ex = latest(sess)
+            if ex is None:
+                empty = gr.update(choices=[], value=[])
+                return empty, empty, ""
+            said = history.feedback(owner(request, browser_id), sess.id).get(ex.n)
+            choices = [(f"[{h.rank}] {h.article.citation}", h.rank) for h in ex.hits]
+            return (gr.update(choices=choices, value=list(said.right) if said else []),
+                    gr.update(choices=choices, value=list(said.irrelevant) if said else []),
+                    said.comment if said else "")
+
+        def on_submit(sess: ChatSession | None, browser_id: str, right: list[int],
+                      wrong: list[int], text: str, request: gr.Request) -> str:
+            ex, who = latest(sess), owner(request, browser_id)
+            if ex is None or not who:
+                return '<div class="lr-error">还没有可以反馈的回答。</div>'
+            both = set(right or ()) & set(wrong or ())
+            if both:
+                return ('<div class="lr-error">同一条文不能既标“对的”又标“不相关”：'
+                        f"{'、'.join(f'[{n}]' for n in sorted(both))}。</div>")
+            try:
+                give_feedback(history, who, sess.id, ex.n, right=list(right or ()),
+                              irrelevant=list(wrong or ()), comment=text or "")
+            except ValueError as e:
+                return views.render_error(f"反馈没有保存：{e}")
+            return f'<div class="lr-ok">已保存对第 {ex.n} 问的反馈，谢谢。</div>'
+
+        def on_like(sess: ChatSession | None, browser_id: str, like: gr.LikeData,
+                    request: gr.Request) -> str:
+            who = owner(request, browser_id)
+            index = like.index[0] if isinstance(like.index, list | tuple) else like.index
+            if not isinstance(sess, ChatSession) or not who or not isinstance(index, int):
+                return gr.skip()
+            n = index // 2 + 1  # a user message and an answer per exchange
+            rating = 1 if like.liked is True else -1 if like.liked is False else 0
+            try:
+                give_feedback(history, who, sess.id, n, rating=rating)
+            except ValueError as e:
+                return views.render_error(f"评价没有保存：{e}")
+            return ""
+
+        feedback_view = [self.right, self.wrong, self.comment]
+        for event in asked:
+            event.then(on_feedback_view, [session, self.browser], feedback_view, **opts)
+        self.past.input(on_feedback_view, [session, self.browser], feedback_view, **opts)
+        self.submit.click(on_submit, [session, self.browser, self.right, self.wrong,
+                                      self.comment], [self.message], **opts)
+        chatbot.like(on_like, [session, self.browser], [self.message], **opts)
 
         for button, fmt in ((self.export_md, "md"), (self.export_docx, "docx")):
             button.click(lambda s, f=fmt: on_export(s, f), [session],

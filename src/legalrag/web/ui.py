@@ -194,7 +194,8 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
                     with gr.Column(scale=3):
                         chatbot = gr.Chatbot(
                             elem_id="lr-chat", height=560, label="对话", show_label=False,
-                            buttons=["copy"], feedback_options=None, latex_delimiters=[],
+                            buttons=["copy"], feedback_options=("Like", "Dislike"),
+                            latex_delimiters=[],
                             placeholder="请用中文提问，例如：试用期最长可以约定多久？"
                                         "公司拖欠工资怎么办？《劳动合同法》第四十七条是什么？")
                         with gr.Row():
