@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=8)
     ap.add_argument("--quiet-seconds", type=float, default=40.0)
     ap.add_argument("--updates", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=16, help="answer length (tokens)")
+    ap.add_argument("--source-tokens", type=int, default=600, help="prompt tokens for sources")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
@@ -57,8 +59,10 @@ def main() -> int:
         shutil.copy2(ROOT / "corpus" / rel, work / "corpus" / rel)
     env = {"LEGALRAG_CORPUS_DIR": str(work / "corpus"),
            "LEGALRAG_INDEX_DIR": str(work / "indexes"), "LEGALRAG_TUNE_QUESTIONS": "",
-           "LEGALRAG_LLM_MODEL_PATH": str(smollm2_path()), "LEGALRAG_LLM_MAX_TOKENS": "16",
-           "LEGALRAG_LLM_CONTEXT": "2048", "LEGALRAG_ANSWER_SOURCE_TOKENS": "600"}
+           "LEGALRAG_LLM_MODEL_PATH": str(smollm2_path()),
+           "LEGALRAG_LLM_MAX_TOKENS": str(args.max_tokens),
+           "LEGALRAG_LLM_CONTEXT": "2048",
+           "LEGALRAG_ANSWER_SOURCE_TOKENS": str(args.source_tokens)}
     settings = Settings.load(env=env)
     build_index(settings)
     service = ChatService(settings)
@@ -130,7 +134,8 @@ def main() -> int:
                 "sources_max_s": round(float(s.max()), 3)} if len(s) else {"questions": 0}
 
     report = {
-        "sessions": args.sessions, "updates": updates, "errors": len(errors),
+        "sessions": args.sessions, "max_tokens": args.max_tokens,
+        "source_tokens": args.source_tokens, "updates": updates, "errors": len(errors),
         "error_samples": errors[:5], "swaps": service.live.swaps,
         "quiet": stats([w for w in waits if w["phase"] == "quiet"]),
         "during_swaps": stats([w for w in waits if w["phase"] == "swap"]),
