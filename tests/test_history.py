@@ -171,3 +171,58 @@ def test_a_server_killed_mid_answer_leaves_the_conversation(small_settings, tmp_
         finally:
             again.stop()
             browser.close()
+
+
+@pytest.mark.browser
+def test_feedback_and_export_in_the_browser(small_settings, tmp_path):
+    """👍 on an answer, a source marked right with a comment, the Markdown export: through
+    the page, stored where `legalrag feedback export` reads it."""
+    import time
+
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, App
+
+    from legalrag.answer.modelfile import smollm2_path
+    from legalrag.web.history import eval_records
+
+    data = tmp_path / "userdata"
+    app = App(tmp_path / "srv", small_settings, LEGALRAG_DATA_DIR=str(data),
+              LEGALRAG_LLM_MODEL_PATH=str(smollm2_path()), LEGALRAG_LLM_MAX_TOKENS="24",
+              LEGALRAG_LLM_THREADS="1", LEGALRAG_ANSWER_SOURCE_TOKENS="300")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 950}, locale="zh-CN")
+            page.set_default_timeout(60_000)
+            page.goto(app.url)
+            page.wait_for_function("localStorage.getItem('legalrag-owner') !== null")
+            page.locator("#lr-question textarea").fill(Q19)
+            page.locator("#lr-question textarea").press("Enter")
+            page.wait_for_selector("#lr-chat .lr-disclaimer", timeout=180_000)
+            page.locator('#lr-chat button[aria-label="赞"]').last.click()
+            page.locator("#lr-sidebar .toggle-button").first.click()
+            page.locator("#lr-history label", has_text=Q19[:-1]).wait_for()
+            page.get_by_text("反馈：最近一个回答").click()
+            page.locator("#lr-feedback-right label", has_text="[1] 《劳动合同法》第十九条").click()
+            page.locator("#lr-feedback-comment textarea").fill("第十九条正是答案")
+            page.locator("#lr-feedback-submit").click()
+            page.wait_for_selector("#lr-history-message :text('已保存对第 1 问的反馈')")
+            page.locator("#lr-export-md").click()
+            link = page.locator("#lr-export-file a").first
+            link.wait_for()
+            assert ".md" in page.locator("#lr-export-file").inner_text()
+            href = link.get_attribute("href")
+            got = page.request.get(href if href.startswith("http") else app.url + href.lstrip("/"))
+            md = got.text()
+            assert got.ok and f"> {Q19}" in md and "## 附录：所引条文全文" in md
+        finally:
+            browser.close()
+            app.stop()
+    history = History(data / "history.sqlite3")
+    deadline = time.monotonic() + 10
+    while (records := eval_records(history)) and records[0]["rating"] != 1 \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(records) == 1
+    assert records[0]["relevant"] == ["《中华人民共和国劳动合同法》第十九条"]
+    assert (records[0]["rating"], records[0]["comment"]) == (1, "第十九条正是答案")
