@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -261,3 +262,25 @@ def test_auth_rules():
     with pytest.raises(ApiError) as e:
         check_auth(login, "Bearer b")
     assert "api_token" in e.value.fix
+
+
+def test_a_client_that_leaves_mid_stream_frees_the_model(server, client):
+    """The stream is closed after its first piece; the model's turn must be free again for
+    the next request (not held until the abandoned answer reaches max_tokens)."""
+    import httpx
+
+    body = {"model": "legalrag", "stream": True, "max_tokens": 4000,
+            "messages": [{"role": "user", "content": QUESTION}]}
+    with httpx.stream("POST", server.url + "v1/chat/completions", json=body,
+                      timeout=120) as r:
+        for line in r.iter_lines():
+            if '"content": "' in line and '"content": ""' not in line:
+                break  # the first piece of the answer: leave
+    model = server.chat._model
+    deadline = time.monotonic() + 10  # a held turn would write on for a minute or more
+    while model.waiting() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert model.waiting() == 0
+    r = client.chat.completions.create(model="legalrag",
+                                       messages=[{"role": "user", "content": QUESTION}])
+    assert r.choices[0].message.content.endswith(DISCLAIMER)
