@@ -192,7 +192,9 @@ def _pct(x: float) -> str:
 
 
 def _s(ms: float | None) -> str:
-    return "–" if ms is None else f"{ms / 1000:.1f} s"
+    if ms is None:
+        return "–"
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
 def render_answer_markdown(report: AnswerReport) -> str:
