@@ -8,8 +8,10 @@ Three steps, each reproducible:
    scorer (a citation of one of its sources, by 《法》第N条 or [n], outside words copied
    from that source) becomes a (sentence, cited article) pair to label:
        python bench/calibrate_support.py pairs out/support/answers.json --out out/pairs.jsonl
-   Labels are added by people reading the sentence and the article (see
-   data/eval/README.md, "Support labels"), giving data/eval/support_labels.jsonl.
+   Two reviewers label every pair on their own (the rule is in data/eval/README.md);
+   their files are joined, with agreement and Cohen's kappa:
+       python bench/calibrate_support.py merge --pairs P.jsonl --a A.jsonl --b B.jsonl \
+           --out data/eval/support_labels.jsonl
 3. Fit: a logistic regression over the support features of the labelled pairs of the fit
    part (by a hash of the question id), and the lowest threshold whose precision on the
    fit part is at least --precision; reported on the held-out part, written with --write
@@ -121,6 +123,33 @@ def article_of(pair: dict) -> Article:
                    pair["version"], True, "", 0)
 
 
+def merge(pairs: list[dict], labels_a: list[dict], labels_b: list[dict]) -> tuple[list[dict], dict]:
+    """The labelled file: each pair with both reviewers' labels, and the label that counts
+    (supported only when both said so); with their agreement and Cohen's kappa."""
+    a = {r["pair"]: r["label"] for r in labels_a}
+    b = {r["pair"]: r["label"] for r in labels_b}
+    missing = [p["pair"] for p in pairs if p["pair"] not in a or p["pair"] not in b]
+    if missing:
+        raise SystemExit(f"pairs without both labels: {missing[:5]}")
+    rows = [{**p, "label_a": a[p["pair"]], "label_b": b[p["pair"]],
+             "label": "supported" if a[p["pair"]] == b[p["pair"]] == "supported"
+             else "not_supported"} for p in pairs]
+    n = len(rows)
+    agree = sum(r["label_a"] == r["label_b"] for r in rows) / n
+    pa = sum(r["label_a"] == "supported" for r in rows) / n
+    pb = sum(r["label_b"] == "supported" for r in rows) / n
+    chance = pa * pb + (1 - pa) * (1 - pb)
+    kappa = (agree - chance) / (1 - chance) if chance < 1 else 1.0
+    return rows, {"pairs": n, "cited": sum(r["kind"] == "cited" for r in rows),
+                  "supported": sum(r["label"] == "supported" for r in rows),
+                  "agreement": round(agree, 4), "kappa": round(kappa, 4)}
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
 def load_labelled(path: Path) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip()]
@@ -186,6 +215,11 @@ def main() -> int:
     p = sub.add_parser("pairs", help="pairs to label from an eval-answers answers.json")
     p.add_argument("answers", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    m = sub.add_parser("merge", help="join pair files with two reviewers' label files")
+    m.add_argument("--pairs", type=Path, nargs="+", required=True)
+    m.add_argument("--a", type=Path, nargs="+", required=True, help="reviewer A's labels")
+    m.add_argument("--b", type=Path, nargs="+", required=True, help="reviewer B's labels")
+    m.add_argument("--out", type=Path, required=True)
     f = sub.add_parser("fit", help="fit and report on labelled pairs")
     f.add_argument("labels", type=Path)
     f.add_argument("--precision", type=float, default=0.97,
@@ -200,6 +234,14 @@ def main() -> int:
                             encoding="utf-8")
         print(f"{len(pairs)} pairs from {len({r['question_id'] for r in pairs})} answers "
               f"-> {args.out}")
+        return 0
+    if args.cmd == "merge":
+        rows, stats = merge([r for p in args.pairs for r in _jsonl(p)],
+                            [r for p in args.a for r in _jsonl(p)],
+                            [r for p in args.b for r in _jsonl(p)])
+        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                            encoding="utf-8")
+        print(json.dumps(stats, ensure_ascii=False))
         return 0
     rows = load_labelled(args.labels)
     model, report = fit(rows, default_embed(), args.precision)
