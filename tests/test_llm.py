@@ -242,7 +242,8 @@ def test_turn_queue_is_first_come_first_served():
 
 
 def test_one_model_instance_per_process():
-    s = Settings.load(env={}, llm_model_path=str(smollm2_path()), llm_context=512)
+    s = Settings.load(env={}, llm_model_path=str(smollm2_path()), llm_context=512,
+                      llm_max_tokens=128)  # 512 answer tokens cannot fit in 512
     assert load_chat_model(s) is load_chat_model(s)
 
 
