@@ -20,7 +20,7 @@ LINT = Path(sys.executable).with_name("lint-imports")
 def lint(src: Path, cwd: Path) -> subprocess.CompletedProcess:
     """lint-imports over the package found under src, with the repository's contracts."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    return subprocess.run([str(LINT), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+    return subprocess.run([str(LINT), str(ROOT / "pyproject.toml"), "--no-cache"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
