@@ -34,8 +34,10 @@ from legalrag.answer.check import (
 )
 from legalrag.answer.llm import ChatModel, Usage, load_chat_model
 from legalrag.answer.prompt import Message, Source, build_messages, fit_sources, source_budget
+from legalrag.answer.support import SupportScorer
 from legalrag.config import Settings
 from legalrag.errors import QueryError
+from legalrag.index.embed import load_embedder
 from legalrag.records import Hit
 from legalrag.retrieval.abstain import AbstainRule, measure
 from legalrag.retrieval.rewrite import Turn, rewrite_query
@@ -232,6 +234,7 @@ class Assistant:
 
             self._live = LiveRetriever(settings)
         self._model = model
+        self._support: SupportScorer | None = None
         self._lock = threading.Lock()
         self.rule = AbstainRule(settings.abstain_min_dense, settings.abstain_min_bm25)
 
@@ -256,6 +259,16 @@ class Assistant:
             if self._model is None:
                 self._model = load_chat_model(self.settings)
             return self._model
+
+    @property
+    def support(self) -> SupportScorer:
+        """The claim-support scorer of the citation check, over the embedding model that
+        embedded the articles (loaded once per process, like the index's own)."""
+        with self._lock:
+            if self._support is None:
+                embedder = load_embedder(self.settings)
+                self._support = SupportScorer.default(embed=embedder.encode)
+            return self._support
 
     def facts(self, retriever) -> CorpusFacts:
         """Corpus facts for the citation check: one per loaded build, shared by every
@@ -345,7 +358,7 @@ class Assistant:
         end = time.perf_counter()
         raw = "".join(pieces)
         citations = tuple(check_answer(raw, [src.article for src in sources],
-                                       self.facts(retriever)))
+                                       self.facts(retriever), self.support.supports))
         usage: Usage | None = gen.usage
         finish = "loop" if loop else usage.finish_reason if usage else "stop"
         text, notes = compose(raw, citations, finish)

@@ -74,7 +74,7 @@ def control_tokens(llama) -> frozenset[str]:
     wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
     out = set()
     for i in range(llama.n_vocab()):
-        if llama_cpp.llama_token_get_attr(vocab, i) & wanted:
+        if llama_cpp.llama_vocab_get_attr(vocab, i) & wanted:
             text = llama._model.token_get_text(i)
             if is_marker(text):
                 out.add(text)
@@ -87,5 +87,5 @@ def control_token_ids(llama) -> frozenset[int]:
 
     vocab = llama_cpp.llama_model_get_vocab(llama._model.model)
     return frozenset(i for i in range(llama.n_vocab())
-                     if llama_cpp.llama_token_get_attr(vocab, i)
+                     if llama_cpp.llama_vocab_get_attr(vocab, i)
                      & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)
