@@ -89,3 +89,15 @@ def pytest_collection_modifyitems(config, items):
         if heavy:
             raise pytest.UsageError(f"{item.nodeid} is marked fast but uses {sorted(heavy)}: "
                                     "drop the mark or the fixture")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (the browser tests' one launcher)."""
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

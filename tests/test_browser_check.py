@@ -17,7 +17,7 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, App, ask, fetch, free_port, open_chat
+from test_browser import SHOTS, App, ask, fetch, free_port, open_chat
 
 pytestmark = pytest.mark.browser
 
@@ -88,21 +88,11 @@ def leaky_app(small_settings, trap, tmp_path_factory):
     served.stop()
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def watched(chromium, leaky_app):
+def watched(browser, leaky_app):
     """A page and every URL it requested that is not the app's own origin."""
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(leaky_app.url))
-    context = chromium.new_context(viewport={"width": 1400, "height": 950}, locale="zh-CN")
+    context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="zh-CN")
     pg = context.new_page()
     pg.set_default_timeout(60_000)
     elsewhere: list[str] = []
