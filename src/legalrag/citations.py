@@ -223,3 +223,56 @@ def named_law(ref: CitationRef) -> str | None:
         return ref.law
     names = [c for c in trigger_suffixes(ref.law, strong_only=True) if len(c) >= 2]
     return normalize_law_name(names[-1]) if names else None
+
+
+# Words that stand for the citing article's own law (本法第三十八条, 本条例第五条).
+SAME_LAW = ("本法", "本法典", "本条例", "本规定", "本办法", "本解释", "本细则", "本规则",
+            "本决定", "本通则")
+_BARE_ARTICLE_RE = re.compile(_ARTICLE)
+
+
+@dataclass(frozen=True, slots=True)
+class CrossReference:
+    """An article that another article's text points to (依照本法第三十八条, 第X条规定的,
+    依照《劳动法》第三十六条). law is the cited law as written, or "" for the citing
+    article's own law; a caller resolves it with LawNames."""
+
+    law: str
+    number: int
+    suffix: int
+    start: int
+
+
+def cross_references(text: str) -> list[CrossReference]:
+    """Every article a statute's text refers to, in order, each once.
+
+    A citation with a title names its law as written (a bare title may carry words in
+    front of it: LawNames.resolve without strict cuts them); 本法 and the like mean the
+    same law (law "");
+    a bare 第X条 (第三十八条规定的, 前款和第五条) is an article of the same law.
+    References to the article's own parts (本条第二款, 前款) name no article and are skipped.
+
+    >>> [(r.law, r.number) for r in cross_references(
+    ...     "劳动者依照本法第三十八条规定解除劳动合同的；依照《劳动法》第三十六条和第四十条；"
+    ...     "适用民法典第五条")]
+    [('', 38), ('劳动法', 36), ('劳动法', 40), ('适用民法典', 5)]
+    >>> [(r.law, r.number) for r in cross_references("有第三十九条规定情形之一的，依照前款")]
+    [('', 39)]
+    """
+    found: dict[tuple[str, int, int], CrossReference] = {}
+    covered: list[tuple[int, int]] = []
+    for ref in find_citations(text):
+        covered.append((ref.start, ref.end))
+        law = "" if ref.law.endswith(SAME_LAW) else ref.law
+        found.setdefault((law, ref.number, ref.suffix),
+                         CrossReference(law, ref.number, ref.suffix, ref.start))
+    for m in _BARE_ARTICLE_RE.finditer(text):
+        if any(s <= m.start() < e for s, e in covered):
+            continue
+        try:
+            number = parse_numeral(_SPACE_RE.sub("", m.group("num")))
+            suffix = parse_numeral(m.group("suf")) if m.group("suf") else 0
+        except ValueError:
+            continue
+        found.setdefault(("", number, suffix), CrossReference("", number, suffix, m.start()))
+    return sorted(found.values(), key=lambda r: r.start)
