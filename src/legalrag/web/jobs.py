@@ -21,6 +21,14 @@ STAGES = {
     "tune": "调整查询编码器",
     "swap": "切换到新索引",
 }
+# What a stage counts, for progress bars: files for the first two; articles for the
+# others, but the swap counts nothing (it is one step, and "1/1 条" read as one article).
+UNITS = {"write": "个文件", "remove": "个文件", "swap": ""}
+
+
+def stage_unit(stage: str) -> str:
+    """The unit of a stage's count ("" when the count means nothing to a reader)."""
+    return UNITS.get(stage, "条")
 
 
 @dataclass(frozen=True)

@@ -55,13 +55,40 @@ from legalrag.web.uploads import Upload, UploadPlan, check_uploads, explain
 
 log = logging.getLogger(__name__)
 
+
+def duration(seconds: float) -> str:
+    """Seconds as people read a build's time: 45 秒, 32 分 48 秒, 1 小时 5 分."""
+    s = round(seconds)
+    if s < 60:
+        return f"{seconds:.1f} 秒" if seconds < 10 else f"{s} 秒"
+    if s < 3600:
+        return f"{s // 60} 分 {s % 60} 秒"
+    return f"{s // 3600} 小时 {s % 3600 // 60} 分"
+
+
+def describe(result: BuildResult) -> str:
+    """A build or update in Chinese, for the status panel (BuildResult.summary() is the
+    English line the CLI prints). The parts are left out: the panel lists them already.
+
+    >>> from legalrag.index.corpus import CorpusReport
+    >>> describe(BuildResult(None, CorpusReport(), ["bm25"], seconds={"embed": 1968.3}))
+    '0 部法律（0 个版本），现行有效条文 0 条，共 0 条；用时 32 分 48 秒'
+    """
+    r = result.report
+    text = (f"{r.laws:,} 部法律（{r.versions:,} 个版本），现行有效条文 {r.in_force:,} 条，"
+            f"共 {len(r.articles):,} 条")
+    if r.skipped:
+        text += f"；跳过 {len(r.skipped)} 个无法读取的文件"
+    return f"{text}；用时 {duration(sum(result.seconds.values()))}"
+
+
 @dataclass(frozen=True)
 class UpdateOutcome:
     """What an add or remove did: the files, the index summary, how long it took."""
 
     added: tuple[str, ...]
     removed: tuple[str, ...]
-    summary: str
+    summary: str  # describe() of the index update
     seconds: float
     articles: int  # articles in the new index
 
@@ -165,7 +192,7 @@ class KnowledgeBase:
                     self._undo_publish(written)
                     raise
             self._switch()
-            outcome = UpdateOutcome(tuple(c.target for c in files), (), result.summary(),
+            outcome = UpdateOutcome(tuple(c.target for c in files), (), describe(result),
                                     time.perf_counter() - t0, len(result.report.articles))
             self.jobs.finished(f"已添加 {len(files)} 个文件，索引已更新"
                                f"（{outcome.seconds:.0f} 秒）")
@@ -234,7 +261,7 @@ class KnowledgeBase:
                     raise
                 hidden.unlink(missing_ok=True)
             self._switch()
-            outcome = UpdateOutcome((), (source,), result.summary(), time.perf_counter() - t0,
+            outcome = UpdateOutcome((), (source,), describe(result), time.perf_counter() - t0,
                                     len(result.report.articles))
             self.jobs.finished(f"已删除 {source}，索引已更新（{outcome.seconds:.0f} 秒）")
             return outcome
@@ -261,7 +288,7 @@ class KnowledgeBase:
             progress("parse", 0)
         result = build_index(self.settings, update=True, progress=self.jobs.factory(progress),
                              locked=True)
-        self._stage(progress, "swap", 1)
+        self._stage(progress, "swap", 0)  # one step: no count (jobs.UNITS)
         return result
 
     def _switch(self) -> None:

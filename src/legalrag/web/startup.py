@@ -18,6 +18,7 @@ from legalrag.index.embed import embedder_identity
 from legalrag.index.store import IndexStore, check_compatible
 from legalrag.progress import ProgressFactory
 from legalrag.web.jobs import IndexJobs
+from legalrag.web.kb import describe
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def start_update(settings: Settings, jobs: IndexJobs, progress: ProgressFactory 
                 if state == "incompatible":
                     build_index(settings, dense=False, progress=factory)
                 result = build_index(settings, update=True, progress=factory)
-            msg = "索引已是最新" if result.up_to_date else f"{title}完成：{result.summary()}"
+            msg = "索引已是最新" if result.up_to_date else f"{title}完成：{describe(result)}"
             jobs.finished(msg)
             log.info("%s", msg)
         except IndexBusyError as e:

@@ -21,6 +21,7 @@ telemetry, no run history in the browser, no external fonts.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -42,7 +43,7 @@ from legalrag.web.chat import ChatService
 from legalrag.web.citecheck import CitationCheck
 from legalrag.web.history import History
 from legalrag.web.history_panel import HistoryPanel, owner
-from legalrag.web.jobs import STAGES, IndexJobs
+from legalrag.web.jobs import STAGES, IndexJobs, stage_unit
 from legalrag.web.kb import KnowledgeBase
 from legalrag.web.security import middleware as security_middleware
 from legalrag.web.session import ANSWER_LENGTHS, MAX_SOURCES, MODE_CHOICES, ChatOptions, ChatSession
@@ -66,6 +67,7 @@ CSS = """
 .lr-cite.lr-invented, .lr-cite.lr-invalid { color: #b91c1c; }
 .lr-cite.lr-not_retrieved { color: #b45309; }
 a.lr-cite { text-decoration: underline dotted; cursor: pointer; }
+.gradio-container button:disabled { opacity: .45; cursor: not-allowed; }
 .lr-marker { font-size: .85em; border-radius: 4px; padding: 0 .15em; background: #dcfce7; }
 .lr-badge { font-size: .78em; padding: 0 .3em; margin: 0 .15em; border-radius: 4px;
             white-space: nowrap; }
@@ -126,8 +128,41 @@ a.lr-cite { text-decoration: underline dotted; cursor: pointer; }
 .lr-check-card summary { cursor: pointer; }
 """
 
+# Gradio's own strings in Chinese (issue 15). The page reports zh-CN as the browser's
+# language (security.PageLanguage), so Gradio uses its zh-CN translations; these are the
+# keys of its English strings that it has no zh-CN translation for and this app shows.
+TRANSLATIONS = gr.I18n(**{"zh-CN": {
+    "chatbot.copy_message": "复制消息",
+    "chatbot.copied_message": "已复制",
+    "common.upload": "上传",
+    "common.complete": "完成",
+    "common.download_all": "全部下载",
+    "common.progress": "进度",
+    "file.uploading": "正在上传……",
+    "status.queue_position": "排队中：第 {position} 位，共 {size} 位",
+}})
+# aria-labels that Gradio writes in English without a translation key, as screen readers
+# should read them; HEAD's script rewrites them in the page, as well as each chat
+# message's "bot's message: <raw HTML>" (replaced by 提问：/回答： and the message's text).
+# Checked by tests/test_ui_chinese.py with an English browser.
+GRADIO_LABELS = {
+    "Toggle Sidebar": "展开或收起侧栏",
+    "More tabs": "更多标签页",
+    "chatbot conversation": "对话",
+    "Loading response": "正在生成回答",
+    "Click to upload or drop files": "点击上传或拖入文件",
+}
+# Text of Gradio's progress display, also English without a key (regular expression,
+# replacement): the elapsed time "1.1s" or "1.1/3.0s", "processing |", "queue: 1/2 |".
+GRADIO_TEXTS = [
+    [r"^(\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?)s$", "$1 秒"],
+    [r"^processing \|$", "处理中 |"],
+    [r"^queue: ", "排队："],
+]
+
 # Citation links point at source cards in the sources panel: open a folded earlier turn,
-# scroll the card into view inside the panel, and flash it.
+# scroll the card into view inside the panel, and flash it. Then GRADIO_LABELS and
+# GRADIO_TEXTS applied to the page as Gradio renders and updates it.
 HEAD = """
 <script>
 document.addEventListener("click", function (ev) {
@@ -141,7 +176,45 @@ document.addEventListener("click", function (ev) {
   el.classList.remove("lr-flash"); void el.offsetWidth; el.classList.add("lr-flash");
 }, true);
 </script>
-"""
+""" + """<script>
+(function () {
+  var labels = %LABELS%;
+  var roles = {"user's message: ": "提问：", "bot's message: ": "回答："};
+  function fix(el) {
+    var v = el.getAttribute("aria-label");
+    if (!v) return;
+    if (labels[v]) { el.setAttribute("aria-label", labels[v]); return; }
+    for (var k in roles) if (v.indexOf(k) === 0) {
+      el.setAttribute("aria-label", roles[k] + el.textContent.replace(/\\s+/g, " ").trim());
+    }
+  }
+  var texts = %TEXTS%;
+  function fixText(node) {
+    var v = node.nodeValue, w = v;
+    texts.forEach(function (t) { w = w.replace(new RegExp(t[0]), t[1]); });
+    if (w !== v) node.nodeValue = w;
+  }
+  function scan(root) {
+    if (root.nodeType === 3) { fixText(root); return; }
+    if (root.nodeType !== 1) return;
+    fix(root);
+    root.querySelectorAll("[aria-label]").forEach(fix);
+    var walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    while (walk.nextNode()) fixText(walk.currentNode);
+  }
+  new MutationObserver(function (records) {
+    records.forEach(function (r) {
+      if (r.type === "attributes") fix(r.target);
+      else if (r.type === "characterData") fixText(r.target);
+      else r.addedNodes.forEach(scan);
+    });
+  }).observe(document.documentElement, {subtree: true, childList: true, attributes: true,
+                                        attributeFilter: ["aria-label"], characterData: true});
+  scan(document.body);
+})();
+</script>
+""".replace("%LABELS%", json.dumps(GRADIO_LABELS, ensure_ascii=False)).replace(
+    "%TEXTS%", json.dumps(GRADIO_TEXTS, ensure_ascii=False))
 
 PROGRESS = gr.Progress()  # Gradio finds progress trackers as a parameter's default value
 FONTS = ["Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei",
@@ -157,14 +230,21 @@ def gradio_progress(progress: gr.Progress) -> ProgressFactory:
     """An index-build progress factory that drives a Gradio progress bar."""
 
     def make(stage: str, total: int) -> Callable[[int], None]:
-        name = STAGES.get(stage, stage)
+        name, unit = STAGES.get(stage, stage), stage_unit(stage)
         done = 0
-        progress((0, total or None), desc=name, unit="条")
+
+        def show() -> None:
+            if unit and total:
+                progress((min(done, total), total), desc=name, unit=unit)
+            else:  # the name alone: no count, or none known yet
+                progress(None, desc=name)
 
         def tick(n: int) -> None:
             nonlocal done
             done += n
-            progress((min(done, total), total or None), desc=name, unit="条")
+            show()
+
+        show()
 
         return tick
 
@@ -199,9 +279,9 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
                             placeholder="请用中文提问，例如：试用期最长可以约定多久？"
                                         "公司拖欠工资怎么办？《劳动合同法》第四十七条是什么？")
                         with gr.Row():
-                            box = gr.Textbox(elem_id="lr-question", show_label=False,
-                                             placeholder="输入法律问题，回车发送", lines=1,
-                                             max_lines=6, scale=6, autofocus=True)
+                            box = gr.Textbox(elem_id="lr-question", label="问题",
+                                             show_label=False, placeholder="输入法律问题，回车发送",
+                                             lines=1, max_lines=6, scale=6, autofocus=True)
                             ask = gr.Button("提问", variant="primary", scale=1,
                                             elem_id="lr-ask", min_width=80)
                             stop = gr.Button("停止", scale=1, elem_id="lr-stop", min_width=60)
@@ -223,7 +303,8 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
             with gr.Tab("核查引用", id="check", elem_id="lr-check-tab"):
                 gr.Markdown("粘贴任何文字（合同、判决书、其他聊天机器人的回答），逐条核查其中引用"
                             "的法律条文：现行有效、已失效、法库中无此条文或无法识别。不使用模型。")
-                pasted = gr.Textbox(elem_id="lr-check-input", show_label=False, lines=8,
+                pasted = gr.Textbox(elem_id="lr-check-input", label="要核查的文字",
+                                    show_label=False, lines=8,
                                     max_lines=30, placeholder="例如：依照《劳动合同法》第四十七条"
                                     "第二款……")
                 check_btn = gr.Button("核查", variant="primary", elem_id="lr-check")
@@ -249,7 +330,7 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
                     removable = gr.Dropdown(label="选择要删除的文件", choices=[],
                                             elem_id="lr-remove-choice", scale=4)
                     remove = gr.Button("删除并更新索引", variant="stop", elem_id="lr-remove",
-                                       scale=1)
+                                       scale=1, interactive=False)
         timer = gr.Timer(STATUS_SECONDS)
         checker = CitationCheck(kb.live)
 
@@ -347,6 +428,8 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
                   api_name="add_files", **index_opts)
         remove.click(on_remove, [removable], [result, listing, removable, *status_outputs],
                      api_name="remove_file", **index_opts)
+        removable.change(lambda source: gr.update(interactive=bool(source)), [removable],
+                         [remove], api_name=False, show_progress="hidden", queue=False)
     return demo
 
 
@@ -405,7 +488,7 @@ def start(settings: Settings, *, model: ChatModel | None = None,
             quiet=True, show_error=False, max_file_size=settings.max_upload_bytes,
             blocked_paths=blocked, footer_links=[], run_history=False, ssr_mode=False,
             pwa=False, mcp_server=False, enable_monitoring=False, theme=theme(), css=CSS,
-            head=HEAD, app_kwargs={"routes": api.routes(settings, chat),
+            head=HEAD, i18n=TRANSLATIONS, app_kwargs={"routes": api.routes(settings, chat),
                                    "middleware": security_middleware()})
     except OSError as e:
         raise ConfigError(f"cannot serve on {settings.host}:{settings.port}: {e}",
