@@ -91,6 +91,15 @@ def test_an_unknown_environment_variable_is_logged_with_the_closest_name(tmp_pat
     ({"LEGALRAG_AUTH_USER": "me"}, "login needs both auth_user and auth_password"),
     ({"LEGALRAG_INDEX_DIR": " "}, "setting index_dir = ' ' is not a valid path"),
     ({"LEGALRAG_HOST": " "}, "setting host is empty"),
+    ({"LEGALRAG_API_TOKEN": "my token"}, "api_token contains spaces, quotes or characters "
+                                         "outside ASCII"),
+    ({"LEGALRAG_API_TOKEN": "令牌123"}, "cannot be sent in an Authorization header (fix: use "
+                                      "letters, digits"),
+    ({"LEGALRAG_API_MAX_REQUEST_BYTES": "0"}, "api_max_request_bytes = 0 is out of range"),
+    ({"LEGALRAG_API_MAX_REQUEST_BYTES": "5000"}, "api_max_request_bytes = 5000 is too small for "
+                                                 "a question of max_question_chars = 1000 "
+                                                 "characters (a request needs up to 7024 bytes)"),
+    ({"LEGALRAG_DATA_DIR": " "}, "setting data_dir = ' ' is not a valid path"),
 ])
 def test_each_bad_value_is_a_config_error_naming_the_setting(tmp_path, variables, message):
     with pytest.raises(ConfigError) as err:
@@ -122,3 +131,21 @@ def test_defaults_are_valid_and_types_survive(tmp_path):
                             "LEGALRAG_LLM_THREADS": "0"})
     assert s.llm_temperature == 0.3 and s.log_questions is True and s.llm_threads == 0
     Settings().validate()
+
+
+def test_data_dir_is_a_folder_of_its_own(tmp_path):
+    corpus, index = tmp_path / "corpus", tmp_path / "indexes"
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    for data, message in [
+        (tmp_path / "notes.txt", "data_dir = '{}' is a file, not a folder (fix: set data_dir"),
+        (corpus / "userdata", "is inside corpus_dir = '{}': the conversations must not mix "
+                              "with the statutes (fix: set data_dir (LEGALRAG_DATA_DIR)"),
+        (index, "is inside index_dir = '{}': the conversations must not mix with the index"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            load(tmp_path, corpus_dir=corpus, index_dir=index, data_dir=data)
+        place = data if "file" in message else corpus if "corpus" in message else index
+        assert message.format(place.resolve() if "inside" in message else place) in str(err.value)
+    ok = load(tmp_path, corpus_dir=corpus, index_dir=index, data_dir=tmp_path / "userdata",
+              api_token="Zx-9_a.b~c+d/e==", api_max_request_bytes=7024)
+    assert ok.api_token == "Zx-9_a.b~c+d/e=="

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -166,6 +167,45 @@ class Settings:
         if bool(self.auth_user) != bool(self.auth_password):
             raise ConfigError("login needs both auth_user and auth_password",
                               fix="set both LEGALRAG_AUTH_USER and LEGALRAG_AUTH_PASSWORD")
+        self._validate_api()
+        self._validate_data_dir()
+
+    def _validate_api(self) -> None:
+        """The API token must travel in an HTTP header, and the body limit must let the
+        longest question through (clients such as the openai package send Chinese as
+        \\uXXXX escapes: 6 bytes a character)."""
+        if self.api_token and not TOKEN_CHARS.fullmatch(self.api_token):
+            raise ConfigError(
+                "setting api_token contains spaces, quotes or characters outside ASCII, "
+                "which cannot be sent in an Authorization header",
+                fix="use letters, digits and - . _ ~ + / only, e.g. the output of "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        needed = 6 * self.max_question_chars + 1024
+        if self.api_max_request_bytes < needed:
+            raise ConfigError(
+                f"setting api_max_request_bytes = {self.api_max_request_bytes} is too small "
+                f"for a question of max_question_chars = {self.max_question_chars} characters "
+                f"(a request needs up to {needed} bytes)",
+                fix=f"set api_max_request_bytes (LEGALRAG_API_MAX_REQUEST_BYTES) to at least "
+                    f"{needed}, or lower max_question_chars")
+
+    def _validate_data_dir(self) -> None:
+        """data_dir holds the users' conversations: a folder of its own, not a file, and
+        not inside the corpus (shipped statutes) or the index folder (rebuilt and cleaned
+        by every index build)."""
+        data = Path(self.data_dir)
+        if data.exists() and not data.is_dir():
+            raise ConfigError(f"setting data_dir = {str(data)!r} is a file, not a folder",
+                              fix="set data_dir (LEGALRAG_DATA_DIR) to a folder, e.g. userdata")
+        for name in ("corpus_dir", "index_dir"):
+            other = Path(getattr(self, name)).resolve()
+            if data.resolve() == other or other in data.resolve().parents:
+                raise ConfigError(
+                    f"setting data_dir = {str(data)!r} is inside {name} = {str(other)!r}: "
+                    "the conversations must not mix with the "
+                    + ("statutes" if name == "corpus_dir" else "index builds"),
+                    fix="set data_dir (LEGALRAG_DATA_DIR) to a folder of its own, e.g. "
+                        "userdata beside the corpus")
 
 
 # Numeric settings and their allowed ranges (None: open). Checked by Settings.validate.
@@ -190,6 +230,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_upload_bytes": (1, None),
     "api_max_request_bytes": (1, None),
 }
+# What an api_token may contain: it is sent as `Authorization: Bearer <api_token>`
+# (RFC 6750's token characters).
+TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # str settings that hold a path: `~` is expanded like in the Path ones
 PATH_STRINGS = frozenset({"llm_model_path", "tune_questions", "log_file", "query_encoder"})
 # LEGALRAG_* variables that are not settings but are used by the scripts and tests
