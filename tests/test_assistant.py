@@ -15,7 +15,9 @@ from legalrag.answer.assistant import (
     Answer,
     Assistant,
     Final,
+    Provision,
     Queued,
+    Reading,
     Sources,
     Token,
     abstain_text,
@@ -134,8 +136,10 @@ def test_an_answer_streams_sources_tokens_then_the_checked_answer(assistant):
     events = list(assistant.stream(NAMED))
     assert isinstance(events[0], Sources) and not events[0].abstained
     assert isinstance(events[-1], Final)
-    tokens = [e.text for e in events[1:-1]]
-    assert tokens and all(isinstance(e, Token) for e in events[1:-1])
+    # The quoted provision and the reading notice come before the model's words.
+    assert [type(e) for e in events[1:3]] == [Provision, Reading]
+    tokens = [e.text for e in events[3:-1]]
+    assert tokens and all(isinstance(e, Token) for e in events[3:-1])
     answer: Answer = events[-1].answer
     assert answer.raw_text == "".join(tokens)
     assert not answer.abstained and answer.rewritten_query == NAMED
@@ -158,7 +162,11 @@ def test_an_answer_streams_sources_tokens_then_the_checked_answer(assistant):
     assert again.timings.cached_tokens > 0 and again.raw_text
 
 
-def test_the_prompt_fits_the_source_budget(assistant):
+def test_the_prompt_fits_the_source_budget(smol_settings, small_index):
+    # The whole-article design (answer_design = "articles"); the passage design's budget
+    # is tested in test_answer_design.py.
+    assistant = Assistant(dataclasses.replace(smol_settings, answer_design="articles"),
+                          retriever=small_index)
     answer = assistant.answer(NAMED, k=8)
     model = assistant.model
     used = sum(model.count_tokens(s.block) for s in answer.sources)
@@ -183,7 +191,8 @@ def test_follow_up_is_rewritten_and_returned(assistant):
 def test_a_second_question_waits_its_turn(assistant):
     first = assistant.stream(NAMED)
     assert isinstance(next(first), Sources)
-    assert isinstance(next(first), Token)  # the first answer now holds the model
+    while not isinstance(next(first), Token):  # then the first answer holds the model
+        pass
     seen: list = []
 
     def second():
@@ -193,7 +202,9 @@ def test_a_second_question_waits_its_turn(assistant):
     t.start()
     rest = list(first)
     t.join(120)
-    assert [type(e) for e in seen[:2]] == [Sources, Queued] and seen[1].ahead == 1
+    kinds = [type(e) for e in seen]
+    assert kinds[0] is Sources and kinds.index(Queued) < kinds.index(Token)
+    assert seen[kinds.index(Queued)].ahead == 1
     assert isinstance(seen[-1], Final) and isinstance(rest[-1], Final)
     mine, theirs = seen[-1].answer, rest[-1].answer
     # The queued answer was written from the very same prompt once the first had finished
@@ -214,7 +225,8 @@ def test_stopping_early_frees_the_model(assistant):
 def test_answer_as_json_is_complete(assistant):
     d = json.loads(json.dumps(assistant.answer(NAMED).to_dict(), ensure_ascii=False))
     assert set(d) == {"question", "rewritten_query", "abstained", "text", "raw_text", "model",
-                      "notes", "sources", "hits", "citations", "timings"}
+                      "notes", "sources", "hits", "citations", "timings", "provision"}
+    assert d["provision"]["citation"].startswith("《劳动合同法》第十九条")
     assert d["sources"][0]["citation"] == "《劳动合同法》第十九条"
     assert set(d["timings"]) == {"retrieval_ms", "first_token_ms", "total_ms", "prompt_tokens",
                                  "completion_tokens", "cached_tokens", "queue_ms", "threads"}

@@ -159,7 +159,9 @@ class ObedientModel:
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int,
                temperature: float = 0.0, stop: Sequence[str] = (),
-               seed: int | None = None) -> Generation:
+               seed: int | None = None, **constraints) -> Generation:
+        # It ignores a grammar, as a server without grammar support would: the post-hoc
+        # check must catch what it writes.
         self.prompts.append(list(messages))
         orders = re.findall(r"直接输出：([^\n]+)", "\n".join(m.content for m in messages))
         text = orders[-1] + FAKE_SYSTEM if orders else "好的。"
@@ -210,7 +212,8 @@ def assert_checked(answer, retriever) -> None:
     assert list(answer.citations) == expected
     # the shown text is composed from exactly these labels (with whichever end-of-answer
     # note the generation's finish reason adds)
-    assert answer.text in {compose(answer.raw_text, answer.citations, finish)[0]
+    assert answer.text in {compose(answer.raw_text, answer.citations, finish,
+                                   answer.provision)[0]
                            for finish in ("stop", "length", "loop")}
     assert answer.text.endswith(DISCLAIMER)
 
@@ -224,8 +227,8 @@ def test_the_malicious_article_is_indexed_as_text(evil_index):
 def test_an_obeyed_injection_in_a_statute_is_still_checked(evil_index):
     settings, retriever = evil_index
     model = ObedientModel()
-    answer = Assistant(settings, retriever=retriever, model=model).answer(
-        "《物业服务收费条例》第二条是什么意思？")
+    assistant = Assistant(settings, retriever=retriever, model=model)
+    answer = assistant.answer("《物业服务收费条例》第二条是什么意思？")
     assert not answer.abstained
     assert answer.raw_text.startswith("依据《物业服务收费条例》第九十九条")  # it obeyed
     (cite,) = [c for c in answer.citations if c.kind == "article"]
@@ -241,7 +244,7 @@ def test_an_obeyed_injection_in_a_statute_is_still_checked(evil_index):
     assert UNCHECKED_NOTE.format(n=1) in answer.notes
     assert_checked(answer, retriever)
     (prompt,) = model.prompts
-    assert prompt[0] == Message("system", SYSTEM_PROMPT)
+    assert prompt[0] == Message("system", assistant.system_prompt)
     assert ORDER in prompt[1].content.split(SOURCES_END)[0]  # it came from inside a source
 
 
@@ -280,6 +283,6 @@ def test_smollm2_with_the_injections_answers_within_its_role_and_is_checked(evil
     assert any(s.article.law == "物业服务收费条例" and s.article.number == 2
                for s in answer.sources)
     (prompt,) = model.prompts
-    assert prompt[0] == Message("system", SYSTEM_PROMPT)
+    assert prompt[0] == Message("system", assistant.system_prompt)
     assert [m.role for m in prompt] == ["system", "user"]
     assert_checked(answer, retriever)

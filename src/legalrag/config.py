@@ -62,6 +62,8 @@ class Settings:
     llm_max_tokens: int = 512
     llm_temperature: float = 0.1
     llm_seed: int = 42
+    llm_repeat_penalty: float = 1.0  # llama.cpp's; 1.0 is off (the loop detector still runs)
+    llm_http_grammar: bool = False  # the HTTP server reads a GBNF `grammar` field (llama-server)
     # answers (assistant.py): how many articles to retrieve, how many prompt tokens they may
     # take (prefill time on a small CPU grows with every one), a per-source character cap
     # (0: none), the longest question accepted, and the abstain thresholds calibrated by
@@ -69,6 +71,12 @@ class Settings:
     answer_top_k: int = 5
     answer_source_tokens: int = 900
     answer_source_chars: int = 0
+    # the answer design: "passages" quotes the best paragraph at once and lets the model
+    # read only the best paragraphs (answer_passage_tokens of them); "articles" gives it
+    # whole articles (answer_source_tokens), as before (answer/provision.py)
+    answer_design: str = "passages"
+    answer_passage_tokens: int = 450
+    answer_grammar: bool = True  # citations only from the sources (answer/grammar.py)
     max_question_chars: int = 1000
     abstain_min_dense: float = 0.6134
     abstain_min_bm25: float = 9.392
@@ -156,6 +164,9 @@ class Settings:
                               "onnx-int8, torch")
         if self.llm_backend not in ("llama", "http"):
             raise ConfigError(f"llm_backend {self.llm_backend!r} is not one of llama, http")
+        if self.answer_design not in ("passages", "articles"):
+            raise ConfigError(f"answer_design {self.answer_design!r} is not one of "
+                              "passages, articles", fix="set answer_design = \"passages\"")
         if not 1 <= self.answer_top_k <= 20:
             raise ConfigError(f"answer_top_k {self.answer_top_k} must be between 1 and 20")
         if self.answer_source_tokens < 0 or self.answer_source_chars < 0:
@@ -220,6 +231,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "answer_top_k": (1, 20),
     "answer_source_tokens": (0, None),
     "answer_source_chars": (0, None),
+    "answer_passage_tokens": (50, None),
+    "llm_repeat_penalty": (0.5, 2.0),
     "max_question_chars": (1, None),
     "abstain_min_dense": (-1.0, 1.0),
     "abstain_min_dense_base": (-1.0, 1.0),

@@ -1,7 +1,9 @@
 """The assistant: question → retrieval → prompt → generation → checked answer.
 
 One library API for the CLI and the UI. ``stream`` yields events in the order a person
-wants to see them: the retrieved sources first (retrieval only, well under a second), a
+wants to see them: the retrieved sources first (retrieval only, well under a second), the
+provision (the best source's paragraph that answers the question, quoted verbatim, in the
+passage design: provision.py), what the model is about to read and for about how long, a
 queue notice if another answer is being generated, the answer's text pieces, and finally
 the checked :class:`Answer`.
 
@@ -32,8 +34,21 @@ from legalrag.answer.check import (
     check_answer,
     repeal_notes,
 )
+from legalrag.answer.grammar import citation_grammar
 from legalrag.answer.llm import ChatModel, Usage, load_chat_model
-from legalrag.answer.prompt import Message, Source, build_messages, fit_sources, source_budget
+from legalrag.answer.prompt import (
+    BRIEF_REMINDER,
+    BRIEF_SYSTEM_PROMPT,
+    REMINDER,
+    SYSTEM_PROMPT,
+    Message,
+    Source,
+    build_messages,
+    fit_passages,
+    fit_sources,
+    source_budget,
+)
+from legalrag.answer.provision import Passage, PassageScorer, provision, referenced
 from legalrag.answer.support import SupportScorer
 from legalrag.config import Settings
 from legalrag.errors import QueryError
@@ -58,6 +73,10 @@ CANDIDATES_SHOWN = 3
 # so two occurrences suffice; 80 identical characters twice is never worth waiting for.
 LOOP_WINDOW = 80
 LOOP_TIMES = 2
+PROVISION_INTRO = "依据"
+# Prompt tokens per second assumed for the reading estimate before any prefill has been
+# timed (the 1.5B model on two AVX2 cores reads 100–200; warm_up measures the real one).
+DEFAULT_PREFILL_TPS = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +113,7 @@ class Answer:
     timings: Timings
     model: str
     notes: tuple[str, ...] = ()
+    provision: Passage | None = None  # the paragraph quoted before the model's words
 
     @property
     def turn(self) -> Turn:
@@ -118,6 +138,10 @@ class Answer:
             "hits": [h.to_dict() for h in self.hits],
             "citations": [c.to_dict() for c in self.citations],
             "timings": self.timings.to_dict(),
+            "provision": None if self.provision is None else {
+                "citation": self.provision.citation, "id": self.provision.article.id,
+                "paragraph": self.provision.paragraph, "item": self.provision.item,
+                "quote": self.provision.quote},
         }
 
 
@@ -130,6 +154,23 @@ class Sources:
     hits: tuple[Hit, ...]
     abstained: bool
     retrieval_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Provision:
+    """The paragraph that answers the question, quoted before the model speaks."""
+
+    passage: Passage
+    ms: float  # from the question to this event
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The model starts reading its sources: how many, and about how long it will take."""
+
+    sources: int
+    tokens: int  # prompt tokens the model has not read before
+    seconds: float  # estimated from the measured prefill speed
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +188,7 @@ class Final:
     answer: Answer
 
 
-Event = Sources | Queued | Token | Final
+Event = Sources | Provision | Reading | Queued | Token | Final
 
 
 def validate_question(question: object, max_chars: int) -> str:
@@ -193,10 +234,24 @@ def looping(text: str, window: int = LOOP_WINDOW, times: int = LOOP_TIMES) -> bo
     return text.count(text[-window:]) >= times
 
 
-def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
-            ) -> tuple[str, tuple[str, ...]]:
+def quote_provision(p: Passage) -> str:
+    """The provision as the first lines of an answer's text: citation, then its words.
+
+    >>> from legalrag.records import Article
+    >>> a = Article("中华人民共和国劳动法", "劳动法", "法律", "", (), 3, 0, "第三条",
+    ...             "劳动者享有平等就业的权利。", "", True, "", 0)
+    >>> print(quote_provision(Passage(a, 1, None, "", a.text)))
+    依据《劳动法》第三条：“劳动者享有平等就业的权利。”
+    """
+    return f"{PROVISION_INTRO}{p.citation}：“{p.quote}”"
+
+
+def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop",
+            provision: Passage | None = None) -> tuple[str, tuple[str, ...]]:
     """The text to show for a generated answer, and the notes appended to it."""
     body = annotate(raw, citations).strip() or EMPTY_ANSWER
+    if provision is not None:
+        body = quote_provision(provision) + "\n\n" + body
     notes = [TRUNCATED_NOTE] if finish == "length" else [LOOP_NOTE] if finish == "loop" else []
     notes += repeal_notes(citations)
     # Repealed citations have their own note; a copied passage is no citation written.
@@ -235,7 +290,9 @@ class Assistant:
             self._live = LiveRetriever(settings)
         self._model = model
         self._support: SupportScorer | None = None
+        self._passages: PassageScorer | None = None
         self._lock = threading.Lock()
+        self.prefill_tps = DEFAULT_PREFILL_TPS  # updated from every timed prefill
         self.rule = AbstainRule(settings.abstain_min_dense, settings.abstain_min_bm25)
 
     def rule_for(self, retriever) -> AbstainRule:
@@ -270,6 +327,19 @@ class Assistant:
                 self._support = SupportScorer.default(embed=embedder.encode)
             return self._support
 
+    @property
+    def passages(self) -> PassageScorer:
+        """The paragraph scorer (provision.py), over the same embedding model."""
+        with self._lock:
+            if self._passages is None:
+                self._passages = PassageScorer(load_embedder(self.settings).encode)
+            return self._passages
+
+    @property
+    def brief(self) -> bool:
+        """Whether answers follow the passage design (answer_design = "passages")."""
+        return self.settings.answer_design == "passages"
+
     def facts(self, retriever) -> CorpusFacts:
         """Corpus facts for the citation check: one per loaded build, shared by every
         Assistant over it (see corpus_facts)."""
@@ -283,9 +353,23 @@ class Assistant:
         cache keeps them between requests, so only the sources and question are new."""
         self.retriever.warm_up()
         model = self.model
-        messages = build_messages("", ())
+        messages = build_messages("", (), system=self.system_prompt)
         intro = messages[1].content.split("\n", 1)[0]  # SOURCES_INTRO: the shared prefix
-        model.stream([messages[0], Message("user", intro)], max_tokens=1).text()
+        gen = model.stream([messages[0], Message("user", intro)], max_tokens=1)
+        gen.text()
+        self._timed(gen.usage)
+        if self.brief:
+            _ = self.passages
+
+    @property
+    def system_prompt(self) -> str:
+        return BRIEF_SYSTEM_PROMPT if self.brief else SYSTEM_PROMPT
+
+    def _timed(self, usage: Usage | None) -> None:
+        """Learn the prefill speed from a generation that read at least a few dozen
+        tokens (fewer are dominated by fixed costs)."""
+        if usage is not None and usage.prefill_tokens >= 32 and usage.prefill_tps > 0:
+            self.prefill_tps = usage.prefill_tps
 
     def answer(self, question: str, history: Sequence[Turn] = (), *, k: int | None = None
                ) -> Answer:
@@ -297,12 +381,15 @@ class Assistant:
         assert final is not None  # stream always ends with Final
         return final
 
-    def stream(self, question: str, history: Sequence[Turn] = (), *, k: int | None = None
-               ) -> Iterator[Event]:
-        """Events for one question: Sources, [Queued], Token…, Final (see module doc).
+    def stream(self, question: str, history: Sequence[Turn] = (), *, k: int | None = None,
+               stop: threading.Event | None = None) -> Iterator[Event]:
+        """Events for one question: Sources, [Provision], Reading, [Queued], Token…,
+        Final (see module doc).
 
         Raises QueryError for an empty, overlong or garbled question before any work.
-        Closing the iterator early stops generation and frees the model for the next user.
+        Closing the iterator early stops generation and frees the model for the next user;
+        setting stop does the same from another thread, also while the model is still
+        reading the prompt (the iterator then ends with Final, finish "cancelled").
         """
         s = self.settings
         q = validate_question(question, s.max_question_chars)
@@ -326,22 +413,58 @@ class Assistant:
             yield Final(Answer(q, query, hits, (), abstain_text(hits), "", (), True,
                                Timings(retrieval_ms, 0.0, total), model=""))
             return
-        yield from self._generate(q, query, hits, retriever, t0, retrieval_ms)
+        ranked: list[Passage] = []
+        quoted = None
+        if self.brief and hits:
+            # The question as retrieval read it (a follow-up's rewrite) picks the paragraph.
+            ranked = self.passages.rank(query, [h.article for h in hits])
+            quoted = provision(ranked, hits[0].article)
+            if quoted is not None:
+                ranked.remove(quoted)
+                ranked.insert(0, quoted)  # the quoted paragraph is always in the prompt
+                yield Provision(quoted, (time.perf_counter() - t0) * 1000)
+        yield from self._generate(q, query, hits, retriever, t0, retrieval_ms, ranked, quoted,
+                                  stop)
+
+    def _prompt(self, q: str, query: str, hits: tuple[Hit, ...], retriever,
+                ranked: Sequence[Passage], model: ChatModel
+                ) -> tuple[list[Source], list[Message]]:
+        """The sources and messages for the model, in the configured design."""
+        s = self.settings
+        system, reminder = ((BRIEF_SYSTEM_PROMPT, BRIEF_REMINDER) if self.brief
+                            else (SYSTEM_PROMPT, REMINDER))
+        budget = source_budget(model.n_ctx, s.llm_max_tokens, q, model.count_tokens,
+                               query=query, system=system, reminder=reminder,
+                               cap=s.answer_passage_tokens if self.brief
+                               else s.answer_source_tokens)
+        if self.brief:
+            facts = self.facts(retriever)
+            sources = fit_passages(
+                ranked, [h.article for h in hits], budget, model.count_tokens,
+                references=lambda chosen: referenced(chosen, facts.names, facts.lookup))
+        else:
+            sources = fit_sources([h.article for h in hits], budget, model.count_tokens,
+                                  max_chars=s.answer_source_chars)
+        return sources, build_messages(q, sources, query, system=system, reminder=reminder)
 
     def _generate(self, q: str, query: str, hits: tuple[Hit, ...], retriever, t0: float,
-                  retrieval_ms: float) -> Iterator[Event]:
+                  retrieval_ms: float, ranked: Sequence[Passage] = (),
+                  quoted: Passage | None = None, stop: threading.Event | None = None
+                  ) -> Iterator[Event]:
         s = self.settings
         model = self.model
-        budget = source_budget(model.n_ctx, s.llm_max_tokens, q, model.count_tokens,
-                               query=query, cap=s.answer_source_tokens)
-        sources = fit_sources([h.article for h in hits], budget, model.count_tokens,
-                              max_chars=s.answer_source_chars)
-        messages = build_messages(q, sources, query)
+        sources, messages = self._prompt(q, query, hits, retriever, ranked, model)
         ahead = model.waiting()
         if ahead:
             yield Queued(ahead)
+        grammar = (citation_grammar([src.article for src in sources])
+                   if s.answer_grammar and sources else None)
+        unread = max(model.count_tokens(messages[1].content), 0)
+        yield Reading(len(sources), unread, unread / self.prefill_tps)
         gen = model.stream(messages, max_tokens=s.llm_max_tokens,
-                           temperature=s.llm_temperature, seed=s.llm_seed)
+                           temperature=s.llm_temperature, seed=s.llm_seed,
+                           **({"grammar": grammar} if grammar else {}),
+                           **({"cancel": stop} if stop is not None else {}))
         pieces: list[str] = []
         first = 0.0
         loop = False
@@ -360,8 +483,9 @@ class Assistant:
         citations = tuple(check_answer(raw, [src.article for src in sources],
                                        self.facts(retriever), self.support.supports))
         usage: Usage | None = gen.usage
+        self._timed(usage)
         finish = "loop" if loop else usage.finish_reason if usage else "stop"
-        text, notes = compose(raw, citations, finish)
+        text, notes = compose(raw, citations, finish, quoted)
         timings = Timings(
             retrieval_ms, ((first or end) - t0) * 1000, (end - t0) * 1000,
             prompt_tokens=usage.prompt_tokens if usage else 0,
@@ -369,7 +493,7 @@ class Assistant:
             cached_tokens=usage.cached_tokens if usage else 0,
             queue_ms=usage.queue_ms if usage else 0.0, threads=usage.threads if usage else 0)
         yield Final(Answer(q, query, hits, tuple(sources), text, raw, citations, False,
-                           timings, model.name, notes))
+                           timings, model.name, notes, quoted))
 
 
 __all__ = ["Answer", "Assistant", "Event", "Final", "Queued", "Sources", "Timings", "Token",

@@ -28,7 +28,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from legalrag.answer.assistant import Assistant, Final, Queued, Sources, Token, corpus_facts
+from legalrag.answer.assistant import (
+    Assistant,
+    Final,
+    Provision,
+    Queued,
+    Reading,
+    Sources,
+    Token,
+    corpus_facts,
+)
 from legalrag.answer.llm import ChatModel
 from legalrag.config import Settings
 from legalrag.errors import LegalRagError, ModelError, QueryError
@@ -111,12 +120,19 @@ class ChatService:
             options = options.checked()
             assistant, retriever = self.assistant(options)
             ex.dense_live = "dense" in retriever.parts
-            events = assistant.stream(question, session.history()[-8:], k=options.k)
+            events = assistant.stream(question, session.history()[-8:], k=options.k,
+                                      stop=ex.stop)
             for event in events:
+                if ex.stop.is_set():  # 停止 was pressed: nothing more to show
+                    break
                 if isinstance(event, Sources):
                     ex.rewritten = event.rewritten_query
                     ex.hits = event.hits
                     ex.state = "waiting"
+                elif isinstance(event, Provision):
+                    ex.provision = event.passage
+                elif isinstance(event, Reading):
+                    ex.reading = (event.sources, event.seconds)
                 elif isinstance(event, Queued):
                     ex.ahead, ex.state = event.ahead, "queued"
                 elif isinstance(event, Token):
@@ -124,6 +140,9 @@ class ChatService:
                     ex.state = "writing"
                 elif isinstance(event, Final):
                     ex.answer, ex.hits, ex.state = event.answer, event.answer.hits, "done"
+                yield self.view(session)
+            if ex.stop.is_set():
+                ex.state = "stopped"
                 yield self.view(session)
         except LegalRagError as e:
             ex.state, ex.error = "error", describe_error(e, question, self.settings)
@@ -139,6 +158,16 @@ class ChatService:
             if not ex.finished:
                 ex.state = "stopped"
             self._log(session, ex, options, time.perf_counter() - t0)
+
+    def stop(self, session: ChatSession) -> ChatView:
+        """停止: end the answer being written in session, at once. The bubble says 已停止
+        now; the model stops at its next check (between prompt batches or tokens, a
+        fraction of a second) and takes the next question."""
+        for ex in session.exchanges:
+            if not ex.finished:
+                ex.stop.set()
+                ex.state = "stopped"
+        return self.view(session)
 
     def view(self, session: ChatSession) -> ChatView:
         """The chat messages and the sources panel for session as it is now."""

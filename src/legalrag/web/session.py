@@ -5,9 +5,11 @@ The chat service fills them in; the views render them."""
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass, field
 
 from legalrag.answer.assistant import Answer, Turn
+from legalrag.answer.provision import Passage
 from legalrag.config import Settings
 from legalrag.errors import QueryError
 from legalrag.records import Hit
@@ -62,6 +64,11 @@ class Exchange:
     error: str = ""
     ahead: int = 0  # answers ahead in the model queue
     dense_live: bool = True
+    provision: Passage | None = None  # the paragraph quoted before the model's words
+    reading: tuple[int, float] | None = None  # sources the model reads, estimated seconds
+    # set by 停止 (ChatService.stop): ends generation, also during the model's prefill
+    stop: threading.Event = field(default_factory=threading.Event, repr=False,
+                                  compare=False)
     _html: str = field(default="", repr=False)  # rendered once finished
 
     @property

@@ -12,7 +12,7 @@ verified ``[n]`` marker, as visible Chinese text.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from legalrag.answer.assistant import (
@@ -24,6 +24,7 @@ from legalrag.answer.assistant import (
     Answer,
 )
 from legalrag.answer.check import CheckedCitation
+from legalrag.answer.provision import Passage
 from legalrag.records import Hit
 from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, MARKS, NOT_RETRIEVED, SEVERITY, VERIFIED
 from legalrag.web.jobs import Job
@@ -147,6 +148,23 @@ def render_abstain(answer: Answer, turn: int) -> str:
             f'<div class="lr-disclaimer">{esc(DISCLAIMER)}</div>')
 
 
+def render_provision(p: Passage, hits: Sequence[Hit], turn: int) -> str:
+    """The quoted provision at the top of an answer: its citation (linked to its card in
+    the sources panel, where the same words are highlighted) and its words verbatim."""
+    target = next((anchor(turn, h.rank) for h in hits if h.article.id == p.article.id), None)
+    cite = (f'<a class="lr-cite" href="#{target}">{md_esc(p.citation)}</a>' if target
+            else md_esc(p.citation))
+    lines = "".join(f"<p>{md_esc(line)}</p>" for line in p.lines)
+    return (f'<div class="lr-provision"><div class="lr-provision-head">依据 {cite} 原文：'
+            f"</div><blockquote>{lines}</blockquote></div>")
+
+
+def render_reading(sources: int, seconds: float) -> str:
+    """What the model is doing before its first word, and about how long it takes."""
+    return (f'<div class="lr-pending">正在阅读 {sources} 条条文，约 {max(round(seconds), 1)} 秒'
+            "后开始作答……</div>")
+
+
 def render_streaming(text: str) -> str:
     """The answer while it is being written (checked when it is complete)."""
     return f'<div class="lr-answer">\n\n{md_esc(text)}<span class="lr-cursor">▍</span>\n\n</div>'
@@ -155,22 +173,28 @@ def render_streaming(text: str) -> str:
 # ---------------------------------------------------------------- sources panel
 
 
-def render_hits(hits: Sequence[Hit], turn: int, given: int | None = None) -> str:
+def render_hits(hits: Sequence[Hit], turn: int, given: Collection[str] | None = None,
+                marked: Passage | None = None) -> str:
     """Article cards: heading (law › 编/章/节 › 第N条), in-force status, full text.
 
-    given: how many of the hits the model was shown (None while that is not known yet).
+    given: ids of the articles the model was shown (None while that is not known yet);
+    marked: the quoted provision, whose lines are highlighted in its article's card.
     """
+    hl = set(marked.lines) if marked is not None else set()
     cards = []
     for h in hits:
         a = h.article
         force = ('<span class="lr-force lr-in-force">现行有效</span>' if a.in_force else
                  '<span class="lr-force lr-not-in-force">非现行有效（旧版本或已失效）</span>')
         meta = [force, esc(a.version or "日期不详"), esc(a.level), esc(f"《{a.law_title}》")]
-        if given is not None and h.rank > given:
+        if given is not None and a.id not in given:
             meta.append('<span class="lr-unused">未提供给模型</span>')
         via = {"lookup": "条文号", "bm25": "关键词", "dense": "语义"}
         found = "、".join(via.get(v, v) for v in sorted(h.ranks)) or "—"
-        paras = "".join(f"<p>{esc(p)}</p>" for p in a.text.split("\n") if p.strip())
+        mine = marked is not None and marked.article.id == a.id
+        paras = "".join(
+            f'<p><mark class="lr-hl">{esc(p)}</mark></p>' if mine and p.strip() in hl
+            else f"<p>{esc(p)}</p>" for p in a.text.split("\n") if p.strip())
         cards.append(
             f'<article class="lr-src" id="{anchor(turn, h.rank)}">'
             f'<div class="lr-src-head"><span class="lr-src-n">[{h.rank}]</span> '
@@ -322,6 +346,7 @@ def render_exchange(ex: Exchange) -> str:
     if ex._html:
         return ex._html
     head = []
+    quoted = ex.answer.provision if ex.answer is not None else ex.provision
     if ex.rewritten and ex.rewritten != ex.question.strip():
         head.append('<div class="lr-rewrite">检索用语（结合上文改写）：'
                     f"{md_esc(ex.rewritten)}</div>")
@@ -330,6 +355,8 @@ def render_exchange(ex: Exchange) -> str:
     found = f"已检索到 {len(ex.hits)} 条相关条文（见右侧“来源”）"
     if ex.state == "retrieving":
         body = '<div class="lr-pending">正在检索相关法条……</div>'
+    elif ex.state == "waiting" and ex.reading is not None:
+        body = render_reading(*ex.reading)
     elif ex.state == "waiting":
         body = f'<div class="lr-pending">{found}，正在生成回答……</div>'
     elif ex.state == "queued":
@@ -344,6 +371,8 @@ def render_exchange(ex: Exchange) -> str:
                 + '\n\n<div class="lr-note">（已停止）</div>')
     else:
         body = render_error(ex.error or "出错了")
+    if quoted is not None and ex.state != "error":
+        head.append(render_provision(quoted, ex.hits, ex.n))
     html = "\n\n".join([*head, body])
     if ex.finished:
         ex._html = html
@@ -358,13 +387,15 @@ def render_sources(session: ChatSession) -> str:
                 "可以在模型写回答时阅读原文。</div>")
     out = []
     for i, ex in enumerate(reversed(with_hits)):
-        given = len(ex.answer.sources) if ex.answer and not ex.answer.abstained else None
+        given = ({s.article.id for s in ex.answer.sources}
+                 if ex.answer and not ex.answer.abstained else None)
+        marked = ex.answer.provision if ex.answer is not None else ex.provision
         q = ex.question.strip()
         q = q if len(q) <= 40 else q[:40] + "…"
         title = f"第 {ex.n} 问：{esc(q)}"
         if ex.rewritten and ex.rewritten != ex.question.strip():
             title += f'<div class="lr-rewrite">检索用语：{esc(ex.rewritten)}</div>'
-        cards = render_hits(ex.hits, ex.n, given)
+        cards = render_hits(ex.hits, ex.n, given, marked)
         if i == 0:
             out.append(f'<section class="lr-turn"><div class="lr-turn-q">{title}</div>'
                        f"{cards}</section>")

@@ -37,23 +37,24 @@ def load_chat_model(settings: Settings) -> ChatModel:
     """The chat model the settings describe, loaded once per process and shared."""
     if settings.llm_backend == "http":
         key: tuple[Any, ...] = ("http", settings.llm_http_url, settings.llm_http_model,
-                                settings.llm_context)
+                                settings.llm_context, settings.llm_http_grammar)
     else:
         path = chat_model_path(settings)
         key = ("llama", str(path), settings.llm_context, settings.llm_threads,
-               settings.llm_seed)
+               settings.llm_seed, settings.llm_repeat_penalty)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
             if key[0] == "http":
                 model = HttpChatModel(settings.llm_http_url, model=settings.llm_http_model,
-                                      n_ctx=settings.llm_context)
+                                      n_ctx=settings.llm_context,
+                                      send_grammar=settings.llm_http_grammar)
             else:
                 name = DEFAULT_MODEL_NAME if not settings.llm_model_path else None
                 t0 = time.perf_counter()
                 model = LlamaCppModel(Path(key[1]), n_ctx=settings.llm_context,
                                       threads=settings.llm_threads, seed=settings.llm_seed,
-                                      name=name)
+                                      name=name, repeat_penalty=settings.llm_repeat_penalty)
                 log.info("loaded %s in %.1f s", model.name, time.perf_counter() - t0)
             _MODELS[key] = model
         return model

@@ -62,8 +62,10 @@ class Generation:
     Closing it early (a user pressing stop) ends generation and frees the model's turn.
     """
 
-    def __init__(self, run: Callable[[Generation], Iterator[str]]) -> None:
+    def __init__(self, run: Callable[[Generation], Iterator[str]],
+                 cancel: threading.Event | None = None) -> None:
         self.usage: Usage | None = None
+        self._cancel = cancel or threading.Event()
         self._it = run(self)
 
     def __iter__(self) -> Generation:
@@ -74,6 +76,17 @@ class Generation:
 
     def close(self) -> None:
         self._it.close()
+
+    def cancel(self) -> None:
+        """Ask the generation to stop, from any thread. ``close`` cannot reach a
+        generation that is busy inside the model (its prefill runs for seconds without
+        yielding); a backend checks ``cancelled`` between prompt batches and tokens and
+        ends at the next check."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
 
     def text(self) -> str:
         """All remaining pieces joined (for callers that do not stream)."""
@@ -92,8 +105,11 @@ class ChatModel(Protocol):
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int,
                temperature: float = 0.0, stop: Sequence[str] = (),
-               seed: int | None = None) -> Generation:
-        """Generate a reply to messages, piece by piece."""
+               seed: int | None = None, grammar: str | None = None,
+               cancel: threading.Event | None = None) -> Generation:
+        """Generate a reply to messages, piece by piece; grammar (GBNF) constrains the
+        text where the backend supports it (answer/grammar.py); setting cancel (from any
+        thread) ends the generation at the backend's next check."""
         ...
 
     def waiting(self) -> int:

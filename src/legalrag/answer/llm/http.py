@@ -34,9 +34,10 @@ class HttpChatModel:
     """
 
     def __init__(self, base_url: str, *, model: str = "local", n_ctx: int = 4096,
-                 timeout: float = 300.0) -> None:
+                 timeout: float = 300.0, send_grammar: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.send_grammar = send_grammar  # the server reads a GBNF `grammar` field
         self.name = f"{model}@{self.base_url}"
         self.n_ctx = n_ctx
         self.timeout = timeout
@@ -52,7 +53,8 @@ class HttpChatModel:
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int,
                temperature: float = 0.0, stop: Sequence[str] = (),
-               seed: int | None = None) -> Generation:
+               seed: int | None = None, grammar: str | None = None,
+               cancel: threading.Event | None = None) -> Generation:
         body: dict[str, Any] = {
             "model": self.model, "messages": [m.as_dict() for m in messages],
             "max_tokens": max_tokens, "temperature": temperature, "stream": True,
@@ -61,6 +63,8 @@ class HttpChatModel:
             body["stop"] = list(stop)
         if seed is not None:
             body["seed"] = seed
+        if grammar and self.send_grammar:
+            body["grammar"] = grammar  # llama-server's field; others would reject it
         prompt_estimate = sum(estimate_tokens(m.content) for m in messages)
 
         def run(gen: Generation) -> Iterator[str]:
@@ -74,6 +78,9 @@ class HttpChatModel:
             try:
                 with self._post("/chat/completions", body) as resp:
                     for event in _sse_events(_lines(resp)):
+                        if gen.cancelled:  # closing the response ends it on the server
+                            finish = "cancelled"
+                            break
                         if event.get("usage"):
                             usage = event["usage"]
                         for choice in event.get("choices") or ():
@@ -98,7 +105,7 @@ class HttpChatModel:
                     decode_tokens=max(int(usage.get("completion_tokens", pieces)) - 1, 0),
                     decode_ms=(end - first) * 1000, finish_reason=finish)
 
-        return Generation(run)
+        return Generation(run, cancel)
 
     @contextlib.contextmanager
     def _post(self, path: str, body: dict[str, Any]) -> Iterator[Any]:

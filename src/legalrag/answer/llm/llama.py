@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +25,10 @@ from legalrag.answer.llm.special import defuse as defuse_template_tokens
 from legalrag.errors import ModelError
 
 log = logging.getLogger(__name__)
+
+# Prompt tokens evaluated between two checks for a stop: about half a second of prefill
+# for the 1.5B model on two cores, and batches this size lose little speed (bench/llm.py).
+PREFILL_CHUNK = 64
 
 # Gemma's chat template (as Google ships it, without the image branches), for Gemma GGUFs
 # that carry none: a system message is folded into the first user turn.
@@ -54,7 +59,8 @@ class LlamaCppModel:
     """
 
     def __init__(self, path: Path, *, n_ctx: int = 4096, threads: int = 0,
-                 seed: int = 42, name: str | None = None) -> None:
+                 seed: int = 42, name: str | None = None,
+                 repeat_penalty: float = 1.0) -> None:
         try:
             import llama_cpp
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -65,6 +71,7 @@ class LlamaCppModel:
         self.path = Path(path)
         self.name = name or self.path.stem
         self.seed = seed
+        self.repeat_penalty = repeat_penalty
         # threads > 0: fixed; 0: adapt to what other processes leave free (CpuWatch)
         self.watch = cpu_watch() if threads == 0 else None
         n_threads = threads or os.cpu_count() or 1
@@ -171,10 +178,26 @@ class LlamaCppModel:
             n += 1
         return min(n, len(tokens) - 1)  # the last prompt token is always re-evaluated
 
+    def _prefill(self, tokens: list[int], gen: Generation) -> bool:
+        """Evaluate the prompt but its last token, PREFILL_CHUNK tokens at a time, and
+        False as soon as gen is cancelled between two chunks: a stop during a prefill of
+        seconds takes effect within a fraction of one. create_completion then finds the
+        prompt in the KV cache and evaluates only the last token."""
+        llama = self._llama
+        cached = self._cached_prefix(tokens)
+        llama.n_tokens = cached  # eval() drops the KV cache past n_tokens
+        for i in range(cached, len(tokens) - 1, PREFILL_CHUNK):
+            if gen.cancelled:
+                return False
+            llama.eval(tokens[i:min(i + PREFILL_CHUNK, len(tokens) - 1)])
+        return not gen.cancelled
+
     def stream(self, messages: Sequence[Message], *, max_tokens: int,
                temperature: float = 0.0, stop: Sequence[str] = (),
-               seed: int | None = None) -> Generation:
+               seed: int | None = None, grammar: str | None = None,
+               cancel: threading.Event | None = None) -> Generation:
         tokens = self.prompt_tokens(messages)
+        compiled = self._grammar(grammar) if grammar else None
         if len(tokens) + max_tokens > self.n_ctx:
             raise ModelError(f"prompt of {len(tokens)} tokens plus {max_tokens} answer tokens "
                              f"exceeds the model context of {self.n_ctx}",
@@ -189,13 +212,19 @@ class LlamaCppModel:
                 perf0 = self._perf()
                 first = 0.0
                 finish = "cancelled"
-                chunks = self._llama.create_completion(
-                    prompt=tokens, stream=True, max_tokens=max_tokens,
-                    temperature=temperature, top_p=0.95, top_k=40, min_p=0.05,
-                    repeat_penalty=1.0, seed=self.seed if seed is None else seed,
-                    stop=[self._eos_text, *self._stops, *stop])
+                chunks = iter(())
                 try:
+                    if self._prefill(tokens, gen):
+                        chunks = self._llama.create_completion(
+                            prompt=tokens, stream=True, max_tokens=max_tokens,
+                            temperature=temperature, top_p=0.95, top_k=40, min_p=0.05,
+                            repeat_penalty=self.repeat_penalty,
+                            seed=self.seed if seed is None else seed,
+                            stop=[self._eos_text, *self._stops, *stop], grammar=compiled)
                     for i, chunk in enumerate(chunks, 1):
+                        if gen.cancelled:
+                            finish = "cancelled"
+                            break
                         choice = chunk["choices"][0]
                         finish = choice.get("finish_reason") or finish
                         piece = choice.get("text")
@@ -205,7 +234,8 @@ class LlamaCppModel:
                         if i % 16 == 0:  # contention changes while an answer is written
                             self._adapt_threads()
                 finally:
-                    chunks.close()
+                    if hasattr(chunks, "close"):
+                        chunks.close()
                     end = time.perf_counter()
                     t_p, t_e, n_p, n_e = (b - a for a, b in zip(perf0, self._perf(),
                                                               strict=True))
@@ -223,4 +253,14 @@ class LlamaCppModel:
                         decode_tokens=int(n_e), decode_ms=float(t_e),
                         finish_reason=finish, threads=threads)
 
-        return Generation(run)
+        return Generation(run, cancel)
+
+    def _grammar(self, gbnf: str):
+        """A GBNF text compiled for llama.cpp; a grammar llama.cpp cannot parse is our
+        bug, reported as a ModelError naming it rather than a crash in the sampler."""
+        try:
+            return self._lib.LlamaGrammar.from_string(gbnf, verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"llama.cpp rejected the citation grammar: {e}",
+                             fix="report this question; set answer_grammar = false "
+                                 "to answer without the grammar meanwhile") from None

@@ -1,0 +1,78 @@
+"""A decoding grammar per question: free text, but a citation only from the sources.
+
+The post-hoc check (check.py) marks a citation the model made up; a grammar keeps it from
+being written at all. With it, after 《 the model can only write one of the sources' law
+names, after 》 only one of that law's source articles (or text that does not start a new
+article number), and after [ only a source number. Everything else is free.
+
+    >>> print(citation_grammar([a38, a46]))                          # doctest: +SKIP
+    root ::= (free | cite | mark)* ...
+
+The grammar is GBNF, which llama.cpp reads (llama-cpp-python's LlamaGrammar, and
+llama-server's ``grammar`` request field for the HTTP backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from legalrag.records import Article
+
+# Brackets a citation or a source marker starts with; free text never contains them, so
+# every citation goes through the constrained rules. Full-width ［ and 【 are left out
+# of free text too, so a marker cannot be written in a form the rules do not check.
+OPENERS = "《[［【"
+
+
+def gbnf_string(text: str) -> str:
+    """text as a GBNF string literal.
+
+    >>> print(gbnf_string('他说"是"'))
+    "他说\\"是\\""
+    """
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _alternatives(options: Sequence[str]) -> str:
+    return " | ".join(gbnf_string(o) for o in options)
+
+
+def law_names(article: Article) -> list[str]:
+    """How the model may write an article's law inside 《》: its short name, and its full
+    title when that differs (中华人民共和国劳动合同法)."""
+    return list(dict.fromkeys((article.law, article.law_title)))
+
+
+def citation_grammar(sources: Sequence[Article]) -> str:
+    """The GBNF grammar for an answer over these sources (numbered 1..n in order)."""
+    by_law: dict[str, list[Article]] = {}
+    for a in sources:
+        by_law.setdefault(a.law, []).append(a)
+    rules = [
+        "root ::= (free | cite | mark)*",
+        f"free ::= [^{_class_escape(OPENERS)}]",
+        # After 》 either an article of that law, or anything that does not begin 第…
+        "after ::= [^第" + _class_escape(OPENERS) + "]",
+    ]
+    cites = []
+    for i, (law, articles) in enumerate(by_law.items()):
+        names = law_names(articles[0])
+        labels = list(dict.fromkeys(a.label for a in articles))
+        rules.append(f"law{i} ::= ({_alternatives(names)}) \"》\" "
+                     f"(({_alternatives(labels)}) | after)")
+        cites.append(f"law{i}")
+    if not sources:
+        return "root ::= free*\n" + rules[1] + "\n"
+    rules.append(f"cite ::= \"《\" ({' | '.join(cites)})")
+    numbers = [str(n) for n in range(1, len(sources) + 1)]
+    rules.append(f"mark ::= \"[\" ({_alternatives(numbers)}) \"]\"")
+    return "\n".join(rules) + "\n"
+
+
+def _class_escape(chars: str) -> str:
+    """chars for inside a GBNF character class ([ and ] escaped)."""
+    return "".join("\\" + c if c in "[]\\^-" else c for c in chars)
+
+
+__all__ = ["OPENERS", "citation_grammar", "gbnf_string", "law_names"]

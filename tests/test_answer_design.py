@@ -1,0 +1,199 @@
+"""The answer built for a small CPU model (issue 12): the provision quoted first, a short
+prompt of the best paragraphs plus what they point to, citations constrained by a grammar
+to the sources, and a stop that reaches the model while it is still reading.
+
+Real parts throughout: the small real index, the real embedding model for the paragraph
+score, llama.cpp with the SmolLM2 and Gemma 3 GGUFs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from legalrag.answer.assistant import Assistant, Final, Provision, Queued, Reading, Sources, Token
+from legalrag.answer.check import CorpusFacts
+from legalrag.answer.grammar import citation_grammar
+from legalrag.answer.llm.base import Message
+from legalrag.answer.llm.llama import PREFILL_CHUNK, LlamaCppModel
+from legalrag.answer.modelfile import gemma3_path, smollm2_path
+from legalrag.answer.prompt import BLOCK_SEPARATOR, fit_passages
+from legalrag.answer.provision import GAP, PassageScorer, excerpt, referenced, split_passages
+from legalrag.citations import find_citations
+from legalrag.index.embed import load_embedder
+
+WAGES = "公司拖欠工资三个月，我可以辞职并要求经济补偿吗？"
+
+
+@pytest.fixture(scope="module")
+def facts(small_index):
+    return CorpusFacts.from_articles(small_index.articles)
+
+
+def article(facts, law, number):
+    return next(a for a in facts.lookup(law, number) if a.in_force)
+
+
+@pytest.fixture(scope="module")
+def scorer(small_settings):
+    return PassageScorer(load_embedder(small_settings).encode)
+
+
+# -- paragraphs, the provision and the excerpts ----------------------------------------------
+
+def test_passages_are_the_articles_own_lines(facts):
+    a46 = article(facts, "劳动合同法", 46)
+    passages = split_passages(a46)
+    lines = [ln.strip() for ln in a46.text.split("\n") if ln.strip()]
+    assert [p.text for p in passages] == lines
+    first_item = passages[1]
+    assert first_item.item == 1 and first_item.lead == lines[0]
+    assert first_item.citation == "《劳动合同法》第四十六条第（一）项"
+    assert first_item.quote == lines[0] + GAP + lines[1]
+
+
+def test_the_provision_is_verbatim_and_answers_the_question(facts, scorer):
+    a38, a47 = article(facts, "劳动合同法", 38), article(facts, "劳动合同法", 47)
+    ranked = scorer.rank(WAGES, [a38, a47])
+    best38 = next(p for p in ranked if p.article == a38)
+    # Of 第三十八条's items, the one about unpaid wages is the best paragraph.
+    assert best38.item == 2 and "劳动报酬" in best38.text, best38
+    for line in best38.lines:
+        assert line in a38.text
+    # A lower-ranked article's passages are discounted: ranking the same two articles the
+    # other way round changes the scores by the rank factor only.
+    swapped = {(p.article.id, p.key): p.score for p in scorer.rank(WAGES, [a47, a38])}
+    assert swapped[(a38.id, best38.key)] < best38.score
+
+
+def test_an_excerpt_keeps_leads_and_marks_gaps(facts, scorer):
+    a46 = article(facts, "劳动合同法", 46)
+    passages = split_passages(a46)
+    text = excerpt(a46, [passages[3]])  # the third item
+    assert text.split("\n") == [passages[0].text, GAP, passages[3].text, GAP]
+    lines = [ln.strip() for ln in a46.text.split("\n") if ln.strip()]
+    assert excerpt(a46, passages) == "\n".join(lines)  # all of it: no gap marks
+
+
+def test_a_referenced_article_joins_the_prompt(facts, scorer):
+    a46 = article(facts, "劳动合同法", 46)
+    first_item = split_passages(a46)[1]  # 劳动者依照本法第三十八条规定解除劳动合同的
+    refs = referenced([first_item], facts.names, facts.lookup)
+    assert [(a.law, a.number) for a in refs] == [("劳动合同法", 38)]
+    sources = fit_passages([first_item], [a46], 300, len,
+                           references=lambda ps: referenced(ps, facts.names, facts.lookup))
+    assert [(s.article.law, s.article.number) for s in sources] == [("劳动合同法", 46),
+                                                                  ("劳动合同法", 38)]
+    assert sources[1].text.startswith(split_passages(refs[0])[0].text)
+    # Without the reference, 第三十八条 is not there.
+    alone = fit_passages([first_item], [a46], 300, len)
+    assert [s.article.number for s in alone] == [46]
+
+
+def test_the_prompt_stays_within_its_budget(facts, scorer, small_index):
+    hits = small_index.search(WAGES, k=5)
+    articles = [h.article for h in hits]
+    ranked = scorer.rank(WAGES, articles)
+    for budget in (120, 250, 450):
+        sources = fit_passages(ranked, articles, budget, len)
+        assert sources and len(BLOCK_SEPARATOR.join(s.block for s in sources)) <= budget
+        assert [s.n for s in sources] == list(range(1, len(sources) + 1))
+        for s in sources:  # every line shown is the article's own (or a gap mark)
+            assert all(line == GAP or line in s.article.text for line in s.text.split("\n"))
+    # The whole articles would not fit: the budget did cut.
+    assert sum(len(a.text) for a in articles) > 450
+
+
+# -- the assistant's events ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def brief(small_settings, small_index):
+    settings = dataclasses.replace(small_settings, llm_model_path=str(smollm2_path()),
+                                   llm_context=2048, llm_max_tokens=32, llm_temperature=0.0,
+                                   answer_passage_tokens=300)
+    return Assistant(settings, retriever=small_index)
+
+
+def test_the_provision_comes_before_the_model(brief):
+    events = list(brief.stream(WAGES))
+    kinds = [type(e) for e in events]
+    assert kinds[:3] == [Sources, Provision, Reading], kinds
+    first_token = kinds.index(Token)
+    assert kinds[-1] is Final and set(kinds[3:-1]) <= {Token, Queued} and first_token > 2
+    quoted = events[1].passage
+    answer = events[-1].answer
+    assert answer.provision == quoted and quoted.article == answer.hits[0].article
+    assert answer.text.startswith(f"依据{quoted.citation}：“{quoted.quote}”")
+    assert events[1].ms <= answer.timings.first_token_ms
+    assert events[2].sources == len(answer.sources) and events[2].tokens > 0
+    # The model read the quoted paragraph in source [1].
+    assert quoted.text in answer.sources[0].text
+
+
+def test_a_stop_set_before_reading_ends_without_a_token(brief):
+    stop = threading.Event()
+    stop.set()
+    events = list(brief.stream(WAGES, stop=stop))
+    assert not any(isinstance(e, Token) for e in events)
+    assert isinstance(events[-1], Final) and brief.model.waiting() == 0
+    assert brief.answer(WAGES).raw_text  # the model takes the next question
+
+
+# -- llama.cpp: the grammar and the interruptible prefill ----------------------------------------
+
+COPY = "Repeat exactly, nothing else: 根据《刑法》第一百条和《民法典》第五条[7]，还有《劳动合同法》第二十条[3]。"
+
+
+@pytest.fixture(scope="module")
+def gemma(small_settings):
+    return LlamaCppModel(gemma3_path(small_settings.cache_dir), n_ctx=1024, threads=2)
+
+
+def test_the_grammar_allows_only_the_sources_citations(gemma, facts):
+    a19 = article(facts, "劳动合同法", 19)
+    messages = [Message("user", COPY)]
+    free = gemma.stream(messages, max_tokens=60, temperature=0.0).text()
+    # Unconstrained, the model copies citations that are not among the sources ...
+    assert {(r.law, r.number) for r in find_citations(free)} - {("劳动合同法", 19)}, free
+    bound = gemma.stream(messages, max_tokens=60, temperature=0.0,
+                         grammar=citation_grammar([a19])).text()
+    # ... with the grammar, every citation and marker is one of them.
+    cited = {(r.law, r.number) for r in find_citations(bound)}
+    assert cited <= {("劳动合同法", 19)}, bound
+    assert "[7]" not in bound and "[3]" not in bound and "《刑法》" not in bound
+    assert bound.count("《") == bound.count("《劳动合同法》") + bound.count("《中华人民共和国劳动合同法》")
+
+
+class StopAfter(threading.Event):
+    """An event that sets itself on its n-th check: a stop pressed mid-prefill, at a
+    deterministic point."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.left = checks
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        if self.left < 0:
+            self.set()
+        return super().is_set()
+
+
+def test_a_stop_during_prefill_ends_it_between_batches(small_settings):
+    model = LlamaCppModel(smollm2_path(), n_ctx=2048, threads=2)
+    model.reset_cache()
+    long = Message("user", "劳动者的权利。" * 120)
+    stop = StopAfter(3)
+    gen = model.stream([long], max_tokens=16, temperature=0.0, cancel=stop)
+    assert gen.text() == ""
+    usage = gen.usage
+    assert usage.finish_reason == "cancelled" and usage.decode_tokens == 0
+    assert model.waiting() == 0
+    # The next request finds exactly three batches read in the KV cache (the stop came on
+    # the fourth check, far from the end of the prompt), reuses them and completes.
+    again = model.stream([long], max_tokens=4, temperature=0.0)
+    again.text()
+    assert again.usage.cached_tokens == 3 * PREFILL_CHUNK < usage.prompt_tokens - PREFILL_CHUNK
+    assert again.usage.finish_reason in ("stop", "length")
