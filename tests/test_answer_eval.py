@@ -33,10 +33,11 @@ Q = EvalQuery("q1", "公司拖欠工资，我辞职能要补偿吗？", ("《劳
 GOLD = (Gold("《劳动合同法》第四十六条", "劳动合同法", 46, 0),)
 
 
-def answer(citations, sources=(A38, A46), raw="", notes=(), abstained=False) -> Answer:
+def answer(citations, sources=(A38, A46), raw="", notes=(), abstained=False,
+           provision=None) -> Answer:
     srcs = tuple(Source(i, a, a.text, False) for i, a in enumerate(sources, 1))
     return Answer("q", "q", (), srcs, raw, raw, tuple(citations), abstained,
-                  Timings(10.0, 500.0, 900.0), "m", tuple(notes))
+                  Timings(10.0, 500.0, 900.0), "m", tuple(notes), provision)
 
 
 def cite(kind, label, law="", number=0, source=None) -> CheckedCitation:
@@ -80,10 +81,27 @@ def test_summary_and_files(tmp_path):
     assert s["no_verified_citation"] == pytest.approx(1 / 3)  # the second answer
     assert s["first_token_ms_median"] == 500.0 and s["total_ms_median"] == 2000.0
     assert s["cited_articles_mean"] == 0.5 and s["labels"][VERIFIED] == 1
-    assert "| gold article cited with ✓ | 33.3% |" in render_answer_markdown(report)
+    assert "| gold article cited with ✓ by the model | 33.3% |" in render_answer_markdown(report)
     paths = write_answer_report(report, tmp_path)
     assert [p.name for p in paths] == ["answers.json", "answers.md", "per_question.csv"]
     data = json.loads(paths[0].read_text(encoding="utf-8"))
     assert len(data["questions"]) == 3 and data["questions"][0]["answer"]["model"] == "m"
     rows = list(csv.DictReader(paths[2].open(encoding="utf-8")))
     assert [r["gold_cited_verified"] for r in rows] == ["True", "False", "False"]
+
+
+def test_a_gold_provision_counts_as_quoted_not_as_cited_by_the_model():
+    from legalrag.answer.provision import Passage
+
+    quoted = Passage(A46, 1, None, "", A46.text)
+    r = measure_answer(Q, GOLD, answer([], provision=quoted), 5.0, 400.0, 900.0, 20.0)
+    assert r.gold_quoted and not r.gold_cited_verified and r.gold_cited_or_quoted
+    assert r.provision_ms == 20.0
+    other = measure_answer(Q, GOLD, answer([], provision=Passage(A38, 1, None, "", "…")),
+                           5.0, 400.0, 900.0, 30.0)
+    assert not other.gold_quoted and not other.gold_cited_or_quoted
+    s = AnswerReport((r, other), "m").summary()
+    assert s["gold_quoted"] == 0.5 and s["gold_cited_verified"] == 0.0
+    assert s["provision_ms_median"] == 25.0 and s["provision_ms_max"] == 30.0
+    assert "| gold article quoted as the provision | 50.0% |" in render_answer_markdown(
+        AnswerReport((r, other), "m"))

@@ -27,6 +27,7 @@ from legalrag.answer.assistant import (
     Answer,
     Assistant,
     Final,
+    Provision,
     Sources,
     Token,
 )
@@ -57,6 +58,14 @@ class AnswerResult:
     first_token_ms: float | None  # question to the first model token (None: abstained)
     total_ms: float
     answer: Answer = field(repr=False, compare=False)
+    gold_quoted: bool = False  # the provision quoted before the model's words is gold
+    provision_ms: float | None = None  # question to the quoted provision (None: none)
+
+    @property
+    def gold_cited_or_quoted(self) -> bool:
+        """A gold article reaches the reader with a ✓ citation: cited by the model with
+        a ✓, or quoted verbatim (with its citation) as the answer's provision."""
+        return self.gold_cited_verified or self.gold_quoted
 
     def row(self) -> dict:
         return {
@@ -70,11 +79,14 @@ class AnswerResult:
             "first_token_ms": None if self.first_token_ms is None
             else round(self.first_token_ms, 1),
             "total_ms": round(self.total_ms, 1),
+            "gold_quoted": self.gold_quoted,
+            "provision_ms": None if self.provision_ms is None else round(self.provision_ms, 1),
         }
 
 
 def measure_answer(query: EvalQuery, golds: Sequence[Gold], answer: Answer, sources_ms: float,
-                   first_token_ms: float | None, total_ms: float) -> AnswerResult:
+                   first_token_ms: float | None, total_ms: float,
+                   provision_ms: float | None = None) -> AnswerResult:
     """The measures of one answer against its gold articles (a pure function)."""
     gold_keys = {g.key for g in golds if g.key}
     shown = {_key(s.article) for s in answer.sources}
@@ -99,27 +111,33 @@ def measure_answer(query: EvalQuery, golds: Sequence[Gold], answer: Answer, sour
         truncated=TRUNCATED_NOTE in answer.notes,
         template_leak=any(t in raw for t in TEMPLATE_LEAKS),
         sources_ms=sources_ms, first_token_ms=first_token_ms, total_ms=total_ms,
-        answer=answer)
+        answer=answer, provision_ms=provision_ms,
+        gold_quoted=answer.provision is not None
+        and _key(answer.provision.article) in gold_keys)
 
 
 def _key(a: Article) -> tuple[str, int, int]:
     return (a.law, a.number, a.suffix)
 
 
-def ask_timed(assistant: Assistant, question: str) -> tuple[Answer, float, float | None, float]:
-    """The answer and the wall-clock milliseconds to sources, first token and end."""
+def ask_timed(assistant: Assistant, question: str
+              ) -> tuple[Answer, float, float | None, float, float | None]:
+    """The answer and the wall-clock milliseconds to sources, first token, end and the
+    quoted provision (None without one)."""
     t0 = time.perf_counter()
-    sources_ms, first, answer = 0.0, None, None
+    sources_ms, first, answer, quoted = 0.0, None, None, None
     for event in assistant.stream(question):
         now = (time.perf_counter() - t0) * 1000
         if isinstance(event, Sources):
             sources_ms = now
+        elif isinstance(event, Provision):
+            quoted = now
         elif isinstance(event, Token) and first is None:
             first = now
         elif isinstance(event, Final):
             answer = event.answer
     assert answer is not None  # stream always ends with Final
-    return answer, sources_ms, first, (time.perf_counter() - t0) * 1000
+    return answer, sources_ms, first, (time.perf_counter() - t0) * 1000, quoted
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,7 @@ class AnswerReport:
         answered = [r for r in rs if not r.abstained]
         firsts = sorted(r.first_token_ms for r in answered if r.first_token_ms is not None)
         totals = sorted(r.total_ms for r in answered)
+        quotes = sorted(r.provision_ms for r in answered if r.provision_ms is not None)
         labels = {label: sum(r.labels.get(label, 0) for r in rs) for label in LABELS}
         labels.update({k: sum(r.labels.get(k, 0) for r in rs)
                        for r0 in rs for k in r0.labels if k not in labels})
@@ -146,6 +165,8 @@ class AnswerReport:
             "abstained": sum(r.abstained for r in rs) / n,
             "gold_in_sources": sum(r.gold_in_sources for r in rs) / n,
             "gold_cited_verified": sum(r.gold_cited_verified for r in rs) / n,
+            "gold_quoted": sum(r.gold_quoted for r in rs) / n,
+            "gold_cited_or_quoted": sum(r.gold_cited_or_quoted for r in rs) / n,
             "cited_articles_mean": (statistics.fmean(r.cited_articles for r in answered)
                                     if answered else 0.0),
             "no_verified_citation": (sum(not r.labels.get(VERIFIED) for r in answered) / n),
@@ -154,6 +175,9 @@ class AnswerReport:
             "template_leaks": sum(r.template_leak for r in rs),
             "labels": labels,
             "sources_ms_median": statistics.median(r.sources_ms for r in rs),
+            "provision_ms_median": statistics.median(quotes) if quotes else None,
+            "provision_ms_max": quotes[-1] if quotes else None,
+            "total_ms_p95": _p95(totals),
             "first_token_ms_median": statistics.median(firsts) if firsts else None,
             "first_token_ms_p95": _p95(firsts),
             "total_ms_median": statistics.median(totals) if totals else None,
@@ -179,9 +203,9 @@ def run_answer_eval(assistant: Assistant, queries: Sequence[EvalQuery], *,
     for q in queries:
         retriever = assistant.retriever
         golds = [resolve_gold(c, retriever) for c in q.relevant]
-        answer, sources_ms, first, total = ask_timed(assistant, q.query)
+        answer, sources_ms, first, total, quoted = ask_timed(assistant, q.query)
         model = answer.model or model
-        results.append(measure_answer(q, golds, answer, sources_ms, first, total))
+        results.append(measure_answer(q, golds, answer, sources_ms, first, total, quoted))
         if progress is not None:
             progress(1)
     return AnswerReport(tuple(results), model, source, settings or {})
@@ -210,16 +234,21 @@ def render_answer_markdown(report: AnswerReport) -> str:
         "|---|---|",
         f"| abstained | {_pct(s['abstained'])} |",
         f"| gold article among the sources shown | {_pct(s['gold_in_sources'])} |",
-        f"| gold article cited with ✓ | {_pct(s['gold_cited_verified'])} |",
+        f"| gold article cited with ✓ by the model | {_pct(s['gold_cited_verified'])} |",
+        f"| gold article quoted as the provision | {_pct(s['gold_quoted'])} |",
+        f"| gold article cited with ✓ or quoted | {_pct(s['gold_cited_or_quoted'])} |",
         f"| answered without any ✓ citation | {_pct(s['no_verified_citation'])} |",
         f"| distinct articles cited (mean, answered) | {s['cited_articles_mean']:.2f} |",
         f"| loops stopped | {_pct(s['loops'])} |",
         f"| truncated at the length limit | {_pct(s['truncated'])} |",
         f"| leaked prompt templates | {s['template_leaks']} |",
         f"| sources on screen (median) | {_s(s['sources_ms_median'])} |",
+        f"| quoted provision on screen (median / max) | {_s(s['provision_ms_median'])} / "
+        f"{_s(s['provision_ms_max'])} |",
         f"| first model token (median / p95) | {_s(s['first_token_ms_median'])} / "
         f"{_s(s['first_token_ms_p95'])} |",
-        f"| answer complete (median) | {_s(s['total_ms_median'])} |",
+        f"| answer complete (median / p95) | {_s(s['total_ms_median'])} / "
+        f"{_s(s['total_ms_p95'])} |",
         "",
         "| label | citations |",
         "|---|---|",
@@ -244,7 +273,7 @@ def write_answer_report(report: AnswerReport, out_dir: Path) -> list[Path]:
         w = csv.writer(f)
         cols = ["id", "query", "golds", "abstained", "gold_in_sources", "gold_cited_verified",
                 "cited_articles", "labels", "loop", "truncated", "template_leak",
-                "sources_ms", "first_token_ms", "total_ms"]
+                "sources_ms", "first_token_ms", "total_ms", "gold_quoted", "provision_ms"]
         w.writerow(cols)
         for r in report.results:
             row = r.row()
