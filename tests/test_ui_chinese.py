@@ -152,6 +152,8 @@ def test_every_visible_string_is_chinese(app, english_page, small_settings, tmp_
     page.goto(app.url)
     page.wait_for_selector("#lr-index-notice :text('法库：')")
     lang = page.evaluate("document.documentElement.lang")
+    # Gradio's tab-overflow button (shown when the tabs do not fit), renamed from "More tabs"
+    page.locator("button[aria-label='更多标签页']").wait_for(state="attached")
     read("问答 (empty)")
     ask(page, "劳动合同法第十九条规定的试用期最长多久？")
     page.wait_for_selector("#lr-chat .lr-disclaimer", timeout=180_000)
