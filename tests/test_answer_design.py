@@ -197,3 +197,38 @@ def test_a_stop_during_prefill_ends_it_between_batches(small_settings):
     again.text()
     assert again.usage.cached_tokens == 3 * PREFILL_CHUNK < usage.prompt_tokens - PREFILL_CHUNK
     assert again.usage.finish_reason in ("stop", "length")
+
+
+# -- the default model --------------------------------------------------------------------------
+
+REAL_QUESTIONS = [  # (question, gold article): real questions whose gold is in the small index
+    ("用人单位和劳动者约定试用期，最长不能超过多久？", ("劳动合同法", 19)),
+    ("公司一直不按时足额发工资，员工可以直接解除劳动合同吗？", ("劳动合同法", 38)),
+    ("国家规定劳动者每天工作时间最多是几个小时？", ("劳动法", 36)),
+]
+
+
+@pytest.mark.slow
+def test_the_default_model_cites_the_gold_article(small_settings, small_index):
+    """The default Qwen GGUF in the default design: on each question the gold article
+    reaches the reader with a ✓ (quoted as the provision or cited by the model), and the
+    model itself cites a gold article with a ✓ on most of them, citing only sources."""
+    settings = dataclasses.replace(small_settings, llm_temperature=0.0, llm_max_tokens=200)
+    assistant = Assistant(settings, retriever=small_index)
+    by_model = 0
+    for question, gold in REAL_QUESTIONS:
+        answer = assistant.answer(question)
+        assert not answer.abstained, question
+        verified = set()
+        for c in answer.citations:
+            if c.label == "verified" and c.kind in ("article", "marker"):
+                a = c.article if c.kind == "article" else answer.sources[c.source - 1].article
+                verified.add((a.law, a.number))
+        quoted = answer.provision and (answer.provision.article.law,
+                                       answer.provision.article.number)
+        assert gold in verified or quoted == gold, (question, answer.text)
+        by_model += gold in verified
+        shown = {(s.article.law, s.article.number) for s in answer.sources}
+        cited = {(c.law, c.number) for c in answer.citations if c.kind == "article"}
+        assert cited <= shown, answer.text  # the grammar allowed nothing else
+    assert by_model >= 2, by_model

@@ -14,7 +14,16 @@ from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, VERIFIED
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Sources first, then the answer as it is generated, then the citation check."""
-    from legalrag.answer.assistant import Assistant, Final, Queued, Sources, Token
+    from legalrag.answer.assistant import (
+        Assistant,
+        Final,
+        Provision,
+        Queued,
+        Reading,
+        Sources,
+        Token,
+        quote_provision,
+    )
 
     fmt, target = _export_target(args)  # checked before any work
     settings = load_settings(args, llm_model_path=args.model)
@@ -37,8 +46,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 old = "" if a.in_force else "  [旧版本，已非现行有效]"
                 print(f" [{h.rank}] {a.citation}  {' › '.join(a.path)}{old}")
             print()
-            if not event.abstained:
-                print("回答：", flush=True)
+        elif isinstance(event, Provision):
+            print(quote_provision(event.passage) + "\n", flush=True)
+        elif isinstance(event, Reading):
+            print(f"（正在阅读 {event.sources} 条条文，约 {max(round(event.seconds), 1)} 秒）",
+                  file=sys.stderr, flush=True)
+            print("回答：", flush=True)
         elif isinstance(event, Queued):
             print(f"（排队中：前面还有 {event.ahead} 个问题）", file=sys.stderr, flush=True)
         elif isinstance(event, Token):
