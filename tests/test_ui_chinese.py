@@ -115,6 +115,26 @@ def test_the_index_status_and_progress_are_chinese_with_units():
     assert [stage_unit(s) for s in ("write", "embed", "swap")] == ["个文件", "条", ""]
 
 
+@pytest.mark.fast
+def test_the_progress_bar_counts_files_and_articles_but_not_the_swap():
+    from legalrag.web.ui import gradio_progress
+
+    shown: list[tuple] = []  # what a gr.Progress is called with
+
+    def progress(value, desc=None, unit=None):
+        shown.append((value, desc, unit))
+
+    make = gradio_progress(progress)
+    make("write", 2)(2)
+    make("parse", 0)
+    make("embed", 40)(40)
+    make("swap", 0)(0)
+    assert shown == [((0, 2), "写入文件", "个文件"), ((2, 2), "写入文件", "个文件"),
+                     (None, "解析法库", None), ((0, 40), "计算向量（语义索引）", "条"),
+                     ((40, 40), "计算向量（语义索引）", "条"), (None, "切换到新索引", None),
+                     (None, "切换到新索引", None)]
+
+
 @pytest.fixture(scope="module")
 def app(small_settings, tmp_path_factory):
     from legalrag.answer.modelfile import smollm2_path
