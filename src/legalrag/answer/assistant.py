@@ -426,7 +426,7 @@ class Assistant:
         yield from self._generate(q, query, hits, retriever, t0, retrieval_ms, ranked, quoted,
                                   stop)
 
-    def _prompt(self, q: str, query: str, hits: tuple[Hit, ...], retriever,
+    def build_prompt(self, q: str, query: str, hits: tuple[Hit, ...], retriever,
                 ranked: Sequence[Passage], model: ChatModel
                 ) -> tuple[list[Source], list[Message]]:
         """The sources and messages for the model, in the configured design."""
@@ -453,7 +453,7 @@ class Assistant:
                   ) -> Iterator[Event]:
         s = self.settings
         model = self.model
-        sources, messages = self._prompt(q, query, hits, retriever, ranked, model)
+        sources, messages = self.build_prompt(q, query, hits, retriever, ranked, model)
         ahead = model.waiting()
         if ahead:
             yield Queued(ahead)
