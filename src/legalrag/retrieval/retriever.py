@@ -42,6 +42,7 @@ from legalrag.index.store import (
     read_manifest,
 )
 from legalrag.records import Article, Hit
+from legalrag.retrieval.crossref import CrossRefs, Key, follow, related
 from legalrag.retrieval.fusion import Fusion, rrf
 from legalrag.retrieval.rerank import Pool, features
 from legalrag.vocab import MODES
@@ -161,9 +162,26 @@ class Retriever:
             return self._embedder
 
     def warm_up(self) -> None:
-        """Load the embedding model now rather than on the first question."""
+        """Load the embedding model (and, with cross_references, build the cross-reference
+        map) now rather than on the first question."""
         if self.dense is not None:
             self.embedder.encode(["预热"])
+        if self.settings.cross_references:
+            self.cross_refs  # noqa: B018 (built and kept by derived)
+
+    @property
+    def cross_refs(self) -> CrossRefs:
+        """What each article cites and what cites it, built once per build (a few seconds
+        over the full corpus; warm_up does it before a build serves)."""
+        return self.derived("cross_refs", lambda: CrossRefs.build(self.articles, self.names))
+
+    def shown_row(self, key: Key, include_old: bool = False) -> int | None:
+        """The row of the version of an article a cross-reference shows: in force, newest
+        (any version with include_old); None when there is none to show."""
+        rows = self._by_citation.get(key, [])
+        if rows and (include_old or self.in_force[rows[0]]):
+            return rows[0]
+        return None
 
     # -- exact lookup ---------------------------------------------------------------
 
@@ -210,25 +228,89 @@ class Retriever:
 
         hits: list[Hit] = []
         seen: set[int] = set()
+        looked_up: list[tuple[int, Lookup]] = []
         for lk in self.lookup_query(query):
             rows = [i for i, a in zip(self._rows(lk), lk.articles, strict=True)
                     if include_old or a.in_force or not any(x.in_force for x in lk.articles)]
             for i in rows[:1] if not include_old else rows:
                 if i not in seen:
                     seen.add(i)
+                    looked_up.append((i, lk))
                     hits.append(Hit(self.articles[i], 1.0, len(hits) + 1, {"lookup": 1},
                                     {"lookup": 1.0}))
+        if self.settings.cross_references:
+            return self._with_cross_refs(hits, looked_up, fused, k, include_old,
+                                         rank_of, raw, rrf_of)
         for doc, score in fused:
             if len(hits) >= k:
                 break
             if doc in seen:
                 continue
             seen.add(doc)
-            ranks = {name: r[doc] for name, r in rank_of.items() if doc in r}
-            scores = {name: raw[name][doc] for name in raw if doc in raw[name]}
-            scores["rrf"] = rrf_of.get(doc, 0.0)
-            hits.append(Hit(self.articles[doc], score, len(hits) + 1, ranks, scores))
+            hits.append(self._hit(doc, score, len(hits) + 1, rank_of, raw, rrf_of))
         return hits[:k]
+
+    def _hit(self, doc: int, score: float, rank: int, rank_of: Mapping[str, Mapping[int, int]],
+             raw: Mapping[str, Mapping[int, float]], rrf_of: Mapping[int, float]) -> Hit:
+        ranks = {name: r[doc] for name, r in rank_of.items() if doc in r}
+        scores = {name: raw[name][doc] for name in raw if doc in raw[name]}
+        scores["rrf"] = rrf_of.get(doc, 0.0)
+        return Hit(self.articles[doc], score, rank, ranks, scores)
+
+    def _with_cross_refs(self, hits: list[Hit], looked_up: list[tuple[int, Lookup]],
+                         fused: Sequence[tuple[int, float]], k: int, include_old: bool,
+                         rank_of: Mapping[str, Mapping[int, int]],
+                         raw: Mapping[str, Mapping[int, float]],
+                         rrf_of: Mapping[int, float]) -> list[Hit]:
+        """The hits with cross-references followed (settings.cross_references): after an
+        exact lookup, what the article cites and what cites it (crossref.related), then the
+        ranking; without one, the ranking with the articles its best entries cite placed
+        just below them (crossref.follow).
+
+        A hit brought in or moved up by a reference carries ``scores["xref"]``: the rank of
+        the hit citing it (or, after a lookup, 0 for one the looked-up article cites and
+        -1 for one citing it); its score is its own ranking score (0.0 when the ranking did
+        not hold it), so scores need not fall down the list.
+        """
+        refs = self.cross_refs
+        score_of = dict(fused)
+        order = [i for i, _ in looked_up]
+        first = set(order)  # already hits
+        seen = set(order)
+        via: dict[int, float] = {}
+        in_force = self.in_force
+
+        def row_of(key: Key) -> int | None:
+            return self.shown_row(key, include_old)
+
+        ranked = [d for d, _ in fused]
+        for i, lk in looked_up:
+            cited = set(refs.forward.get(i, ()))
+            for r in related(i, (lk.law or "", lk.number, lk.suffix), refs, row_of,
+                             lambda r: include_old or bool(in_force[r]),
+                             lambda r: self.articles[r].law, ranked):
+                if r not in seen:
+                    seen.add(r)
+                    order.append(r)
+                    key = (self.articles[r].law, self.articles[r].number,
+                           self.articles[r].suffix)
+                    via[r] = 0.0 if key in cited else -1.0
+        if looked_up:  # what the question names, and its references, lead
+            order += [d for d in ranked if d not in seen]
+        else:
+            order, moved = follow(ranked, refs, row_of)
+            via.update((r, float(rank)) for r, rank in moved.items())
+        out = list(hits)
+        for doc in order:
+            if len(out) >= k:
+                break
+            if doc in first:
+                continue
+            hit = self._hit(doc, score_of.get(doc, 0.0), len(out) + 1, rank_of, raw, rrf_of)
+            if doc in via:
+                hit = replace(hit, scores={**hit.scores, "xref": via[doc]})
+            out.append(hit)
+        return out[:k]
 
     def fuse(self, rankings: Mapping[str, Sequence[int]]) -> list[tuple[int, float]]:
         """RRF over the rankings times the document prior, best first."""
