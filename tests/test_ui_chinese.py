@@ -135,6 +135,19 @@ def test_the_progress_bar_counts_files_and_articles_but_not_the_swap():
                      (None, "切换到新索引", None)]
 
 
+@pytest.mark.fast
+def test_the_job_line_and_an_empty_upload_plan_read_right():
+    from legalrag.web.jobs import Job
+    from legalrag.web.uploads import UploadCheck, UploadPlan
+    from legalrag.web.views import render_job, render_plan
+
+    line = render_job(Job("add", "添加 1 个文件", "embed", 12, 40, 0.0))
+    assert "（12/40 条）" in line
+    assert "（" not in render_job(Job("add", "添加 1 个文件", "swap", 1, 1, 0.0))
+    refused = UploadPlan((UploadCheck("a.pdf", "", problem="不是 UTF-8 文本"),))
+    assert render_plan(refused).startswith("<p>没有可以添加的文件，1 个文件不能添加")
+
+
 @pytest.fixture(scope="module")
 def app(small_settings, tmp_path_factory):
     from legalrag.answer.modelfile import smollm2_path

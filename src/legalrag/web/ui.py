@@ -85,6 +85,12 @@ a.lr-cite { text-decoration: underline dotted; cursor: pointer; }
 .lr-queue { border-left: 4px solid #d97706; background: #fffbeb; color: #92400e;
             padding: .4em .8em; border-radius: 6px; }
 .lr-pending { color: var(--body-text-color-subdued); }
+.lr-provision { border-left: 4px solid #15803d; background: #f0fdf4; padding: .35em .8em;
+                border-radius: 6px; margin-bottom: .5em; }
+.lr-provision-head { font-size: .85em; color: #166534; font-weight: 600; }
+.lr-provision blockquote { margin: .2em 0 0; padding: 0; border: 0; }
+.lr-provision blockquote p { margin: .15em 0; }
+mark.lr-hl { background: #fef08a; color: inherit; padding: 0 .1em; }
 .lr-note { color: #92400e; font-size: .9em; }
 .lr-warn { color: #b45309; font-size: .9em; }
 .lr-rewrite { color: #475569; font-size: .85em; }
@@ -349,6 +355,11 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
                 shown = view.sources
                 yield "", view.messages, panel, sess
 
+        def on_stop(sess: ChatSession | None) -> tuple:
+            if not isinstance(sess, ChatSession):
+                return gr.skip(), sess
+            return chat.stop(sess).messages, sess
+
         def on_new() -> tuple:
             fresh = ChatSession()
             return fresh, [], chat.view(fresh).sources
@@ -410,7 +421,10 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
                                          concurrency_id="chat", show_progress="hidden")
         submitted = box.submit(on_ask, ask_inputs, ask_outputs, api_name="ask", **chat_opts)
         clicked = ask.click(on_ask, ask_inputs, ask_outputs, api_name=False, **chat_opts)
-        stop.click(None, cancels=[submitted, clicked])
+        # 停止 marks the bubble at once and tells the model to stop (also in the middle of
+        # reading the prompt); cancelling the events frees the box for the next question.
+        stop.click(on_stop, [session], [chatbot, session], cancels=[submitted, clicked],
+                   api_name=False, concurrency_limit=None, show_progress="hidden")
         panel.wire(demo, chat, session, chatbot, sources, new, [submitted, clicked])
         new.click(on_new, None, [session, chatbot, sources], api_name=False)
         chatbot.clear(on_new, None, [session, chatbot, sources], api_name=False)

@@ -27,7 +27,7 @@ from legalrag.answer.check import CheckedCitation
 from legalrag.answer.provision import Passage
 from legalrag.records import Hit
 from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, MARKS, NOT_RETRIEVED, SEVERITY, VERIFIED
-from legalrag.web.jobs import Job
+from legalrag.web.jobs import Job, stage_unit
 from legalrag.web.kb import UpdateOutcome, UserFile
 from legalrag.web.session import ChatSession, Exchange
 from legalrag.web.uploads import UploadPlan
@@ -244,7 +244,8 @@ def render_job(job: Job) -> str:
     pct = f"{frac * 100:.0f}%" if frac is not None else ""
     bar = (f'<div class="lr-bar"><div style="width:{frac * 100:.1f}%"></div></div>'
            if frac is not None else "")
-    done = f"（{job.done:,}/{job.total:,}）" if job.total else ""
+    unit = stage_unit(job.stage)
+    done = f"（{job.done:,}/{job.total:,} {unit}）" if job.total and unit else ""
     return (f'<div class="lr-job">正在进行：{esc(job.title)} — {esc(job.stage_name)}{done} {pct}'
             f"{bar}</div>")
 
@@ -287,7 +288,9 @@ def render_plan(plan: UploadPlan | None, preview_articles: int = 3) -> str:
             f"<div>《{esc(c.title)}》，版本 {esc(c.version or '日期不详')}，"
             f"{len(c.articles)} 条（现行有效 {in_force} 条）</div>"
             f"{notes}{warns}<ul>{items}{more}</ul></div>")
-    head = (f"<p>可以添加 {len(plan.accepted)} 个文件"
+    can = (f"可以添加 {len(plan.accepted)} 个文件" if plan.accepted
+           else "没有可以添加的文件")
+    head = (f"<p>{can}"
             + (f"，{len(plan.rejected)} 个文件不能添加（不会写入任何内容）"
                if plan.rejected else "")
             + "。</p>")
