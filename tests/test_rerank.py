@@ -153,9 +153,12 @@ def test_pool_scores_are_exact(reranked):
 def test_hybrid_search_is_reranked(reranked):
     small_index = reranked
     hits = small_index.search("试用期内公司可以随便辞退我吗", k=10)
-    assert all("rerank" in h.scores for h in hits)
-    scores = [h.score for h in hits]
+    # a hit placed by a cross-reference (settings.cross_references) is placed below the hit
+    # citing it whatever its score (tests/test_crossref.py); the rest are in score order
+    ranked = [h for h in hits if "xref" not in h.scores]
+    assert len(ranked) >= 7 and all("rerank" in h.scores for h in ranked)
+    scores = [h.score for h in ranked]
     assert scores == sorted(scores, reverse=True)
-    assert all(h.score == h.scores["rerank"] and h.scores["rrf"] >= 0 for h in hits)
+    assert all(h.score == h.scores["rerank"] and h.scores["rrf"] >= 0 for h in ranked)
     bm25 = small_index.search("试用期内公司可以随便辞退我吗", k=10, mode="bm25")
     assert all("rerank" not in h.scores for h in bm25)  # single modes are not reranked

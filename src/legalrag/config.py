@@ -51,7 +51,7 @@ class Settings:
     # articles the best candidates cite (依照本法第X条) join the ranking below them, and an
     # exact lookup is followed by what the article cites and what cites it
     # (retrieval/crossref.py; docs/evaluation.md, "Cross-references")
-    cross_references: bool = False
+    cross_references: bool = True
     # generation
     llm_backend: str = "llama"  # or "http" (an OpenAI-compatible server)
     llm_model_path: str = ""  # empty: the default Qwen2.5 GGUF assembled from PyPI parts
