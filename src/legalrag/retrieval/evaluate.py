@@ -309,6 +309,7 @@ class EvalReport:
     results: tuple[QueryResult, ...]
     aggregate: dict[str, dict[str, float]]
     seconds: dict[str, float]  # mode -> wall time of its searches
+    cross_references: bool | None = None  # the backend's setting, None when it has none
 
     @property
     def golds(self) -> int:
@@ -335,6 +336,7 @@ class EvalReport:
             "ks": list(self.ks),
             "depth": self.depth,
             "include_old": self.include_old,
+            "cross_references": self.cross_references,
             "aggregate": self.aggregate,
             "ms_per_query": {m: round(1000 * s / n, 1) for m, s in self.seconds.items()},
             "unresolved": [{"id": q, "citation": g.citation, "problem": g.problem}
@@ -416,7 +418,9 @@ def run_eval(
         for i, (q, golds) in enumerate(zip(queries, resolved, strict=True))
     )
     aggregate = {m: mean_metrics([r.metrics[m] for r in results]) for m in modes}
-    return EvalReport(source, modes, ks, depth, include_old, results, aggregate, seconds)
+    xref = getattr(getattr(backend, "settings", None), "cross_references", None)
+    return EvalReport(source, modes, ks, depth, include_old, results, aggregate, seconds,
+                      xref if isinstance(xref, bool) else None)
 
 
 def check_modes(modes: Iterable[str]) -> tuple[str, ...]:
@@ -521,7 +525,9 @@ def render_markdown(report: EvalReport, max_listed: int | None = 20) -> str:
     head = ["mode", *map(_display, names), "ms/query"]
     lines = [
         f"{n} queries, {report.golds} gold articles ({len(report.unresolved)} unresolved), "
-        f"{'all versions' if report.include_old else 'in-force articles'}, depth {report.depth}",
+        f"{'all versions' if report.include_old else 'in-force articles'}, depth {report.depth}"
+        + ("" if report.cross_references is None
+           else f", cross-references {'on' if report.cross_references else 'off'}"),
         "",
         "| " + " | ".join(head) + " |",
         "|---|" + "---:|" * (len(head) - 1),
