@@ -16,7 +16,7 @@ import pytest
 from legalrag.answer.assistant import Assistant, Final, Provision, Queued, Reading, Sources, Token
 from legalrag.answer.check import CorpusFacts
 from legalrag.answer.grammar import citation_grammar
-from legalrag.answer.llm.base import Message
+from legalrag.answer.llm.base import Cancelled, Message, TurnQueue
 from legalrag.answer.llm.llama import PREFILL_CHUNK, LlamaCppModel
 from legalrag.answer.modelfile import gemma3_path, smollm2_path
 from legalrag.answer.prompt import BLOCK_SEPARATOR, fit_passages
@@ -232,3 +232,46 @@ def test_the_default_model_cites_the_gold_article(small_settings, small_index):
         cited = {(c.law, c.number) for c in answer.citations if c.kind == "article"}
         assert cited <= shown, answer.text  # the grammar allowed nothing else
     assert by_model >= 2, by_model
+
+
+@pytest.mark.fast
+def test_a_request_stopped_while_waiting_leaves_the_line():
+    queue = TurnQueue()
+    order: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+    gave_up = threading.Event()
+
+    def first():
+        with queue.turn():
+            holding.set()
+            release.wait(10)
+            order.append("first")
+
+    def second():  # stopped while it waits
+        try:
+            with queue.turn(gave_up):
+                order.append("second")
+        except Cancelled:
+            order.append("second left")
+
+    def third():
+        with queue.turn(threading.Event()):
+            order.append("third")
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    holding.wait(10)
+    threads += [threading.Thread(target=second), threading.Thread(target=third)]
+    threads[1].start()
+    while queue.waiting() < 2:
+        threading.Event().wait(0.01)
+    threads[2].start()
+    while queue.waiting() < 3:
+        threading.Event().wait(0.01)
+    gave_up.set()
+    while queue.waiting() > 2:  # it left at once, before the first request ended
+        threading.Event().wait(0.01)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert order == ["second left", "first", "third"] and queue.waiting() == 0

@@ -220,6 +220,52 @@ def test_stopping_an_answer_frees_the_model(service, smol):
     assert session.exchanges[1].state == "done"
 
 
+def test_stop_reaches_a_model_still_reading_or_waiting(small_settings, smol):
+    """ChatService.stop (the 停止 button) from another thread: the bubble says 已停止 at
+    once, the answer's own stream ends without a model token, and the model takes the
+    next question. First while the model reads a long prompt, then while it is queued."""
+    service = ChatService(replace(small_settings, llm_max_tokens=24, llm_threads=1,
+                                  answer_design="articles", answer_source_tokens=2000,
+                                  answer_top_k=10), model=smol)
+    session = ChatSession()
+    views = service.respond(session, "公司拖欠工资三个月，我可以辞职并要求经济补偿吗？")
+    for view in views:
+        if session.exchanges[0].reading is not None:
+            assert "正在阅读 " in last_reply(view) and " 秒后开始作答" in last_reply(view)
+            break
+    stopper = threading.Timer(0.3, service.stop, [session])  # the model is reading now
+    stopper.start()
+    rest = list(views)
+    stopper.join()
+    ex = session.exchanges[0]
+    assert ex.state == "stopped" and ex.text == "" and ex.answer is None
+    assert "（已停止）" in last_reply(rest[-1]) and smol.waiting() == 0
+    # Queued behind another user: stopping leaves the line at once.
+    busy, release = threading.Event(), threading.Event()
+
+    def other_user() -> None:
+        with smol.queue.turn():
+            busy.set()
+            release.wait(60)
+
+    t = threading.Thread(target=other_user)
+    t.start()
+    busy.wait(10)
+    try:
+        views = service.respond(session, "劳动合同法第十九条是什么？")
+        for _ in views:
+            if session.exchanges[1].state == "queued":
+                break
+        service.stop(session)
+        list(views)  # ends while the other user still holds the model
+        assert session.exchanges[1].state == "stopped" and smol.waiting() == 1
+    finally:
+        release.set()
+        t.join()
+    list(service.respond(session, "劳动法第三十六条是什么？"))
+    assert session.exchanges[2].state == "done"
+
+
 def test_settings_change_sources_mode_versions_and_length(service):
     session = ChatSession()
     list(service.respond(session, "公司法第一条", ChatOptions(k=2, mode="bm25", max_tokens=16)))

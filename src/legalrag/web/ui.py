@@ -349,16 +349,18 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
             options = ChatOptions(int(k_ or defaults.k), mode_ or defaults.mode, bool(old_),
                                   int(length_ or defaults.max_tokens))
             shown = None
+            box_ = ""  # the box is emptied once; later views leave what the user types next
             who = owner(request, browser_id)  # saved in the history (history.py)
             for view in history.record(who, sess, chat.respond(sess, question, options)):
                 panel = gr.skip() if view.sources == shown else view.sources
                 shown = view.sources
-                yield "", view.messages, panel, sess
+                yield box_, view.messages, panel, sess
+                box_ = gr.skip()
 
-        def on_stop(sess: ChatSession | None) -> tuple:
+        def on_stop(sess: ChatSession | None) -> Any:
             if not isinstance(sess, ChatSession):
-                return gr.skip(), sess
-            return chat.stop(sess).messages, sess
+                return gr.skip()
+            return chat.stop(sess).messages
 
         def on_new() -> tuple:
             fresh = ChatSession()
@@ -417,14 +419,19 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
 
         ask_inputs = [box, session, k, mode, old, length, panel.browser]
         ask_outputs = [box, chatbot, sources, session]
+        # always_last: a question asked while the previous answer is still ending (just
+        # after 停止) waits for it and then runs, instead of being dropped.
         chat_opts: dict[str, Any] = dict(concurrency_limit=CHAT_CONCURRENCY,
-                                         concurrency_id="chat", show_progress="hidden")
+                                         concurrency_id="chat", show_progress="hidden",
+                                         trigger_mode="always_last")
         submitted = box.submit(on_ask, ask_inputs, ask_outputs, api_name="ask", **chat_opts)
         clicked = ask.click(on_ask, ask_inputs, ask_outputs, api_name=False, **chat_opts)
-        # 停止 marks the bubble at once and tells the model to stop (also in the middle of
-        # reading the prompt); cancelling the events frees the box for the next question.
-        stop.click(on_stop, [session], [chatbot, session], cancels=[submitted, clicked],
-                   api_name=False, concurrency_limit=None, show_progress="hidden")
+        # 停止 marks the bubble at once and tells the model to stop (also while it waits in
+        # line or reads the prompt); the answer's own event then ends within a fraction of
+        # a second, so the box takes the next question. Not Gradio's `cancels`: a cancelled
+        # event stayed pending in the page, which then ignored the next 提问.
+        stop.click(on_stop, [session], [chatbot], api_name=False, concurrency_limit=None,
+                   show_progress="hidden")
         panel.wire(demo, chat, session, chatbot, sources, new, [submitted, clicked])
         new.click(on_new, None, [session, chatbot, sources], api_name=False)
         chatbot.clear(on_new, None, [session, chatbot, sources], api_name=False)

@@ -88,6 +88,11 @@ class Generation:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    @property
+    def cancel_event(self) -> threading.Event:
+        """The event cancel() sets (a backend waits on it, e.g. in its queue)."""
+        return self._cancel
+
     def text(self) -> str:
         """All remaining pieces joined (for callers that do not stream)."""
         return "".join(self)
@@ -117,32 +122,47 @@ class ChatModel(Protocol):
         ...
 
 
+class Cancelled(Exception):
+    """A request was cancelled while it waited for its turn."""
+
+
 class TurnQueue:
     """A FIFO lock: requests are served in arrival order, and each can ask how many are
-    ahead of it. threading.Lock is not fair, so a busy UI could starve one user."""
+    ahead of it. threading.Lock is not fair, so a busy UI could starve one user.
+
+    A request cancelled while it waits (the user pressed 停止 while queued) leaves the
+    line at once; its place is skipped when the line reaches it."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._next_ticket = 0
         self._serving = 0
+        self._abandoned: set[int] = set()
 
     def waiting(self) -> int:
         """Requests holding or waiting for a turn."""
         with self._cond:
-            return self._next_ticket - self._serving
+            return self._next_ticket - self._serving - len(self._abandoned)
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[int]:
-        """Wait for our turn; yields how many requests were ahead when we arrived."""
+    def turn(self, cancel: threading.Event | None = None) -> Iterator[int]:
+        """Wait for our turn; yields how many requests were ahead when we arrived.
+        Raises Cancelled when cancel is set before the turn comes."""
         with self._cond:
             ticket = self._next_ticket
             self._next_ticket += 1
-            ahead = ticket - self._serving
+            ahead = ticket - self._serving - len(self._abandoned)
             while self._serving != ticket:
-                self._cond.wait()
+                if cancel is not None and cancel.is_set():
+                    self._abandoned.add(ticket)
+                    raise Cancelled
+                self._cond.wait(0.2 if cancel is not None else None)
         try:
             yield ahead
         finally:
             with self._cond:
                 self._serving += 1
+                while self._serving in self._abandoned:
+                    self._abandoned.discard(self._serving)
+                    self._serving += 1
                 self._cond.notify_all()

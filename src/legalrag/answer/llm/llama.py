@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from legalrag.answer.llm.base import Generation, Message, TurnQueue, Usage
+from legalrag.answer.llm.base import Cancelled, Generation, Message, TurnQueue, Usage
 from legalrag.answer.llm.cpu import cpu_watch
 from legalrag.answer.llm.special import control_tokens
 from legalrag.answer.llm.special import defuse as defuse_template_tokens
@@ -205,7 +205,15 @@ class LlamaCppModel:
 
         def run(gen: Generation) -> Iterator[str]:
             arrived = time.perf_counter()
-            with self.queue.turn():
+            try:
+                yield from serve(gen, arrived)
+            except Cancelled:  # stopped while waiting for the model: nothing was run
+                end = time.perf_counter()
+                gen.usage = Usage(len(tokens), 0, 0, (end - arrived) * 1000, 0.0, 0.0, 0, 0.0,
+                                  0, 0.0, "cancelled", self.threads)
+
+        def serve(gen: Generation, arrived: float) -> Iterator[str]:
+            with self.queue.turn(gen.cancel_event):
                 start = time.perf_counter()
                 cached = self._cached_prefix(tokens)
                 threads = self._adapt_threads()
