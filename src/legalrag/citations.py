@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from legalrag.numerals import NUMERAL_CHARS, parse_numeral
@@ -276,3 +276,12 @@ def cross_references(text: str) -> list[CrossReference]:
             continue
         found.setdefault(("", number, suffix), CrossReference("", number, suffix, m.start()))
     return sorted(found.values(), key=lambda r: r.start)
+
+
+def reference_key(ref: CrossReference, citing_law: str,
+                  resolve: Callable[[str], str | None]) -> tuple[str, int, int] | None:
+    """The (law, number, suffix) a cross-reference in an article of citing_law points to:
+    its own law for 本法 and a bare 第X条, else the law resolve (LawNames.resolve, or a
+    cached form of it) finds; None when that names no law of the corpus."""
+    law = resolve(ref.law) if ref.law else citing_law
+    return (law, ref.number, ref.suffix) if law else None

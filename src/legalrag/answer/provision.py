@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from legalrag.answer.check import paragraphs
-from legalrag.citations import LawNames, cross_references
+from legalrag.citations import LawNames, cross_references, reference_key
 from legalrag.numerals import parse_numeral, to_chinese
 from legalrag.records import Article
 
@@ -191,10 +191,10 @@ def referenced(passages: Sequence[Passage], names: LawNames,
     for p in passages:
         a = p.article
         for ref in cross_references(p.lead + p.text):
-            law = a.law if not ref.law else names.resolve(ref.law)
-            if law is None or (law, ref.number, ref.suffix) == (a.law, a.number, a.suffix):
+            key = reference_key(ref, a.law, names.resolve)
+            if key is None or key == (a.law, a.number, a.suffix):
                 continue
-            found = [x for x in lookup(law, ref.number, ref.suffix) if x.in_force]
+            found = [x for x in lookup(*key) if x.in_force]
             if found and found[0].id not in seen:
                 seen.add(found[0].id)
                 out.append(found[0])

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from legalrag.citations import LawNames, cross_references
+from legalrag.citations import LawNames, cross_references, reference_key
 from legalrag.records import Article
 
 Key = tuple[str, int, int]  # (law, article number, 之N suffix), as Retriever.lookup keys it
@@ -49,6 +49,12 @@ class CrossRefs:
         candidate, not a false label). References to no article of the corpus are dropped."""
         exists = {(a.law, a.number, a.suffix) for a in articles}
         laws: dict[str, str | None] = {}
+
+        def resolve(written: str) -> str | None:  # a few hundred distinct names: cache them
+            if written not in laws:
+                laws[written] = names.resolve(written)
+            return laws[written]
+
         forward: dict[int, tuple[Key, ...]] = {}
         reverse: dict[Key, list[int]] = defaultdict(list)
         for row, a in enumerate(articles):
@@ -57,13 +63,7 @@ class CrossRefs:
             own = (a.law, a.number, a.suffix)
             keys: list[Key] = []
             for ref in cross_references(a.text):
-                if ref.law:
-                    if ref.law not in laws:
-                        laws[ref.law] = names.resolve(ref.law)
-                    law = laws[ref.law]
-                else:
-                    law = a.law
-                key = (law, ref.number, ref.suffix) if law else None
+                key = reference_key(ref, a.law, resolve)
                 if key is None or key == own or key not in exists or key in keys:
                     continue
                 keys.append(key)
@@ -82,7 +82,8 @@ def follow(order: Sequence[int], refs: CrossRefs, row_of: Callable[[Key], int | 
     the rank (from 1, in the given order) of the article that cites it.
 
     >>> refs = CrossRefs({5: (("法", 1, 0), ("法", 2, 0))}, {})
-    >>> follow([7, 5, 8, 1, 9], refs, {("法", 1, 0): 1, ("法", 2, 0): 2}.get, top=2, gap=1)
+    >>> follow([7, 5, 8, 1, 9], refs, {("法", 1, 0): 1, ("法", 2, 0): 2}.get, top=2, gap=1,
+    ...        per=2)
     ([7, 5, 1, 2, 8, 9], {1: 2, 2: 2})
     """
     out = list(order)
