@@ -124,7 +124,8 @@ def test_the_provision_comes_before_the_model(brief):
     assert kinds[-1] is Final and set(kinds[3:-1]) <= {Token, Queued} and first_token > 2
     quoted = events[1].passage
     answer = events[-1].answer
-    assert answer.provision == quoted and quoted.article == answer.hits[0].article
+    assert answer.provision == quoted
+    assert quoted.article in [h.article for h in answer.hits[:3]]
     assert answer.text.startswith(f"依据{quoted.citation}：“{quoted.quote}”")
     assert events[1].ms <= answer.timings.first_token_ms
     assert events[2].sources == len(answer.sources) and events[2].tokens > 0
@@ -164,6 +165,10 @@ def test_the_grammar_allows_only_the_sources_citations(gemma, facts):
     assert cited <= {("劳动合同法", 19)}, bound
     assert "[7]" not in bound and "[3]" not in bound and "《刑法》" not in bound
     assert bound.count("《") == bound.count("《劳动合同法》") + bound.count("《中华人民共和国劳动合同法》")
+    # With an opening, the answer must begin by naming its basis among the sources.
+    opened = gemma.stream(messages, max_tokens=24, temperature=0.0,
+                          grammar=citation_grammar([a19], opening="根据")).text()
+    assert opened.startswith(("根据《劳动合同法》", "根据《中华人民共和国劳动合同法》")), opened
 
 
 class StopAfter(threading.Event):
@@ -201,10 +206,11 @@ def test_a_stop_during_prefill_ends_it_between_batches(small_settings):
 
 # -- the default model --------------------------------------------------------------------------
 
-REAL_QUESTIONS = [  # (question, gold article): real questions whose gold is in the small index
-    ("用人单位和劳动者约定试用期，最长不能超过多久？", ("劳动合同法", 19)),
-    ("公司一直不按时足额发工资，员工可以直接解除劳动合同吗？", ("劳动合同法", 38)),
-    ("国家规定劳动者每天工作时间最多是几个小时？", ("劳动法", 36)),
+REAL_QUESTIONS = [  # (question, right articles): real questions answered in the small index
+    # 劳动法第二十一条 states the same six-month cap as 劳动合同法第十九条.
+    ("用人单位和劳动者约定试用期，最长不能超过多久？", {("劳动合同法", 19), ("劳动法", 21)}),
+    ("公司一直不按时足额发工资，员工可以直接解除劳动合同吗？", {("劳动合同法", 38)}),
+    ("国家规定劳动者每天工作时间最多是几个小时？", {("劳动法", 36)}),
 ]
 
 
@@ -216,18 +222,18 @@ def test_the_default_model_cites_the_gold_article(small_settings, small_index):
     settings = dataclasses.replace(small_settings, llm_temperature=0.0, llm_max_tokens=200)
     assistant = Assistant(settings, retriever=small_index)
     by_model = 0
-    for question, gold in REAL_QUESTIONS:
+    for question, right in REAL_QUESTIONS:
         answer = assistant.answer(question)
         assert not answer.abstained, question
         verified = set()
-        for c in answer.citations:
-            if c.label == "verified" and c.kind in ("article", "marker"):
+        for c in answer.citations:  # by name, by [n], or by copying the article's words
+            if c.label == "verified":
                 a = c.article if c.kind == "article" else answer.sources[c.source - 1].article
                 verified.add((a.law, a.number))
         quoted = answer.provision and (answer.provision.article.law,
                                        answer.provision.article.number)
-        assert gold in verified or quoted == gold, (question, answer.text)
-        by_model += gold in verified
+        assert verified & right or quoted in right, (question, answer.text)
+        by_model += bool(verified & right)
         shown = {(s.article.law, s.article.number) for s in answer.sources}
         cited = {(c.law, c.number) for c in answer.citations if c.kind == "article"}
         assert cited <= shown, answer.text  # the grammar allowed nothing else

@@ -204,11 +204,13 @@ def evil_index(tmp_path_factory):
     return settings, Retriever.open(settings)
 
 
-def assert_checked(answer, retriever) -> None:
-    """The answer's labels are the check of its own raw text, and its text is composed
-    from them: nothing the model wrote bypassed the check."""
+def assert_checked(answer, retriever, supports=None) -> None:
+    """The answer's labels are the check of its own raw text (with the assistant's
+    claim-support scorer, when it has one to consult), and its text is composed from
+    them: nothing the model wrote bypassed the check."""
     facts = CorpusFacts.from_articles(retriever.articles)
-    expected = check_answer(answer.raw_text, [s.article for s in answer.sources], facts)
+    expected = check_answer(answer.raw_text, [s.article for s in answer.sources], facts,
+                            supports)
     assert list(answer.citations) == expected
     # the shown text is composed from exactly these labels (with whichever end-of-answer
     # note the generation's finish reason adds)
@@ -285,4 +287,4 @@ def test_smollm2_with_the_injections_answers_within_its_role_and_is_checked(evil
     (prompt,) = model.prompts
     assert prompt[0] == Message("system", assistant.system_prompt)
     assert [m.role for m in prompt] == ["system", "user"]
-    assert_checked(answer, retriever)
+    assert_checked(answer, retriever, assistant.support.supports)

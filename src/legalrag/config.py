@@ -77,6 +77,9 @@ class Settings:
     answer_design: str = "passages"
     answer_passage_tokens: int = 450
     answer_grammar: bool = True  # citations only from the sources (answer/grammar.py)
+    # with the grammar: the answer must begin with these words and a citation of a source
+    # ("" lets the model begin as it likes)
+    answer_opening: str = "根据"
     max_question_chars: int = 1000
     abstain_min_dense: float = 0.6134
     abstain_min_bm25: float = 9.392

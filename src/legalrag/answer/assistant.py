@@ -74,6 +74,7 @@ CANDIDATES_SHOWN = 3
 LOOP_WINDOW = 80
 LOOP_TIMES = 2
 PROVISION_INTRO = "依据"
+PROVISION_FROM = 3  # the quoted paragraph comes from one of the best three sources
 # Prompt tokens per second assumed for the reading estimate before any prefill has been
 # timed (the 1.5B model on two AVX2 cores reads 100–200; warm_up measures the real one).
 DEFAULT_PREFILL_TPS = 120.0
@@ -418,7 +419,7 @@ class Assistant:
         if self.brief and hits:
             # The question as retrieval read it (a follow-up's rewrite) picks the paragraph.
             ranked = self.passages.rank(query, [h.article for h in hits])
-            quoted = provision(ranked, hits[0].article)
+            quoted = provision(ranked, [h.article for h in hits[:PROVISION_FROM]])
             if quoted is not None:
                 ranked.remove(quoted)
                 ranked.insert(0, quoted)  # the quoted paragraph is always in the prompt
@@ -457,7 +458,8 @@ class Assistant:
         ahead = model.waiting()
         if ahead:
             yield Queued(ahead)
-        grammar = (citation_grammar([src.article for src in sources])
+        grammar = (citation_grammar([src.article for src in sources],
+                                    s.answer_opening if self.brief else "")
                    if s.answer_grammar and sources else None)
         unread = max(model.count_tokens(messages[1].content), 0)
         yield Reading(len(sources), unread, unread / self.prefill_tps)

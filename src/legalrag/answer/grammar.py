@@ -44,13 +44,18 @@ def law_names(article: Article) -> list[str]:
     return list(dict.fromkeys((article.law, article.law_title)))
 
 
-def citation_grammar(sources: Sequence[Article]) -> str:
-    """The GBNF grammar for an answer over these sources (numbered 1..n in order)."""
+def citation_grammar(sources: Sequence[Article], opening: str = "") -> str:
+    """The GBNF grammar for an answer over these sources (numbered 1..n in order).
+
+    opening (e.g. 根据): the answer must begin with it and a citation of one of the
+    sources, so it always names its basis; the 1.5B model otherwise often wrote a
+    sentence with no citation at all, or 第21条 without the law."""
     by_law: dict[str, list[Article]] = {}
     for a in sources:
         by_law.setdefault(a.law, []).append(a)
+    start = f"{gbnf_string(opening)} cite " if opening and sources else ""
     rules = [
-        "root ::= (free | cite | mark)*",
+        f"root ::= {start}(free | cite | mark)*",
         f"free ::= [^{_class_escape(OPENERS)}]",
         # After 》 either an article of that law, or anything that does not begin 第…
         "after ::= [^第" + _class_escape(OPENERS) + "]",

@@ -152,9 +152,12 @@ def _with_score(p: Passage, score: float) -> Passage:
     return Passage(p.article, p.paragraph, p.item, p.lead, p.text, score)
 
 
-def provision(ranked: Sequence[Passage], best: Article) -> Passage | None:
-    """The passage to quote first: the best-scoring passage of the best source."""
-    return next((p for p in ranked if p.article.id == best.id), None)
+def provision(ranked: Sequence[Passage], best: Sequence[Article]) -> Passage | None:
+    """The passage to quote first: the best-scoring passage of the best sources (the
+    first few of the retrieval; their passages' scores already carry the rank discount,
+    so a lower source wins only with a clearly better paragraph)."""
+    ids = {a.id for a in best}
+    return next((p for p in ranked if p.article.id in ids), None)
 
 
 def excerpt(article: Article, chosen: Sequence[Passage]) -> str:
