@@ -54,7 +54,7 @@ def prompt_tokens(settings: Settings, model: LlamaCppModel) -> tuple[list[int], 
     retriever = assistant.retriever
     hits = tuple(retriever.search(QUESTION, k=settings.answer_top_k))
     ranked = assistant.passages.rank(QUESTION, [h.article for h in hits])
-    quoted = provision(ranked, hits[0].article)
+    quoted = provision(ranked, [hits[0].article])
     ranked.remove(quoted)
     ranked.insert(0, quoted)
     sources, messages = assistant.build_prompt(QUESTION, QUESTION, hits, retriever, ranked,
