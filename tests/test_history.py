@@ -200,9 +200,20 @@ def test_feedback_and_export_in_the_browser(small_settings, tmp_path):
             page.locator("#lr-question textarea").press("Enter")
             page.wait_for_selector("#lr-chat .lr-disclaimer", timeout=180_000)
             page.locator('#lr-chat button[aria-label="赞"]').last.click()
+            # A second question; the marks below are for the first answer's sources.
+            page.locator("#lr-question textarea").fill("劳动法第三十六条是怎么规定的？")
+            page.locator("#lr-question textarea").press("Enter")
+            page.wait_for_function(
+                "document.querySelectorAll('#lr-chat .lr-disclaimer').length === 2",
+                timeout=180_000)
             page.locator("#lr-sidebar .toggle-button").first.click()
             page.locator("#lr-history label", has_text=Q19[:-1]).wait_for()
-            page.get_by_text("反馈：最近一个回答").click()
+            page.get_by_text("反馈：回答与条文").click()
+            turn = page.locator("#lr-feedback-turn input")
+            page.wait_for_function("(document.querySelector('#lr-feedback-turn input')"
+                                   "?.value || '').startsWith('第 2 问')")  # the latest
+            turn.click()
+            page.get_by_role("option", name=f"第 1 问：{Q19[:24]}").click()
             page.locator("#lr-feedback-right label", has_text="[1] 《劳动合同法》第十九条").click()
             page.locator("#lr-feedback-comment textarea").fill("第十九条正是答案")
             page.locator("#lr-feedback-submit").click()

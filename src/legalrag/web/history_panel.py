@@ -52,6 +52,7 @@ class HistoryPanel:
     wrong: gr.CheckboxGroup
     comment: gr.Textbox
     submit: gr.Button
+    turn: gr.Dropdown  # which answer the marks are for: any answered one, by default the last
 
     @classmethod
     def build(cls, history: History) -> HistoryPanel:
@@ -72,7 +73,9 @@ class HistoryPanel:
                 export_docx = gr.Button("导出 Word", size="sm", elem_id="lr-export-docx")
             exported = gr.File(label="导出的文件", visible=False, elem_id="lr-export-file",
                                interactive=False)
-            with gr.Accordion("反馈：最近一个回答", open=False, elem_id="lr-feedback"):
+            with gr.Accordion("反馈：回答与条文", open=False, elem_id="lr-feedback"):
+                turn = gr.Dropdown([], label="对哪一问的回答（默认最近一问）",
+                                   elem_id="lr-feedback-turn", interactive=True)
                 right = gr.CheckboxGroup([], label="这条是对的（正确的条文）",
                                          elem_id="lr-feedback-right")
                 wrong = gr.CheckboxGroup([], label="不相关的条文", elem_id="lr-feedback-wrong")
@@ -82,7 +85,7 @@ class HistoryPanel:
                 submit = gr.Button("提交反馈", size="sm", elem_id="lr-feedback-submit")
             gr.HTML(f'<div class="lr-notice">{NOTE}</div>')
         return cls(history, browser, past, delete, delete_all, confirm, cancel, message,
-                   export_md, export_docx, exported, right, wrong, comment, submit)
+                   export_md, export_docx, exported, right, wrong, comment, submit, turn)
 
     def choices(self, who: str, current: str | None = None) -> Any:
         listed = self.history.conversations(who) if who else []
@@ -159,26 +162,38 @@ class HistoryPanel:
                 return gr.update(value=None, visible=False), views.render_error(f"导出失败：{e}")
             return gr.update(value=str(path), visible=True), ""
 
-        def latest(sess: object) -> Exchange | None:
+        def answered(sess: object) -> list[Exchange]:
+            """The exchanges whose sources can be marked: finished, with sources."""
             if not isinstance(sess, ChatSession):
-                return None
-            return next((e for e in reversed(sess.exchanges) if e.hits and e.finished), None)
+                return []
+            return [e for e in sess.exchanges if e.hits and e.finished]
 
-        def on_feedback_view(sess: ChatSession | None, browser_id: str,
+        def chosen(sess: object, n: object) -> Exchange | None:
+            """The exchange numbered n, or the latest one when n names none."""
+            done = answered(sess)
+            return next((e for e in done if e.n == n), done[-1] if done else None)
+
+        def on_feedback_view(sess: ChatSession | None, browser_id: str, n: object,
                              request: gr.Request) -> tuple:
-            ex = latest(sess)
+            ex = chosen(sess, n)
             if ex is None:
                 empty = gr.update(choices=[], value=[])
-                return empty, empty, ""
+                return gr.update(choices=[], value=None), empty, empty, ""
+            turns = [(f"第 {e.n} 问：{e.question.strip()[:24]}", e.n) for e in answered(sess)]
             said = history.feedback(owner(request, browser_id), sess.id).get(ex.n)
             choices = [(f"[{h.rank}] {h.article.citation}", h.rank) for h in ex.hits]
-            return (gr.update(choices=choices, value=list(said.right) if said else []),
+            return (gr.update(choices=turns, value=ex.n),
+                    gr.update(choices=choices, value=list(said.right) if said else []),
                     gr.update(choices=choices, value=list(said.irrelevant) if said else []),
                     said.comment if said else "")
 
-        def on_submit(sess: ChatSession | None, browser_id: str, right: list[int],
+        def on_latest_view(sess: ChatSession | None, browser_id: str,
+                           request: gr.Request) -> tuple:
+            return on_feedback_view(sess, browser_id, None, request)
+
+        def on_submit(sess: ChatSession | None, browser_id: str, n: object, right: list[int],
                       wrong: list[int], text: str, request: gr.Request) -> str:
-            ex, who = latest(sess), owner(request, browser_id)
+            ex, who = chosen(sess, n), owner(request, browser_id)
             if ex is None or not who:
                 return '<div class="lr-error">还没有可以反馈的回答。</div>'
             both = set(right or ()) & set(wrong or ())
@@ -206,11 +221,13 @@ class HistoryPanel:
                 return views.render_error(f"评价没有保存：{e}")
             return ""
 
-        feedback_view = [self.right, self.wrong, self.comment]
+        feedback_view = [self.turn, self.right, self.wrong, self.comment]
         for event in asked:
-            event.then(on_feedback_view, [session, self.browser], feedback_view, **opts)
-        self.past.input(on_feedback_view, [session, self.browser], feedback_view, **opts)
-        self.submit.click(on_submit, [session, self.browser, self.right, self.wrong,
+            event.then(on_latest_view, [session, self.browser], feedback_view, **opts)
+        self.past.input(on_latest_view, [session, self.browser], feedback_view, **opts)
+        self.turn.input(on_feedback_view, [session, self.browser, self.turn], feedback_view,
+                        **opts)
+        self.submit.click(on_submit, [session, self.browser, self.turn, self.right, self.wrong,
                                       self.comment], [self.message], **opts)
         chatbot.like(on_like, [session, self.browser], [self.message], **opts)
 
