@@ -232,5 +232,8 @@ def test_every_visible_string_is_chinese(app, english_page, small_settings, tmp_
 def looks_disabled(page, selector: str) -> tuple[str, bool, float]:
     """A button's selector, whether it is disabled, and its opacity (dimmed below 0.8)."""
     button = page.locator(selector)
-    return (selector, button.is_disabled(),
-            float(button.evaluate("b => getComputedStyle(b).opacity")))
+    # Gradio fades a button's opacity: read it once the fade has finished, not halfway.
+    opacity = button.evaluate(
+        "b => Promise.all(b.getAnimations().map(a => a.finished))"
+        ".then(() => getComputedStyle(b).opacity)")
+    return selector, button.is_disabled(), float(opacity)
