@@ -20,7 +20,16 @@ from legalrag.answer.llm.base import Cancelled, Message, TurnQueue
 from legalrag.answer.llm.llama import PREFILL_CHUNK, LlamaCppModel
 from legalrag.answer.modelfile import gemma3_path, smollm2_path
 from legalrag.answer.prompt import BLOCK_SEPARATOR, fit_passages
-from legalrag.answer.provision import GAP, PassageScorer, excerpt, referenced, split_passages
+from legalrag.answer.provision import (
+    GAP,
+    SECOND_PROVISION,
+    Passage,
+    PassageScorer,
+    excerpt,
+    provisions,
+    referenced,
+    split_passages,
+)
 from legalrag.citations import find_citations
 from legalrag.index.embed import load_embedder
 
@@ -66,6 +75,25 @@ def test_the_provision_is_verbatim_and_answers_the_question(facts, scorer):
     # other way round changes the scores by the rank factor only.
     swapped = {(p.article.id, p.key): p.score for p in scorer.rank(WAGES, [a47, a38])}
     assert swapped[(a38.id, best38.key)] < best38.score
+
+
+def test_a_second_provision_only_from_another_article_that_scores_nearly_as_well(facts):
+    a38, a46, a47 = (article(facts, "劳动合同法", n) for n in (38, 46, 47))
+
+    def scored(a, paragraph, score):
+        p = split_passages(a)[paragraph]
+        return Passage(p.article, p.paragraph, p.item, p.lead, p.text, score)
+
+    best, same, near, far = (scored(a38, 2, 1.0), scored(a38, 0, 0.99), scored(a47, 0, 0.95),
+                             scored(a46, 0, 0.5))
+    # The best article's other paragraph does not count as a second source.
+    assert provisions([best, same, near], [a38, a47]) == [best, near]
+    assert provisions([best, same, far], [a38, a46]) == [best]  # 0.5 < 0.9 x 1.0
+    assert provisions([best, near], [a38, a47], second=0) == [best]
+    assert provisions([best, near], [a38]) == [best]  # a47 is not among the best sources
+    assert provisions([near, best], [a38]) == [best]
+    assert provisions([], [a38]) == []
+    assert 0 < SECOND_PROVISION < 1
 
 
 def test_an_excerpt_keeps_leads_and_marks_gaps(facts, scorer):
@@ -122,15 +150,18 @@ def test_the_provision_comes_before_the_model(brief):
     assert kinds[:3] == [Sources, Provision, Reading], kinds
     first_token = kinds.index(Token)
     assert kinds[-1] is Final and set(kinds[3:-1]) <= {Token, Queued} and first_token > 2
-    quoted = events[1].passage
+    quoted = events[1].passages
     answer = events[-1].answer
-    assert answer.provision == quoted
-    assert quoted.article in [h.article for h in answer.hits[:3]]
-    assert answer.text.startswith(f"依据{quoted.citation}：“{quoted.quote}”")
+    assert answer.provisions == quoted and 1 <= len(quoted) <= 2
+    assert all(p.article in [h.article for h in answer.hits[:3]] for p in quoted)
+    assert len({p.article.id for p in quoted}) == len(quoted)  # two quotes: two articles
+    assert answer.text.startswith("".join(f"依据{p.citation}：“{p.quote}”\n\n"
+                                          for p in quoted))
     assert events[1].ms <= answer.timings.first_token_ms
     assert events[2].sources == len(answer.sources) and events[2].tokens > 0
-    # The model read the quoted paragraph in source [1].
-    assert quoted.text in answer.sources[0].text
+    # The model read the quoted paragraphs, as sources [1] (and [2]).
+    for source, p in zip(answer.sources, quoted, strict=False):
+        assert source.article == p.article and p.text in source.text
 
 
 def test_a_stop_set_before_reading_ends_without_a_token(brief):
@@ -230,9 +261,8 @@ def test_the_default_model_cites_the_gold_article(small_settings, small_index):
             if c.label == "verified":
                 a = c.article if c.kind == "article" else answer.sources[c.source - 1].article
                 verified.add((a.law, a.number))
-        quoted = answer.provision and (answer.provision.article.law,
-                                       answer.provision.article.number)
-        assert verified & right or quoted in right, (question, answer.text)
+        quoted = {(p.article.law, p.article.number) for p in answer.provisions}
+        assert verified & right or quoted & right, (question, answer.text)
         by_model += bool(verified & right)
         shown = {(s.article.law, s.article.number) for s in answer.sources}
         cited = {(c.law, c.number) for c in answer.citations if c.kind == "article"}

@@ -34,10 +34,10 @@ GOLD = (Gold("《劳动合同法》第四十六条", "劳动合同法", 46, 0),)
 
 
 def answer(citations, sources=(A38, A46), raw="", notes=(), abstained=False,
-           provision=None) -> Answer:
+           provisions=()) -> Answer:
     srcs = tuple(Source(i, a, a.text, False) for i, a in enumerate(sources, 1))
     return Answer("q", "q", (), srcs, raw, raw, tuple(citations), abstained,
-                  Timings(10.0, 500.0, 900.0), "m", tuple(notes), provision)
+                  Timings(10.0, 500.0, 900.0), "m", tuple(notes), tuple(provisions))
 
 
 def cite(kind, label, law="", number=0, source=None) -> CheckedCitation:
@@ -94,12 +94,16 @@ def test_a_gold_provision_counts_as_quoted_not_as_cited_by_the_model():
     from legalrag.answer.provision import Passage
 
     quoted = Passage(A46, 1, None, "", A46.text)
-    r = measure_answer(Q, GOLD, answer([], provision=quoted), 5.0, 400.0, 900.0, 20.0)
+    r = measure_answer(Q, GOLD, answer([], provisions=[quoted]), 5.0, 400.0, 900.0, 20.0)
     assert r.gold_quoted and not r.gold_cited_verified and r.gold_cited_or_quoted
-    assert r.provision_ms == 20.0
-    other = measure_answer(Q, GOLD, answer([], provision=Passage(A38, 1, None, "", "…")),
-                           5.0, 400.0, 900.0, 30.0)
+    assert r.provision_ms == 20.0 and r.shown_articles == 1
+    wrong = Passage(A38, 1, None, "", "…")
+    other = measure_answer(Q, GOLD, answer([], provisions=[wrong]), 5.0, 400.0, 900.0, 30.0)
     assert not other.gold_quoted and not other.gold_cited_or_quoted
+    # a second quote counts when it is the gold one, and as one more article shown
+    both = measure_answer(Q, GOLD, answer([], provisions=[wrong, quoted]), 5.0, 400.0, 900.0,
+                          30.0)
+    assert both.gold_quoted and both.shown_articles == 2
     s = AnswerReport((r, other), "m").summary()
     assert s["gold_quoted"] == 0.5 and s["gold_cited_verified"] == 0.0
     assert s["provision_ms_median"] == 25.0 and s["provision_ms_max"] == 30.0

@@ -225,8 +225,9 @@ def test_stopping_early_frees_the_model(assistant):
 def test_answer_as_json_is_complete(assistant):
     d = json.loads(json.dumps(assistant.answer(NAMED).to_dict(), ensure_ascii=False))
     assert set(d) == {"question", "rewritten_query", "abstained", "text", "raw_text", "model",
-                      "notes", "sources", "hits", "citations", "timings", "provision"}
-    assert d["provision"]["citation"].startswith("《劳动合同法》第十九条")
+                      "notes", "sources", "hits", "citations", "timings", "provisions"}
+    assert d["provisions"][0]["citation"].startswith("《劳动合同法》第十九条")
+    assert 1 <= len(d["provisions"]) <= 2
     assert d["sources"][0]["citation"] == "《劳动合同法》第十九条"
     assert set(d["timings"]) == {"retrieval_ms", "first_token_ms", "total_ms", "prompt_tokens",
                                  "completion_tokens", "cached_tokens", "queue_ms", "threads"}

@@ -215,7 +215,7 @@ def assert_checked(answer, retriever, supports=None) -> None:
     # the shown text is composed from exactly these labels (with whichever end-of-answer
     # note the generation's finish reason adds)
     assert answer.text in {compose(answer.raw_text, answer.citations, finish,
-                                   answer.provision)[0]
+                                   answer.provisions)[0]
                            for finish in ("stop", "length", "loop")}
     assert answer.text.endswith(DISCLAIMER)
 

@@ -26,12 +26,12 @@ from legalrag.index.corpus import USER_CATEGORY, CorpusError
 from legalrag.index.store import IndexStore
 from legalrag.records import Hit
 from legalrag.retrieval.live import LiveRetriever
+from legalrag.vocab import LABELS
 from legalrag.web.chat import ChatService
 from legalrag.web.kb import KnowledgeBase
 from legalrag.web.session import ChatOptions, ChatSession
 from legalrag.web.startup import index_state, start_update, wait_until_live
 from legalrag.web.uploads import Upload, safe_name
-from legalrag.vocab import LABELS
 from legalrag.web.views import DENSE_BUILDING, render_answer, render_chat_notice, render_plan
 
 STATUTE = """# 星河市古树名木保护条例

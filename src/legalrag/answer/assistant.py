@@ -3,9 +3,9 @@
 One library API for the CLI and the UI. ``stream`` yields events in the order a person
 wants to see them: the retrieved sources first (retrieval only, well under a second), the
 provision (the best source's paragraph that answers the question, quoted verbatim, in the
-passage design: provision.py), what the model is about to read and for about how long, a
-queue notice if another answer is being generated, the answer's text pieces, and finally
-the checked :class:`Answer`.
+passage design: provision.py; also a second source's when it scores nearly as well), what
+the model is about to read and for about how long, a queue notice if another answer is
+being generated, the answer's text pieces, and finally the checked :class:`Answer`.
 
     >>> assistant = Assistant(Settings.load())                       # doctest: +SKIP
     >>> answer = assistant.answer("试用期最长可以约定多久？")            # doctest: +SKIP
@@ -48,7 +48,7 @@ from legalrag.answer.prompt import (
     fit_sources,
     source_budget,
 )
-from legalrag.answer.provision import Passage, PassageScorer, provision, referenced
+from legalrag.answer.provision import Passage, PassageScorer, provisions, referenced
 from legalrag.answer.support import SupportScorer
 from legalrag.config import Settings
 from legalrag.errors import QueryError
@@ -114,7 +114,7 @@ class Answer:
     timings: Timings
     model: str
     notes: tuple[str, ...] = ()
-    provision: Passage | None = None  # the paragraph quoted before the model's words
+    provisions: tuple[Passage, ...] = ()  # the paragraphs quoted before the model's words
 
     @property
     def turn(self) -> Turn:
@@ -139,10 +139,9 @@ class Answer:
             "hits": [h.to_dict() for h in self.hits],
             "citations": [c.to_dict() for c in self.citations],
             "timings": self.timings.to_dict(),
-            "provision": None if self.provision is None else {
-                "citation": self.provision.citation, "id": self.provision.article.id,
-                "paragraph": self.provision.paragraph, "item": self.provision.item,
-                "quote": self.provision.quote},
+            "provisions": [{"citation": p.citation, "id": p.article.id,
+                            "paragraph": p.paragraph, "item": p.item, "quote": p.quote}
+                           for p in self.provisions],
         }
 
 
@@ -159,9 +158,10 @@ class Sources:
 
 @dataclass(frozen=True, slots=True)
 class Provision:
-    """The paragraph that answers the question, quoted before the model speaks."""
+    """The paragraphs that answer the question (one, or two from two sources), quoted
+    before the model speaks."""
 
-    passage: Passage
+    passages: tuple[Passage, ...]
     ms: float  # from the question to this event
 
 
@@ -248,11 +248,10 @@ def quote_provision(p: Passage) -> str:
 
 
 def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop",
-            provision: Passage | None = None) -> tuple[str, tuple[str, ...]]:
+            provisions: Sequence[Passage] = ()) -> tuple[str, tuple[str, ...]]:
     """The text to show for a generated answer, and the notes appended to it."""
     body = annotate(raw, citations).strip() or EMPTY_ANSWER
-    if provision is not None:
-        body = quote_provision(provision) + "\n\n" + body
+    body = "".join(quote_provision(p) + "\n\n" for p in provisions) + body
     notes = [TRUNCATED_NOTE] if finish == "length" else [LOOP_NOTE] if finish == "loop" else []
     notes += repeal_notes(citations)
     # Repealed citations have their own note; a copied passage is no citation written.
@@ -415,14 +414,14 @@ class Assistant:
                                Timings(retrieval_ms, 0.0, total), model=""))
             return
         ranked: list[Passage] = []
-        quoted = None
+        quoted: tuple[Passage, ...] = ()
         if self.brief and hits:
             # The question as retrieval read it (a follow-up's rewrite) picks the paragraph.
             ranked = self.passages.rank(query, [h.article for h in hits])
-            quoted = provision(ranked, [h.article for h in hits[:PROVISION_FROM]])
-            if quoted is not None:
-                ranked.remove(quoted)
-                ranked.insert(0, quoted)  # the quoted paragraph is always in the prompt
+            quoted = tuple(provisions(ranked, [h.article for h in hits[:PROVISION_FROM]]))
+            if quoted:
+                # the quoted paragraphs are always in the prompt
+                ranked = [*quoted, *(p for p in ranked if p not in quoted)]
                 yield Provision(quoted, (time.perf_counter() - t0) * 1000)
         yield from self._generate(q, query, hits, retriever, t0, retrieval_ms, ranked, quoted,
                                   stop)
@@ -450,7 +449,7 @@ class Assistant:
 
     def _generate(self, q: str, query: str, hits: tuple[Hit, ...], retriever, t0: float,
                   retrieval_ms: float, ranked: Sequence[Passage] = (),
-                  quoted: Passage | None = None, stop: threading.Event | None = None
+                  quoted: Sequence[Passage] = (), stop: threading.Event | None = None
                   ) -> Iterator[Event]:
         s = self.settings
         model = self.model
@@ -495,7 +494,7 @@ class Assistant:
             cached_tokens=usage.cached_tokens if usage else 0,
             queue_ms=usage.queue_ms if usage else 0.0, threads=usage.threads if usage else 0)
         yield Final(Answer(q, query, hits, tuple(sources), text, raw, citations, False,
-                           timings, model.name, notes, quoted))
+                           timings, model.name, notes, tuple(quoted)))
 
 
 __all__ = ["Answer", "Assistant", "Event", "Final", "Queued", "Sources", "Timings", "Token",

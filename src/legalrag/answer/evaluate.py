@@ -58,7 +58,8 @@ class AnswerResult:
     first_token_ms: float | None  # question to the first model token (None: abstained)
     total_ms: float
     answer: Answer = field(repr=False, compare=False)
-    gold_quoted: bool = False  # the provision quoted before the model's words is gold
+    gold_quoted: bool = False  # a provision quoted before the model's words is gold
+    shown_articles: int = 0  # distinct articles cited by the model or quoted as provisions
     provision_ms: float | None = None  # question to the quoted provision (None: none)
 
     @property
@@ -79,7 +80,7 @@ class AnswerResult:
             "first_token_ms": None if self.first_token_ms is None
             else round(self.first_token_ms, 1),
             "total_ms": round(self.total_ms, 1),
-            "gold_quoted": self.gold_quoted,
+            "gold_quoted": self.gold_quoted, "shown_articles": self.shown_articles,
             "provision_ms": None if self.provision_ms is None else round(self.provision_ms, 1),
         }
 
@@ -112,8 +113,8 @@ def measure_answer(query: EvalQuery, golds: Sequence[Gold], answer: Answer, sour
         template_leak=any(t in raw for t in TEMPLATE_LEAKS),
         sources_ms=sources_ms, first_token_ms=first_token_ms, total_ms=total_ms,
         answer=answer, provision_ms=provision_ms,
-        gold_quoted=answer.provision is not None
-        and _key(answer.provision.article) in gold_keys)
+        gold_quoted=any(_key(p.article) in gold_keys for p in answer.provisions),
+        shown_articles=len(cited | {_key(p.article) for p in answer.provisions}))
 
 
 def _key(a: Article) -> tuple[str, int, int]:
@@ -168,6 +169,8 @@ class AnswerReport:
             "gold_quoted": sum(r.gold_quoted for r in rs) / n,
             "gold_cited_or_quoted": sum(r.gold_cited_or_quoted for r in rs) / n,
             "cited_articles_mean": (statistics.fmean(r.cited_articles for r in answered)
+                                    if answered else 0.0),
+            "shown_articles_mean": (statistics.fmean(r.shown_articles for r in answered)
                                     if answered else 0.0),
             "no_verified_citation": (sum(not r.labels.get(VERIFIED) for r in answered) / n),
             "loops": sum(r.loop for r in rs) / n,
@@ -238,7 +241,10 @@ def render_answer_markdown(report: AnswerReport) -> str:
         f"| gold article quoted as the provision | {_pct(s['gold_quoted'])} |",
         f"| gold article cited with ✓ or quoted | {_pct(s['gold_cited_or_quoted'])} |",
         f"| answered without any ✓ citation | {_pct(s['no_verified_citation'])} |",
-        f"| distinct articles cited (mean, answered) | {s['cited_articles_mean']:.2f} |",
+        f"| distinct articles cited by the model (mean, answered) | "
+        f"{s['cited_articles_mean']:.2f} |",
+        f"| distinct articles cited or quoted (mean, answered) | "
+        f"{s['shown_articles_mean']:.2f} |",
         f"| loops stopped | {_pct(s['loops'])} |",
         f"| truncated at the length limit | {_pct(s['truncated'])} |",
         f"| leaked prompt templates | {s['template_leaks']} |",
@@ -273,7 +279,8 @@ def write_answer_report(report: AnswerReport, out_dir: Path) -> list[Path]:
         w = csv.writer(f)
         cols = ["id", "query", "golds", "abstained", "gold_in_sources", "gold_cited_verified",
                 "cited_articles", "labels", "loop", "truncated", "template_leak",
-                "sources_ms", "first_token_ms", "total_ms", "gold_quoted", "provision_ms"]
+                "sources_ms", "first_token_ms", "total_ms", "gold_quoted", "shown_articles",
+                "provision_ms"]
         w.writerow(cols)
         for r in report.results:
             row = r.row()

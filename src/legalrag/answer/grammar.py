@@ -61,7 +61,7 @@ def citation_grammar(sources: Sequence[Article], opening: str = "") -> str:
         "after ::= [^第" + _class_escape(OPENERS) + "]",
     ]
     cites = []
-    for i, (law, articles) in enumerate(by_law.items()):
+    for i, articles in enumerate(by_law.values()):
         names = law_names(articles[0])
         labels = list(dict.fromkeys(a.label for a in articles))
         rules.append(f"law{i} ::= ({_alternatives(names)}) \"》\" "

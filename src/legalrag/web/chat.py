@@ -130,7 +130,7 @@ class ChatService:
                     ex.hits = event.hits
                     ex.state = "waiting"
                 elif isinstance(event, Provision):
-                    ex.provision = event.passage
+                    ex.provisions = event.passages
                 elif isinstance(event, Reading):
                     ex.reading = (event.sources, event.seconds)
                 elif isinstance(event, Queued):

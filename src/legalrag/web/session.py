@@ -64,7 +64,7 @@ class Exchange:
     error: str = ""
     ahead: int = 0  # answers ahead in the model queue
     dense_live: bool = True
-    provision: Passage | None = None  # the paragraph quoted before the model's words
+    provisions: tuple[Passage, ...] = ()  # the paragraphs quoted before the model's words
     reading: tuple[int, float] | None = None  # sources the model reads, estimated seconds
     # set by 停止 (ChatService.stop): ends generation, also during the model's prefill
     stop: threading.Event = field(default_factory=threading.Event, repr=False,

@@ -174,13 +174,13 @@ def render_streaming(text: str) -> str:
 
 
 def render_hits(hits: Sequence[Hit], turn: int, given: Collection[str] | None = None,
-                marked: Passage | None = None) -> str:
+                marked: Sequence[Passage] = ()) -> str:
     """Article cards: heading (law › 编/章/节 › 第N条), in-force status, full text.
 
     given: ids of the articles the model was shown (None while that is not known yet);
-    marked: the quoted provision, whose lines are highlighted in its article's card.
+    marked: the quoted provisions, whose lines are highlighted in their articles' cards.
     """
-    hl = set(marked.lines) if marked is not None else set()
+    hl = {p.article.id: set(p.lines) for p in marked}
     cards = []
     for h in hits:
         a = h.article
@@ -191,9 +191,9 @@ def render_hits(hits: Sequence[Hit], turn: int, given: Collection[str] | None = 
             meta.append('<span class="lr-unused">未提供给模型</span>')
         via = {"lookup": "条文号", "bm25": "关键词", "dense": "语义"}
         found = "、".join(via.get(v, v) for v in sorted(h.ranks)) or "—"
-        mine = marked is not None and marked.article.id == a.id
+        mine = hl.get(a.id, set())
         paras = "".join(
-            f'<p><mark class="lr-hl">{esc(p)}</mark></p>' if mine and p.strip() in hl
+            f'<p><mark class="lr-hl">{esc(p)}</mark></p>' if p.strip() in mine
             else f"<p>{esc(p)}</p>" for p in a.text.split("\n") if p.strip())
         cards.append(
             f'<article class="lr-src" id="{anchor(turn, h.rank)}">'
@@ -349,7 +349,7 @@ def render_exchange(ex: Exchange) -> str:
     if ex._html:
         return ex._html
     head = []
-    quoted = ex.answer.provision if ex.answer is not None else ex.provision
+    quoted = ex.answer.provisions if ex.answer is not None else ex.provisions
     if ex.rewritten and ex.rewritten != ex.question.strip():
         head.append('<div class="lr-rewrite">检索用语（结合上文改写）：'
                     f"{md_esc(ex.rewritten)}</div>")
@@ -374,8 +374,8 @@ def render_exchange(ex: Exchange) -> str:
                 + '\n\n<div class="lr-note">（已停止）</div>')
     else:
         body = render_error(ex.error or "出错了")
-    if quoted is not None and ex.state != "error":
-        head.append(render_provision(quoted, ex.hits, ex.n))
+    if ex.state != "error":
+        head += [render_provision(p, ex.hits, ex.n) for p in quoted]
     html = "\n\n".join([*head, body])
     if ex.finished:
         ex._html = html
@@ -392,7 +392,7 @@ def render_sources(session: ChatSession) -> str:
     for i, ex in enumerate(reversed(with_hits)):
         given = ({s.article.id for s in ex.answer.sources}
                  if ex.answer and not ex.answer.abstained else None)
-        marked = ex.answer.provision if ex.answer is not None else ex.provision
+        marked = ex.answer.provisions if ex.answer is not None else ex.provisions
         q = ex.question.strip()
         q = q if len(q) <= 40 else q[:40] + "…"
         title = f"第 {ex.n} 问：{esc(q)}"

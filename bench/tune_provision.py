@@ -1,0 +1,151 @@
+"""Choose how the provision (the paragraph quoted before the model speaks) is picked, on the
+STARD tune part; report dev beside. No chat model runs: only retrieval and the passage score.
+
+    LEGALRAG_INDEX_DIR=... .venv/bin/python bench/tune_provision.py [--cache FILE] [--out FILE]
+
+For every question the product's retrieval runs once (the answer's top k sources, as the
+assistant searches), and every passage of those sources is scored once: its cosine to the
+question and the share of the question's bigrams it holds (legalrag.answer.provision).
+Then the choice is replayed for a grid of settings:
+
+- weight: the bigram share's weight beside the cosine (BIGRAM_WEIGHT);
+- decay: the score discount per retrieval rank (RANK_DECAY);
+- top: from how many of the best sources the provision may come (PROVISION_FROM);
+- second: a second provision, from another article, is quoted when its score reaches this
+  share of the first's (0 = never).
+
+A question counts when a quoted provision's article is gold (same law, number and suffix,
+as eval-answers counts gold_quoted). The objective is that share on the tune part; the
+number of quoted articles is reported beside it, since quoting more is not the goal. Dev
+questions (legalrag.index.tune.split_of) are never used to choose, only reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def collect(queries: list, limit: int | None) -> list[dict]:
+    """Per question: its part, the gold keys, and per passage (rank, article key, cosine,
+    bigram share)."""
+    from legalrag.answer.assistant import Assistant
+    from legalrag.answer.provision import bigrams, split_passages
+    from legalrag.config import Settings
+    from legalrag.index.tune import split_of
+    from legalrag.retrieval.evaluate import resolve_gold
+
+    settings = Settings.load()
+    assistant = Assistant(settings)
+    retriever = assistant.retriever
+    embed = assistant.passages.embed
+    rows = []
+    t0 = time.perf_counter()
+    for i, q in enumerate(queries[:limit] if limit else queries):
+        golds = [resolve_gold(c, retriever) for c in q.relevant]
+        gold = {(g.law, g.number, g.suffix) for g in golds if g.resolved}
+        hits = retriever.search(q.query, k=settings.answer_top_k, mode=settings.retrieval_mode,
+                                include_old=settings.include_old_versions)
+        passages = [(r, p) for r, h in enumerate(hits) for p in split_passages(h.article)]
+        texts = [p.lead + p.text for _, p in passages]
+        if texts:
+            vectors = embed([q.query, *texts])
+            cosines = (vectors[1:] @ vectors[0]).tolist()
+        else:
+            cosines = []
+        asked = bigrams(q.query)
+        feats = []
+        for (r, p), text, cos in zip(passages, texts, cosines, strict=True):
+            share = len(asked & bigrams(text)) / len(asked) if asked else 0.0
+            a = p.article
+            feats.append((r, (a.law, a.number, a.suffix), cos, share))
+        rows.append({"id": q.id, "part": split_of(q.id), "gold": gold, "passages": feats})
+        if (i + 1) % 100 == 0:
+            print(f"{i + 1} questions, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return rows
+
+
+def choose(feats, weight: float, decay: float, top: int, second: float) -> list[tuple]:
+    """The articles quoted for one question under one setting."""
+    scored = sorted(((cos + weight * share) * decay ** r, r, key)
+                    for r, key, cos, share in feats if r < top)
+    if not scored:
+        return []
+    best = scored[-1]
+    out = [best[2]]
+    if second > 0:
+        other = next((s for s in reversed(scored) if s[2] != best[2]), None)
+        if other is not None and other[0] >= second * best[0]:
+            out.append(other[2])
+    return out
+
+
+def evaluate(rows, part: str, setting) -> dict[str, float]:
+    rs = [r for r in rows if r["part"] == part]
+    quoted = [choose(r["passages"], *setting) for r in rs]
+    gold = sum(bool(set(q) & r["gold"]) for q, r in zip(quoted, rs, strict=True))
+    in_sources = sum(bool({f[1] for f in r["passages"]} & r["gold"]) for r in rs)
+    return {"gold_quoted": gold / len(rs), "quoted_articles": sum(map(len, quoted)) / len(rs),
+            "gold_in_sources": in_sources / len(rs), "n": len(rs)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--queries", type=Path, default=ROOT / "data/eval/stard_train.jsonl")
+    ap.add_argument("--cache", type=Path, help="keep the scored passages here (pickle)")
+    ap.add_argument("--out", type=Path, help="write the grid's results here (JSON)")
+    ap.add_argument("-n", type=int, help="only the first N questions (a smoke run)")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from legalrag.answer.assistant import PROVISION_FROM
+    from legalrag.answer.provision import BIGRAM_WEIGHT, RANK_DECAY
+    from legalrag.retrieval.evaluate import load_queries
+
+    if args.cache and args.cache.exists():
+        rows = pickle.loads(args.cache.read_bytes())
+    else:
+        rows = collect(load_queries(args.queries), args.n)
+        if args.cache:
+            args.cache.write_bytes(pickle.dumps(rows))
+    grid = list(itertools.product((0.0, 0.25, 0.5, 0.75, 1.0),
+                                  (0.8, 0.85, 0.9, 0.93, 0.96, 1.0),
+                                  (1, 2, 3, 5), (0.0,)))
+    grid += list(itertools.product((0.25, 0.5, 0.75), (0.85, 0.9, 0.93, 0.96),
+                                   (2, 3, 5), (0.8, 0.85, 0.9, 0.95)))
+    current = (BIGRAM_WEIGHT, RANK_DECAY, PROVISION_FROM, 0.0)
+    if current not in grid:
+        grid.append(current)
+    results = [{"setting": dict(zip(("weight", "decay", "top", "second"), s, strict=True)),
+                "tune": evaluate(rows, "tune", s), "dev": evaluate(rows, "dev", s)}
+               for s in grid]
+    one = [r for r in results if r["setting"]["second"] == 0]
+    best_one = max(one, key=lambda r: r["tune"]["gold_quoted"])
+    best_two = max(results, key=lambda r: (r["tune"]["gold_quoted"]
+                                           - 0.1 * r["tune"]["quoted_articles"]))
+    now = next(r for r in results if tuple(r["setting"].values()) == current)
+    for name, r in (("current", now), ("best, one provision", best_one),
+                    ("best, up to two (tune gold - 0.1 x articles)", best_two)):
+        print(f"{name}: {r['setting']}")
+        for part in ("tune", "dev"):
+            m = r[part]
+            print(f"  {part} (n={m['n']}): gold quoted {m['gold_quoted']:.3f}, "
+                  f"articles quoted {m['quoted_articles']:.2f}, "
+                  f"gold among sources {m['gold_in_sources']:.3f}")
+    if args.out:
+        args.out.write_text(json.dumps({"current": now, "best_one": best_one,
+                                        "best_two": best_two, "grid": results},
+                                       ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
