@@ -67,13 +67,17 @@ def make_pairs(answers_json: Path, facts, swapped: bool = True) -> list[dict]:
     precision and recall are reported on the cited pairs, the real distribution.
     """
     data = json.loads(answers_json.read_text(encoding="utf-8"))
+    # A source that was not retrieved (an article a chosen paragraph points to, added by
+    # the passage design) is not among the hits: it is taken from the corpus.
+    by_id = {a.id: a for versions in facts.articles.values() for a in versions}
     out: list[dict] = []
     for row in data["questions"]:
         ans = row["answer"]
         if ans["abstained"]:
             continue
         hits = {h["id"]: h for h in ans["hits"]}
-        sources = [article_from(hits[s["id"]]) for s in ans["sources"]]
+        sources = [article_from(hits[s["id"]]) if s["id"] in hits else by_id[s["id"]]
+                   for s in ans["sources"]]
         calls: list[tuple[str, Article]] = []
 
         def record(sentence: str, article: Article, calls=calls) -> bool:
