@@ -11,10 +11,12 @@ first answer instead of crashing the context or interleaving tokens.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -105,6 +107,10 @@ class LlamaCppModel:
         self._eos_text = eos
         self.n_ctx = self._llama.n_ctx()
         self.queue = TurnQueue()
+        # Free the model while llama_cpp is still whole: left to Llama.__del__ at
+        # interpreter exit, the free call finds the library's functions already gone and
+        # prints a TypeError traceback ('NoneType' object is not callable).
+        atexit.register(_close_at_exit, weakref.ref(self._llama))
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -272,3 +278,9 @@ class LlamaCppModel:
             raise ModelError(f"llama.cpp rejected the citation grammar: {e}",
                              fix="report this question; set answer_grammar = false "
                                  "to answer without the grammar meanwhile") from None
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    llama = ref()
+    if llama is not None:
+        llama.close()
