@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from legalrag.answer.check import check_answer  # noqa: E402
-from legalrag.answer.support import FEATURES, SupportModel, features  # noqa: E402
+from legalrag.answer.support import FEATURES, SupportModel, altered, features  # noqa: E402
 from legalrag.records import Article  # noqa: E402
 
 HELD_OUT_SHARE = 3  # one question in three is held out
@@ -183,6 +183,9 @@ def fit(rows: list[dict], embed, target: float) -> tuple[SupportModel, dict]:
 
     x = features([(r["sentence"], article_of(r)) for r in rows], embed)
     y = np.array([r["label"] == "supported" for r in rows])
+    # A copy that changes the article's modal or a number is never supported (altered):
+    # the decision is the score and that rule, so both are fitted and reported together.
+    ok = np.array([altered(r["sentence"], article_of(r)) is None for r in rows])
     parts = np.array([part_of(r["question_id"]) for r in rows])
     fit_rows, held = parts == "fit", parts == "held_out"
     mean, scale = x[fit_rows].mean(0), x[fit_rows].std(0)
@@ -190,7 +193,7 @@ def fit(rows: list[dict], embed, target: float) -> tuple[SupportModel, dict]:
     lr = LogisticRegression(C=1.0, max_iter=1000).fit((x[fit_rows] - mean) / scale, y[fit_rows])
     model = SupportModel(tuple(mean), tuple(scale), tuple(lr.coef_[0]), float(lr.intercept_[0]),
                          threshold=1.0)
-    p_fit = model.probability(x[fit_rows])
+    p_fit = model.probability(x[fit_rows]) * ok[fit_rows]
     # The lowest threshold whose fit-part precision reaches the target: the most ✓ that
     # can be given while a ✓ stays right. Candidates are the fit part's own scores.
     threshold = 1.0
@@ -204,12 +207,13 @@ def fit(rows: list[dict], embed, target: float) -> tuple[SupportModel, dict]:
     report = {}
     for name, mask in (("fit", fit_rows & cited), ("held_out", held & cited),
                        ("held_out_with_swapped", held)):
-        pred = model.probability(x[mask]) >= threshold
+        pred = (model.probability(x[mask]) >= threshold) & ok[mask]
         precision, recall = precision_recall(y[mask], pred)
         report[name] = {"pairs": int(mask.sum()), "supported": int(y[mask].sum()),
                         "precision": round(precision, 4), "recall": round(recall, 4)}
     report["weights"] = dict(zip(FEATURES, (round(w, 4) for w in model.weights), strict=True))
     report["threshold"] = round(threshold, 6)
+    report["altered_copies"] = {"cited": int((~ok & cited).sum()), "all": int((~ok).sum())}
     return model, report
 
 

@@ -115,3 +115,54 @@ def test_a_real_article_on_another_matter_does_not_support_the_claim(scorer):
     text = f"根据《民法典》第六百三十七条，员工的试用期由用人单位确定。{claim}[2]。"
     labels = {c.raw: c.label for c in check_answer(text, [a637, a19], facts, scorer.supports)}
     assert labels["《民法典》第六百三十七条"] == UNSUPPORTED and labels["[2]"] == VERIFIED
+
+
+A913 = Article("中华人民共和国民法典", "民法典", "法律", "", (), 913, 0, "第九百一十三条",
+               "保管人发现入库仓储物有变质或者其他损坏，危及其他仓储物的安全和正常保管的，"
+               "应当催告存货人或者仓单持有人作出必要的处置。因情况紧急，保管人可以作出必要的处置；"
+               "但是，事后应当将该情况及时通知存货人或者仓单持有人。", "2020-05-28", True, "", 0)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("sentence", "change"), [
+    # a real answer of the default model (pair stard-174:1): 可以 where the article says 应当
+    ("根据《民法典》第九百一十三条，保管人发现入库仓储物有变质或者其他损坏，危及其他仓储物的安全和"
+     "正常保管的，可以催告存货人或者仓单持有人作出必要的处置。", ("可以", "应当")),
+    # words of the article left out just before the change: still its 应当 that was changed
+    ("保管人发现入库仓储物有变质或者其他损坏的，不得催告存货人或者仓单持有人。", ("不得", "管的应当")),
+    ("因情况紧急，保管人不可作出必要的处置。", ("不", "")),  # see below: an insertion
+    ("试用期不得超过三个月。", ("三", "一")),  # no period of the article is 三个月
+    # the same class, or words left out, or the article's own words: not an alteration
+    ("保管人发现入库仓储物有变质或者其他损坏的，必须催告存货人或者仓单持有人作出必要的处置。", None),
+    ("因情况紧急，保管人可以作出必要的处置。", None),
+    ("试用期不得超过六个月。", None),
+    ("试用期不得超过6个月。", None),  # the same number in digits
+    ("保管人发现仓储物变质的，事后应当及时通知存货人。", None),
+])
+def test_a_copied_sentence_that_changes_the_rule_is_altered(sentence, change):
+    from legalrag.answer.support import altered
+
+    article = A19 if "试用期" in sentence else A913
+    if change == ("不", ""):
+        # 不可 for 可以 is a replacement of 以 by 不…: caught only when aligned as one; the
+        # check does not claim more than it does, so the result is either None or a
+        # forbids/permits pair.
+        got = altered(sentence, article)
+        assert got is None or {"不" in got[0], "可" in got[1]} == {True}
+        return
+    assert altered(sentence, article) == change
+
+
+def test_the_scorer_never_supports_an_altered_copy():
+    from dataclasses import replace
+
+    from legalrag.answer.support import SupportScorer
+
+    # A threshold of 0: every score passes, so only the alteration rule can say no.
+    lenient = SupportScorer(replace(SupportModel.default(), threshold=0.0), embed=None)
+    copied = ("保管人发现入库仓储物有变质或者其他损坏，危及其他仓储物的安全和正常保管的，"
+              "{}催告存货人或者仓单持有人作出必要的处置。")
+    assert lenient.supports(copied.format("应当"), A913)
+    assert lenient.supports(copied.format("必须"), A913)
+    assert not lenient.supports(copied.format("可以"), A913)
+    assert not lenient.supports(copied.format("不得"), A913)

@@ -49,6 +49,70 @@ _FRAME = ("根据", "依照", "依据", "按照", "规定", "本法", "该法", 
           "咨询", "律师", "建议")
 
 
+# Words that set what a rule allows, requires or forbids. A sentence that copies an article
+# but puts one of these classes where the article has another (可以 for 应当) states a
+# different rule in the article's own words, which the n-gram features cannot see.
+# Forbids is looked up first: 不可 and 不应 hold 可 and 应.
+_MODALS = {"forbids": ("不得", "禁止", "不能", "无权", "不可", "不应"),
+           "requires": ("应当", "必须", "应", "须"), "permits": ("可以", "有权", "可")}
+_NUMERAL_RES = (re.compile(r"[零一二三四五六七八九十百千万两半]"), re.compile(r"[0-9]"))
+_ALIGN_RE = re.compile(r"[\u4e00-\u9fff0-9]")
+# An alteration is a replacement of at most this many characters on either side, next to
+# at least ALTER_FLANK characters copied from the article.
+ALTER_WIDTH, ALTER_FLANK = 4, 3
+
+
+def _modal(text: str) -> str | None:
+    return next((name for name, words in _MODALS.items() if any(w in text for w in words)),
+                None)
+
+
+def altered(sentence: str, article: Article) -> tuple[str, str] | None:
+    """(the sentence's words, the article's words) where the sentence copies the article
+    but changes what it allows, requires or forbids (可以 for 应当) or a number in it; None
+    when it does not. Such a sentence is never supported, whatever its score.
+
+    >>> a = Article("中华人民共和国民法典", "民法典", "法律", "", (), 913, 0, "第九百一十三条",
+    ...             "保管人发现入库仓储物有变质的，应当催告存货人作出必要的处置。", "", True, "", 0)
+    >>> altered("根据《民法典》第九百一十三条，保管人发现入库仓储物有变质的，可以催告存货人。", a)
+    ('可以', '应当')
+    >>> altered("保管人发现入库仓储物有变质的，必须催告存货人。", a) is None  # same class
+    True
+    """
+    claim = "".join(_ALIGN_RE.findall(claim_text(sentence)))
+    body = "".join(_ALIGN_RE.findall(article.text))
+    ops = SequenceMatcher(None, claim, body, autojunk=False).get_opcodes()
+
+    def copied(k: int) -> bool:
+        return 0 <= k < len(ops) and ops[k][0] == "equal" and ops[k][2] - ops[k][1] >= ALTER_FLANK
+
+    for k, (tag, i1, i2, j1, j2) in enumerate(ops):
+        if tag != "replace" or i2 - i1 > ALTER_WIDTH:
+            continue
+        said = claim[i1:i2]
+        # The article's words in that place: next to the copied text on either side (the
+        # sentence may also leave out words of the article just before or after them).
+        places = ([(body[max(j1, j2 - ALTER_WIDTH):j2], True)] if copied(k + 1) else []) + \
+                 ([(body[j1:min(j2, j1 + ALTER_WIDTH)], False)] if copied(k - 1) else [])
+        for written, at_end in places:
+            modal_said, modal_written = _modal(said), _modal(written)
+            if modal_said and modal_written and modal_said != modal_written and (
+                    j2 - j1 <= ALTER_WIDTH or _modal_at(written, at_end)):
+                return said, written
+            # a number changed, written the same way (三十日 for 三十日 in digits is no change)
+            if j2 - j1 <= ALTER_WIDTH and any(
+                    r.search(said) and r.search(written) for r in _NUMERAL_RES):
+                return said, written
+    return None
+
+
+def _modal_at(text: str, end: bool) -> bool:
+    """Whether text ends (end) or begins with a modal word: the article's word right next
+    to the copied passage, where the sentence has its own."""
+    words = [w for ws in _MODALS.values() for w in ws]
+    return any(text.endswith(w) if end else text.startswith(w) for w in words)
+
+
 def claim_text(sentence: str) -> str:
     """The sentence without its citations and markers: what it claims."""
     out = sentence
@@ -156,4 +220,6 @@ class SupportScorer:
         return float(self.model.probability(features([(sentence, article)], self.embed))[0])
 
     def supports(self, sentence: str, article: Article) -> bool:
+        if altered(sentence, article) is not None:
+            return False
         return self.score(sentence, article) >= self.model.threshold
