@@ -73,6 +73,29 @@ def test_first_build_serves_bm25_before_dense_is_done(env):
     assert "dense" in Retriever.open(settings).parts
 
 
+def test_a_text_repeated_across_versions_is_embedded_once(env):
+    settings, corpus = env
+    # An older version whose text no revision changed: the same articles, twice.
+    law = corpus / "社会法"
+    shutil.copy2(law / "劳动法(2018-12-29).md", law / "劳动法(2009-08-27).md")
+    totals = {}
+
+    def progress(stage, total):
+        totals[stage] = total
+        return lambda n: None
+
+    result = build_index(settings, progress=progress)
+    assert len(result.report.articles) == 214 and result.report.in_force == 107
+    assert totals["embed"] == 107
+    hits = Retriever.open(settings).search("拖欠工资", k=6, mode="dense", include_old=True)
+    by_number: dict[int, set[float]] = {}
+    for h in hits:
+        by_number.setdefault(h.article.number, set()).add(round(h.scores["dense"], 6))
+    versions = {h.article.version for h in hits}
+    assert versions == {"2018-12-29", "2009-08-27"}, versions
+    assert all(len(s) == 1 for s in by_number.values()), by_number
+
+
 class Boom(RuntimeError):
     pass
 
