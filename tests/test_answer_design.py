@@ -130,6 +130,8 @@ def test_the_prompt_stays_within_its_budget(facts, scorer, small_index):
         assert [s.n for s in sources] == list(range(1, len(sources) + 1))
         for s in sources:  # every line shown is the article's own (or a gap mark)
             assert all(line == GAP or line in s.article.text for line in s.text.split("\n"))
+            # The header is the citation alone: the 编/章/节 cost prefill tokens.
+            assert s.block.split("\n")[0] == f"[{s.n}]{s.article.citation}"
     # The whole articles would not fit: the budget did cut.
     assert sum(len(a.text) for a in articles) > 450
 

@@ -46,6 +46,14 @@ def test_block_layout():
     assert render_block(1, A36, T36) == BLOCK1
 
 
+def test_the_hierarchy_can_be_left_out_of_the_header():
+    assert render_block(1, A36, T36, hierarchy=False) == (
+        "[1]《劳动法》第三十六条\n" + T36)
+    old = art("劳动法", 36, T36, in_force=False, version="1995-01-01")
+    assert render_block(2, old, "文", hierarchy=False) == (
+        "[2]《劳动法》第三十六条〔旧版本1995-01-01，已非现行有效〕\n文")
+
+
 def test_old_version_is_marked_in_its_header():
     old = art("劳动法", 36, T36, path=(), in_force=False, version="1995-01-01")
     assert render_block(3, old, "文") == (

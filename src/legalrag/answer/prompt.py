@@ -78,23 +78,26 @@ class Source:
     article: Article
     text: str  # the article text, possibly shortened
     truncated: bool
+    hierarchy: bool = True  # the header names the 编/章/节 (the passage design leaves it out)
 
     @property
     def header(self) -> str:
-        return source_header(self.n, self.article)
+        return source_header(self.n, self.article, self.hierarchy)
 
     @property
     def block(self) -> str:
-        return render_block(self.n, self.article, self.text)
+        return render_block(self.n, self.article, self.text, self.hierarchy)
 
 
-def source_header(n: int, article: Article) -> str:
+def source_header(n: int, article: Article, hierarchy: bool = True) -> str:
     """The line of a block that always stays: number, citation, hierarchy, validity.
 
     One compact line rather than labelled fields: with "法律：/位置：/条文：" fields the 1.5B
-    model copied whole blocks into its answers, and every field costs prefill tokens.
+    model copied whole blocks into its answers, and every field costs prefill tokens. The
+    hierarchy (编/章/节) is left out with hierarchy=False: in the passage design it cost a
+    median 67 of the ~490 prompt tokens the model reads before its first word.
     """
-    path = f"（{' › '.join(article.path)}）" if article.path else ""
+    path = f"（{' › '.join(article.path)}）" if hierarchy and article.path else ""
     old = "" if article.in_force else f"〔旧版本{article.version or ''}，已非现行有效〕"
     return f"[{n}]{article.citation}{path}{old}"
 
@@ -110,14 +113,15 @@ def defuse_template_tokens(text: str, tokens: Collection[str] = ()) -> str:
     return defuse(text, tokens)
 
 
-def render_block(n: int, article: Article, text: str) -> str:
+def render_block(n: int, article: Article, text: str, hierarchy: bool = True) -> str:
     """One numbered source block: the header line, then the text. Source text is data:
     a line in it that starts like a block header ([7]…) or like the end fence is defused
     (full-width bracket), so an article cannot pose as another source or as instructions."""
     safe = _defuse_fences(_HEADER_LIKE_RE.sub(r"\1［", text))
     # The header is untrusted too: an uploaded file's title and headings make it.
     head = f"[{n}]"
-    header = head + _defuse_fences(source_header(n, article)[len(head):]).replace("\n", " ")
+    header = head + _defuse_fences(source_header(n, article, hierarchy)[len(head):]
+                                   ).replace("\n", " ")
     return defuse_template_tokens(f"{header}\n{safe}")
 
 
@@ -249,7 +253,8 @@ def fit_passages(ranked: Sequence[Passage], order: Sequence[Article], budget: in
             mine = [p for p in passages if p.article.id == article.id]
             if mine:
                 text = excerpt(article, mine)
-                out.append(Source(len(out) + 1, article, text, text != article.text))
+                out.append(Source(len(out) + 1, article, text, text != article.text,
+                                  hierarchy=False))
         return out
 
     def cost(passages: Sequence[Passage], added: Sequence[Article]) -> int:
