@@ -9,6 +9,7 @@ score, llama.cpp with the SmolLM2 and Gemma 3 GGUFs.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 
 import pytest
@@ -177,7 +178,8 @@ def test_a_stop_set_before_reading_ends_without_a_token(brief):
 
 # -- llama.cpp: the grammar and the interruptible prefill ----------------------------------------
 
-COPY = "Repeat exactly, nothing else: 根据《刑法》第一百条和《民法典》第五条[7]，还有《劳动合同法》第二十条[3]。"
+COPY = ("Repeat exactly, nothing else: "
+        "根据《刑法》第一百条和《民法典》第五条[7]，还有《劳动合同法》第二十条[3]。")
 
 
 @pytest.fixture(scope="module")
@@ -197,11 +199,30 @@ def test_the_grammar_allows_only_the_sources_citations(gemma, facts):
     cited = {(r.law, r.number) for r in find_citations(bound)}
     assert cited <= {("劳动合同法", 19)}, bound
     assert "[7]" not in bound and "[3]" not in bound and "《刑法》" not in bound
-    assert bound.count("《") == bound.count("《劳动合同法》") + bound.count("《中华人民共和国劳动合同法》")
+    named = bound.count("《劳动合同法》") + bound.count("《中华人民共和国劳动合同法》")
+    assert bound.count("《") == named
     # With an opening, the answer must begin by naming its basis among the sources.
     opened = gemma.stream(messages, max_tokens=24, temperature=0.0,
                           grammar=citation_grammar([a19], opening="根据")).text()
     assert opened.startswith(("根据《劳动合同法》", "根据《中华人民共和国劳动合同法》")), opened
+
+
+BARE = "Repeat exactly, nothing else: 第一，依照本法第四十条和第十九条的规定，第三人不得主张。"
+
+
+def test_the_grammar_allows_a_bare_article_number_only_from_the_sources(gemma, facts):
+    a19 = article(facts, "劳动合同法", 19)
+    messages = [Message("user", BARE)]
+    free = gemma.stream(messages, max_tokens=40, temperature=0.0).text()
+    assert re.search("第四十[条條]", free), free  # unconstrained, the model copies it
+    bound = gemma.stream(messages, max_tokens=40, temperature=0.0,
+                         grammar=citation_grammar([a19])).text()
+    written = set(re.findall(r"第[零〇一二两三四五六七八九十百千0-9]+[条條]", bound))
+    assert written <= {"第十九条"}, bound
+    # 第 and a number that is not an article's (第三人, 第四十一（) is still free: the
+    # grammar closes 第N条, not 第.
+    numerals = "零〇一二两三四五六七八九十百千0-9"
+    assert re.search(f"第[{numerals}]+[^{numerals}条條]", bound), bound
 
 
 class StopAfter(threading.Event):

@@ -44,7 +44,7 @@ def app(small_settings, tmp_path_factory):
     served.stop()
 
 
-def test_the_provision_comes_first_and_is_highlighted(app, page):
+def test_the_provision_comes_first_and_is_highlighted(app, page):  # noqa: F811
     open_chat(page, app.url)
     page.evaluate(RECORDER)
     ask(page, "公司拖欠工资三个月，我可以辞职并要求经济补偿吗？")
@@ -84,7 +84,7 @@ def slow_reader(small_settings, tmp_path_factory):
     served.stop()
 
 
-def test_stop_while_reading_then_the_next_question_goes_through(slow_reader, page):
+def test_stop_while_reading_then_the_next_question_goes_through(slow_reader, page):  # noqa: F811
     open_chat(page, slow_reader.url)
     ask(page, "公司拖欠工资三个月，我可以辞职并要求经济补偿吗？")
     bubble = page.locator("#lr-chat [data-testid=bot]").last

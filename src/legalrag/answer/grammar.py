@@ -3,7 +3,9 @@
 The post-hoc check (check.py) marks a citation the model made up; a grammar keeps it from
 being written at all. With it, after 《 the model can only write one of the sources' law
 names, after 》 only one of that law's source articles (or text that does not start a new
-article number), and after [ only a source number. Everything else is free.
+article number), and after [ only a source number. A bare 第N条 in running text (…和第四十条,
+本法第十条) may only be a source article's number; 第 before anything else (第一，第三人,
+第二款) is free. Everything else is free.
 
     >>> print(citation_grammar([a38, a46]))                          # doctest: +SKIP
     root ::= (free | cite | mark)* ...
@@ -22,6 +24,11 @@ from legalrag.records import Article
 # every citation goes through the constrained rules. Full-width ［ and 【 are left out
 # of free text too, so a marker cannot be written in a form the rules do not check.
 OPENERS = "《[［【"
+# What an article number is written with (第三十八条, 第38条, 第一千零八十四条), and the
+# characters that may not follow 第 or its number outside a citation: 条 (or 條) ends
+# an article number, and space would let 第 38 条 through.
+NUMERALS = "零〇一二两三四五六七八九十百千0-9０-９"
+NOT_AFTER_NUMBER = r"条條 \t\n　"
 
 
 def gbnf_string(text: str) -> str:
@@ -53,22 +60,33 @@ def citation_grammar(sources: Sequence[Article], opening: str = "") -> str:
     by_law: dict[str, list[Article]] = {}
     for a in sources:
         by_law.setdefault(a.law, []).append(a)
-    start = f"{gbnf_string(opening)} cite " if opening and sources else ""
+    closed = _class_escape(OPENERS) + "第"
+    plain = f"[^{NUMERALS}{NOT_AFTER_NUMBER}{closed}]"
+    # 第 outside a citation: a source article's number (the law is the checker's to read
+    # from the context), or 第 and a number that is not an article's (第一，第三人,
+    # 第二款), or 第 before a word that is not a number (次第). The second form is what
+    # makes the first binding: its number may not be followed by 条.
+    labels = [_alternatives([a.label[1:] for a in sources])] if sources else []
+    after_number = f"({plain} | cite | mark)" if sources else plain
+    ordinal = (f"ordinal ::= \"第\" ({' | '.join(f'({x})' for x in labels)}"
+               f"{' | ' if labels else ''}[{NUMERALS}]+ {after_number} | {plain})")
+    if not sources:
+        return f"root ::= (free | ordinal)*\nfree ::= [^{closed}]\n{ordinal}\n"
+    start = f"{gbnf_string(opening)} cite " if opening else ""
     rules = [
-        f"root ::= {start}(free | cite | mark)*",
-        f"free ::= [^{_class_escape(OPENERS)}]",
+        f"root ::= {start}(free | cite | mark | ordinal)*",
+        f"free ::= [^{closed}]",
         # After 》 either an article of that law, or anything that does not begin 第…
-        "after ::= [^第" + _class_escape(OPENERS) + "]",
+        f"after ::= [^{closed}]",
+        ordinal,
     ]
     cites = []
     for i, articles in enumerate(by_law.values()):
         names = law_names(articles[0])
-        labels = list(dict.fromkeys(a.label for a in articles))
+        law_labels = list(dict.fromkeys(a.label for a in articles))
         rules.append(f"law{i} ::= ({_alternatives(names)}) \"》\" "
-                     f"(({_alternatives(labels)}) | after)")
+                     f"(({_alternatives(law_labels)}) | after)")
         cites.append(f"law{i}")
-    if not sources:
-        return "root ::= free*\n" + rules[1] + "\n"
     rules.append(f"cite ::= \"《\" ({' | '.join(cites)})")
     numbers = [str(n) for n in range(1, len(sources) + 1)]
     rules.append(f"mark ::= \"[\" ({_alternatives(numbers)}) \"]\"")

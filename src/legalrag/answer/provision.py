@@ -15,7 +15,8 @@ paragraphs do:
     >>> scorer = PassageScorer(embed=embedder.encode)                      # doctest: +SKIP
     >>> best = scorer.rank("公司拖欠工资，我能辞职吗？", [a38, a46])[0]     # doctest: +SKIP
     >>> best.citation, best.quote                                          # doctest: +SKIP
-    ('《劳动合同法》第三十八条第一款第（二）项', '用人单位有下列情形之一的……（二）未及时足额支付劳动报酬的；')
+    ('《劳动合同法》第三十八条第一款第（二）项',
+     '用人单位有下列情形之一的……（二）未及时足额支付劳动报酬的；')
 
 The score is the cosine of question and passage under the embedding model that built the
 index, plus the share of the question's character bigrams the passage contains: the
