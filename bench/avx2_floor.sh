@@ -7,7 +7,7 @@
 #
 #   bash bench/avx2_floor.sh [-n 60] [--out DIR]     # arguments go to legalrag eval-answers
 #
-# First run: ~20 min to compile llama.cpp into $LEGALRAG_AVX2_LIB (default
+# First run: ~5 min on 2 free cores to compile llama.cpp into $LEGALRAG_AVX2_LIB (default
 # .venv-avx2-llama). Then the dev questions; compare with the same questions of
 # bench/results/answers/dev, measured with the native build.
 set -euo pipefail
