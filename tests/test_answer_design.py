@@ -167,6 +167,30 @@ def test_the_provision_comes_before_the_model(brief):
         assert source.article == p.article and p.text in source.text
 
 
+def test_a_slow_reader_gets_fewer_paragraphs_not_a_later_first_word(brief):
+    """answer_read_seconds cuts the prompt to what the model reads in that time at the
+    prefill speed it last measured; the quoted paragraph stays in it."""
+    settings = dataclasses.replace(brief.settings, answer_passage_tokens=2000,
+                                   answer_read_seconds=2.0)
+
+    def ask(tps: float, **change) -> tuple[Reading, Provision, Final]:
+        assistant = Assistant(dataclasses.replace(settings, **change),
+                              retriever=brief.retriever, model=brief.model)
+        assistant.prefill_tps = tps
+        seen = {type(e): e for e in assistant.stream(WAGES)}
+        return seen[Reading], seen[Provision], seen[Final]
+
+    fast, _, _ = ask(100_000.0)
+    slow, quoted, final = ask(250.0)  # 500 tokens in 2 s
+    assert slow.tokens <= 500 < fast.tokens, (slow.tokens, fast.tokens)
+    assert slow.seconds <= 2.0
+    # what the slow reader still reads first is the quoted paragraph
+    assert quoted.passages[0].text in final.answer.sources[0].text
+    # answer_read_seconds = 0: no time limit, the same prompt as the fast reader's
+    unlimited, _, _ = ask(250.0, answer_read_seconds=0.0)
+    assert unlimited.tokens == fast.tokens
+
+
 def test_a_stop_set_before_reading_ends_without_a_token(brief):
     stop = threading.Event()
     stop.set()

@@ -76,6 +76,9 @@ class Settings:
     # whole articles (answer_source_tokens), as before (answer/provision.py)
     answer_design: str = "passages"
     answer_passage_tokens: int = 450
+    # and at most what the model reads in this many seconds at its measured prefill speed
+    # (0: no time limit): a slow CPU gets fewer paragraphs, not a later first word
+    answer_read_seconds: float = 5.5
     answer_grammar: bool = True  # citations only from the sources (answer/grammar.py)
     # with the grammar: the answer must begin with these words and a citation of a source
     # ("" lets the model begin as it likes)
@@ -235,6 +238,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "answer_source_tokens": (0, None),
     "answer_source_chars": (0, None),
     "answer_passage_tokens": (50, None),
+    "answer_read_seconds": (0.0, 600.0),
     "llm_repeat_penalty": (0.5, 2.0),
     "max_question_chars": (1, None),
     "abstain_min_dense": (-1.0, 1.0),

@@ -20,6 +20,7 @@ answer says so and lists the closest articles.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,7 @@ from legalrag.answer.prompt import (
     build_messages,
     fit_passages,
     fit_sources,
+    readable_tokens,
     source_budget,
 )
 from legalrag.answer.provision import Passage, PassageScorer, provisions, referenced
@@ -433,10 +435,14 @@ class Assistant:
         s = self.settings
         system, reminder = ((BRIEF_SYSTEM_PROMPT, BRIEF_REMINDER) if self.brief
                             else (SYSTEM_PROMPT, REMINDER))
+        cap = s.answer_passage_tokens if self.brief else s.answer_source_tokens
+        if s.answer_read_seconds > 0:
+            # what the model reads in answer_read_seconds at the speed it last read at
+            cap = min(cap or sys.maxsize, readable_tokens(
+                q, model.count_tokens, self.prefill_tps, s.answer_read_seconds,
+                query=query, reminder=reminder))
         budget = source_budget(model.n_ctx, s.llm_max_tokens, q, model.count_tokens,
-                               query=query, system=system, reminder=reminder,
-                               cap=s.answer_passage_tokens if self.brief
-                               else s.answer_source_tokens)
+                               query=query, system=system, reminder=reminder, cap=cap)
         if self.brief:
             facts = self.facts(retriever)
             sources = fit_passages(

@@ -230,6 +230,23 @@ def source_budget(n_ctx: int, max_answer_tokens: int, question: str, count_token
     return min(room, cap) if cap > 0 else room
 
 
+# The fewest source tokens a time limit leaves: room for the quoted paragraph and a second.
+MIN_READ_TOKENS = 120
+
+
+def readable_tokens(question: str, count_tokens: TokenCounter, prefill_tps: float,
+                    seconds: float, *, query: str | None = None,
+                    reminder: str = REMINDER) -> int:
+    """Source tokens the model reads within seconds at prefill_tps tokens per second: the
+    tokens it reads in that time, less the user turn around the sources (the question,
+    its labels and the reminder), and never under MIN_READ_TOKENS. The system prompt is
+    not counted: it is in the KV cache before the question arrives.
+    """
+    scaffold = count_tokens(user_message(question, (), query, reminder)) \
+        + TEMPLATE_TOKENS_PER_MESSAGE
+    return max(MIN_READ_TOKENS, int(prefill_tps * seconds) - scaffold)
+
+
 def fit_passages(ranked: Sequence[Passage], order: Sequence[Article], budget: int,
                  count_tokens: TokenCounter, *,
                  references: Callable[[Sequence[Passage]], Sequence[Article]] = lambda _: (),

@@ -62,7 +62,7 @@ class LlamaCppModel:
 
     def __init__(self, path: Path, *, n_ctx: int = 4096, threads: int = 0,
                  seed: int = 42, name: str | None = None,
-                 repeat_penalty: float = 1.0) -> None:
+                 repeat_penalty: float = 1.0, flash_attn: bool = False) -> None:
         try:
             import llama_cpp
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -81,7 +81,7 @@ class LlamaCppModel:
         try:
             self._llama = llama_cpp.Llama(
                 model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads,
-                n_threads_batch=n_threads, seed=seed, verbose=False)
+                n_threads_batch=n_threads, seed=seed, flash_attn=flash_attn, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"llama.cpp cannot load {self.path}: {e}",
                              fix="check that the file is a complete GGUF model") from None
