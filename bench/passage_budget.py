@@ -7,8 +7,10 @@ For every question the assistant retrieves, ranks the paragraphs and builds its 
 it does for a person (Assistant.build_prompt), once per budget. Reported per budget: the
 prompt tokens the model must read before its first word (those after the system prompt,
 which the app keeps in the KV cache), median and p90, and the share of questions with a
-gold article among the sources in the prompt. Divide the new tokens by the prefill rate of
-bench/prefill_options.py to get the wait for the first token on a machine.
+gold article among the sources in the prompt. The time limit on reading
+(answer_read_seconds) is off here: it would cut by the speed of the machine. Divide the
+new tokens by the prefill rate of bench/prefill_options.py to get the wait for the first
+token on a machine.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def main() -> None:
         quoted = provisions(ranked, [h.article for h in hits[:assistant_module.PROVISION_FROM]])
         ranked = [*quoted, *(p for p in ranked if p not in quoted)]
         for b in budgets:
-            a = Assistant(dataclasses.replace(settings, answer_passage_tokens=b), retriever,
+            a = Assistant(dataclasses.replace(settings, answer_passage_tokens=b,
+                                              answer_read_seconds=0.0), retriever,
                           model=model)
             a._passages = base.passages
             sources, messages = a.build_prompt(q.query, q.query, hits, retriever, ranked, model)
