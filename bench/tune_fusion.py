@@ -79,30 +79,43 @@ def fold_of(query_id: str) -> int:
     return int(hashlib.sha1(query_id.encode("utf-8")).hexdigest(), 16) % 2
 
 
+def fold_encoders(retriever, questions: list[dict], encoders: Path) -> list[Path]:
+    """Two query encoders (TuneConfig): encoder i is trained on the tune questions outside
+    fold i, so it has never seen a question with fold_of(id) == i. Kept in encoders/ and
+    reused when there."""
+    from legalrag.index.embed import embedding_model_dir
+    from legalrag.index.tune import TuneConfig, fine_tune_queries, make_examples, split_of
+
+    tune = [q for q in questions if split_of(q["id"]) == "tune"]
+    vectors = retriever.dense.reconstruct_n(0, retriever.dense.ntotal)
+    base = embedding_model_dir(retriever.settings.embedding_model)
+    paths = []
+    for fold in (0, 1):
+        path = encoders / f"fold{fold}"
+        if not (path / "legalrag-tune.json").exists():
+            examples, rows = make_examples([q for q in tune if fold_of(q["id"]) != fold],
+                                           retriever.articles, "tune")
+            t0 = time.perf_counter()
+            fine_tune_queries(base, examples, vectors[rows], path, TuneConfig())
+            print(f"fold {fold}: encoder trained on {len(examples)} questions in "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        paths.append(path)
+    return paths
+
+
 def out_of_fold(retriever, questions: list[dict], keys, encoders: Path) -> list[tuple]:
     """(features, gold mask) of every tune question, its pool retrieved by a query encoder
     trained on the other fold only."""
     from dataclasses import replace
 
-    from legalrag.index.embed import embedding_model_dir
-    from legalrag.index.tune import TuneConfig, fine_tune_queries, make_examples, split_of
+    from legalrag.index.tune import split_of
     from legalrag.retrieval.fusion import Fusion
     from legalrag.retrieval.rerank import features
     from legalrag.retrieval.retriever import Retriever
 
     tune = [q for q in questions if split_of(q["id"]) == "tune"]
-    vectors = retriever.dense.reconstruct_n(0, retriever.dense.ntotal)
-    base = embedding_model_dir(retriever.settings.embedding_model)
     out = []
-    for fold in (0, 1):
-        examples, rows = make_examples([q for q in tune if fold_of(q["id"]) != fold],
-                                       retriever.articles, "tune")
-        path = encoders / f"fold{fold}"
-        if not (path / "legalrag-tune.json").exists():
-            t0 = time.perf_counter()
-            fine_tune_queries(base, examples, vectors[rows], path, TuneConfig())
-            print(f"fold {fold}: encoder trained on {len(examples)} questions in "
-                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    for fold, path in enumerate(fold_encoders(retriever, questions, encoders)):
         other = Retriever(retriever.build_dir, replace(retriever.settings,
                                                        query_encoder=str(path)),
                           verify=False, fusion=Fusion())

@@ -12,7 +12,16 @@ Then the choice is replayed for a grid of settings:
 - decay: the score discount per retrieval rank (RANK_DECAY);
 - top: from how many of the best sources the provision may come (PROVISION_FROM);
 - second: a second provision, from another article, is quoted when its score reaches this
-  share of the first's (0 = never).
+  share of the first's (0 = never);
+- tuned: with --encoders, the share of the cosine taken from the index's tuned query
+  encoder (the question through it, the passage through the base model, as the index
+  compares them) instead of the base model's.
+
+The tuned encoder learned the tune questions, so on them its cosine is better than it will
+be on a new question, and a weight chosen there would trust it too much. With --encoders
+DIR the tune questions are scored out of fold: each by an encoder trained on the other half
+of the tune part (bench/tune_fusion.py's two fold encoders, trained once and kept in DIR).
+Dev questions get the index's own encoder, as the product would.
 
 A question counts when a quoted provision's article is gold (same law, number and suffix,
 as eval-answers counts gold_quoted). The objective is that share on the tune part; the
@@ -35,9 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def collect(queries: list, limit: int | None) -> list[dict]:
+def collect(queries: list, limit: int | None, encoders: Path | None = None) -> list[dict]:
     """Per question: its part, the gold keys, and per passage (rank, article key, cosine,
-    bigram share)."""
+    bigram share, tuned cosine); the tuned cosine is the base one without --encoders."""
+    from dataclasses import replace
+
     from legalrag.answer.assistant import Assistant
     from legalrag.answer.provision import bigrams, split_passages
     from legalrag.config import Settings
@@ -48,6 +59,17 @@ def collect(queries: list, limit: int | None) -> list[dict]:
     assistant = Assistant(settings)
     retriever = assistant.retriever
     embed = assistant.passages.embed
+    tuned = {"dev": retriever.embedder.encode}
+    if encoders is not None:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from tune_fusion import fold_encoders, fold_of
+
+        from legalrag.retrieval.retriever import Retriever
+        raw = [{"id": q.id, "query": q.query, "relevant": q.relevant} for q in queries]
+        for fold, path in enumerate(fold_encoders(retriever, raw, encoders)):
+            other = Retriever(retriever.build_dir, replace(settings, query_encoder=str(path)),
+                              verify=False)
+            tuned[fold] = other.embedder.encode
     rows = []
     t0 = time.perf_counter()
     for i, q in enumerate(queries[:limit] if limit else queries):
@@ -60,24 +82,31 @@ def collect(queries: list, limit: int | None) -> list[dict]:
         if texts:
             vectors = embed([q.query, *texts])
             cosines = (vectors[1:] @ vectors[0]).tolist()
+            part = split_of(q.id)
+            if encoders is None:
+                tcos = cosines
+            else:
+                encode = tuned["dev"] if part == "dev" else tuned[fold_of(q.id)]
+                tcos = (vectors[1:] @ encode([q.query])[0]).tolist()
         else:
-            cosines = []
+            cosines = tcos = []
         asked = bigrams(q.query)
         feats = []
-        for (r, p), text, cos in zip(passages, texts, cosines, strict=True):
+        for (r, p), text, cos, tc in zip(passages, texts, cosines, tcos, strict=True):
             share = len(asked & bigrams(text)) / len(asked) if asked else 0.0
             a = p.article
-            feats.append((r, (a.law, a.number, a.suffix), cos, share))
+            feats.append((r, (a.law, a.number, a.suffix), cos, share, tc))
         rows.append({"id": q.id, "part": split_of(q.id), "gold": gold, "passages": feats})
         if (i + 1) % 100 == 0:
             print(f"{i + 1} questions, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return rows
 
 
-def choose(feats, weight: float, decay: float, top: int, second: float) -> list[tuple]:
+def choose(feats, weight: float, decay: float, top: int, second: float,
+           tuned: float = 0.0) -> list[tuple]:
     """The articles quoted for one question under one setting."""
-    scored = sorted(((cos + weight * share) * decay ** r, r, key)
-                    for r, key, cos, share in feats if r < top)
+    scored = sorted((((1 - tuned) * cos + tuned * tc + weight * share) * decay ** r, r, key)
+                    for r, key, cos, share, tc in feats if r < top)
     if not scored:
         return []
     best = scored[-1]
@@ -104,27 +133,34 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, help="keep the scored passages here (pickle)")
     ap.add_argument("--out", type=Path, help="write the grid's results here (JSON)")
     ap.add_argument("-n", type=int, help="only the first N questions (a smoke run)")
+    ap.add_argument("--encoders", type=Path, help="score with the tuned query encoder too, "
+                    "the tune questions out of fold; keep the fold encoders here")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from legalrag.answer.assistant import PROVISION_FROM
-    from legalrag.answer.provision import BIGRAM_WEIGHT, RANK_DECAY
+    from legalrag.answer.provision import BIGRAM_WEIGHT, RANK_DECAY, SECOND_PROVISION
     from legalrag.retrieval.evaluate import load_queries
 
     if args.cache and args.cache.exists():
         rows = pickle.loads(args.cache.read_bytes())
     else:
-        rows = collect(load_queries(args.queries), args.n)
+        rows = collect(load_queries(args.queries), args.n, args.encoders)
         if args.cache:
             args.cache.write_bytes(pickle.dumps(rows))
     grid = list(itertools.product((0.0, 0.25, 0.5, 0.75, 1.0),
                                   (0.8, 0.85, 0.9, 0.93, 0.96, 1.0),
-                                  (1, 2, 3, 5), (0.0,)))
+                                  (1, 2, 3, 5), (0.0,), (0.0,)))
     grid += list(itertools.product((0.25, 0.5, 0.75), (0.85, 0.9, 0.93, 0.96),
-                                   (2, 3, 5), (0.8, 0.85, 0.9, 0.95)))
-    current = (BIGRAM_WEIGHT, RANK_DECAY, PROVISION_FROM, 0.0)
+                                   (2, 3, 5), (0.8, 0.85, 0.9, 0.95), (0.0,)))
+    if args.encoders:
+        grid += list(itertools.product((0.25, 0.5, 0.75), (0.85, 0.9, 0.93, 0.96, 1.0),
+                                       (2, 3, 5), (0.0, 0.85, 0.9, 0.95),
+                                       (0.25, 0.5, 0.75, 1.0)))
+    current = (BIGRAM_WEIGHT, RANK_DECAY, PROVISION_FROM, SECOND_PROVISION, 0.0)
     if current not in grid:
         grid.append(current)
-    results = [{"setting": dict(zip(("weight", "decay", "top", "second"), s, strict=True)),
+    results = [{"setting": dict(zip(("weight", "decay", "top", "second", "tuned"), s,
+                                    strict=True)),
                 "tune": evaluate(rows, "tune", s), "dev": evaluate(rows, "dev", s)}
                for s in grid]
     one = [r for r in results if r["setting"]["second"] == 0]
@@ -132,8 +168,16 @@ def main() -> int:
     best_two = max(results, key=lambda r: (r["tune"]["gold_quoted"]
                                            - 0.1 * r["tune"]["quoted_articles"]))
     now = next(r for r in results if tuple(r["setting"].values()) == current)
-    for name, r in (("current", now), ("best, one provision", best_one),
-                    ("best, up to two (tune gold - 0.1 x articles)", best_two)):
+    report = [("current", now), ("best, one provision", best_one),
+              ("best, up to two (tune gold - 0.1 x articles)", best_two)]
+    if args.encoders:
+        with_tuned = [r for r in results if r["setting"]["tuned"] > 0]
+        report.append(("best with the tuned cosine", max(with_tuned, key=lambda r: (
+            r["tune"]["gold_quoted"] - 0.1 * r["tune"]["quoted_articles"]))))
+        report += [(f"current, tuned {t}", next(
+            r for r in with_tuned if tuple(r["setting"].values()) == (*current[:4], t)))
+            for t in (0.25, 0.5, 0.75, 1.0)]
+    for name, r in report:
         print(f"{name}: {r['setting']}")
         for part in ("tune", "dev"):
             m = r[part]
@@ -141,8 +185,7 @@ def main() -> int:
                   f"articles quoted {m['quoted_articles']:.2f}, "
                   f"gold among sources {m['gold_in_sources']:.3f}")
     if args.out:
-        args.out.write_text(json.dumps({"current": now, "best_one": best_one,
-                                        "best_two": best_two, "grid": results},
+        args.out.write_text(json.dumps({**{name: r for name, r in report}, "grid": results},
                                        ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 

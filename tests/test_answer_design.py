@@ -14,7 +14,16 @@ import threading
 
 import pytest
 
-from legalrag.answer.assistant import Assistant, Final, Provision, Queued, Reading, Sources, Token
+from legalrag.answer.assistant import (
+    DEFAULT_PREFILL_TPS,
+    Assistant,
+    Final,
+    Provision,
+    Queued,
+    Reading,
+    Sources,
+    Token,
+)
 from legalrag.answer.check import CorpusFacts
 from legalrag.answer.grammar import citation_grammar
 from legalrag.answer.llm.base import Cancelled, Message, TurnQueue
@@ -189,6 +198,20 @@ def test_a_slow_reader_gets_fewer_paragraphs_not_a_later_first_word(brief):
     # answer_read_seconds = 0: no time limit, the same prompt as the fast reader's
     unlimited, _, _ = ask(250.0, answer_read_seconds=0.0)
     assert unlimited.tokens == fast.tokens
+
+
+def test_a_first_question_is_read_at_this_machines_speed_not_a_guess(brief):
+    """Without warm_up (legalrag ask, eval-answers), the process times the prompt prefix
+    every question shares before its first prompt is cut to the read limit, and every
+    Assistant over the same model knows that speed."""
+    model = LlamaCppModel(smollm2_path(), n_ctx=2048, threads=2)  # nothing read or timed yet
+    first = Assistant(brief.settings, retriever=brief.retriever, model=model)
+    assert first.prefill_tps == DEFAULT_PREFILL_TPS
+    reading = next(e for e in first.stream(WAGES) if isinstance(e, Reading))
+    assert first.prefill_tps != DEFAULT_PREFILL_TPS
+    assert reading.seconds == pytest.approx(reading.tokens / first.prefill_tps)
+    second = Assistant(brief.settings, retriever=brief.retriever, model=model)
+    assert second.prefill_tps == first.prefill_tps
 
 
 def test_a_stop_set_before_reading_ends_without_a_token(brief):

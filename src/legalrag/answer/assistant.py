@@ -23,6 +23,7 @@ import logging
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -77,9 +78,13 @@ LOOP_WINDOW = 80
 LOOP_TIMES = 2
 PROVISION_INTRO = "依据"
 PROVISION_FROM = 3  # the quoted paragraph comes from one of the best three sources
-# Prompt tokens per second assumed for the reading estimate before any prefill has been
-# timed (the 1.5B model on two AVX2 cores reads 100–200; warm_up measures the real one).
+# Prompt tokens per second assumed when no prefill could be timed (a backend that reports
+# no usage). A process times the shared prompt prefix at warm_up or before its first
+# question (Assistant._read_prefix); the 1.5B model reads 40 a second on two AVX2 cores.
 DEFAULT_PREFILL_TPS = 120.0
+# The speed each loaded chat model last read a prompt at, shared by every Assistant over it
+# (models are loaded once per process and shared, and so is the machine they run on).
+_SPEEDS: weakref.WeakKeyDictionary[ChatModel, float] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +299,8 @@ class Assistant:
         self._support: SupportScorer | None = None
         self._passages: PassageScorer | None = None
         self._lock = threading.Lock()
-        self.prefill_tps = DEFAULT_PREFILL_TPS  # updated from every timed prefill
+        self._prefill_tps: float | None = None  # set by hand: overrides the model's speed
+        self._prefix_read = False  # the shared prompt prefix was read (and timed) once
         self.rule = AbstainRule(settings.abstain_min_dense, settings.abstain_min_bm25)
 
     def rule_for(self, retriever) -> AbstainRule:
@@ -354,24 +360,49 @@ class Assistant:
         Every prompt starts with the same system message and source intro; the model's KV
         cache keeps them between requests, so only the sources and question are new."""
         self.retriever.warm_up()
-        model = self.model
-        messages = build_messages("", (), system=self.system_prompt)
-        intro = messages[1].content.split("\n", 1)[0]  # SOURCES_INTRO: the shared prefix
-        gen = model.stream([messages[0], Message("user", intro)], max_tokens=1)
-        gen.text()
-        self._timed(gen.usage)
+        self._read_prefix(self.model)
         if self.brief:
             _ = self.passages
+
+    @property
+    def prefill_tps(self) -> float:
+        """Prompt tokens per second the chat model read at in its last timed prefill (by
+        any Assistant over it); until one is timed, DEFAULT_PREFILL_TPS."""
+        if self._prefill_tps is not None:
+            return self._prefill_tps
+        speed = _SPEEDS.get(self._model) if self._model is not None else None
+        return speed or DEFAULT_PREFILL_TPS
+
+    @prefill_tps.setter
+    def prefill_tps(self, value: float) -> None:
+        self._prefill_tps = value
+
+    def _read_prefix(self, model: ChatModel, stop: threading.Event | None = None) -> None:
+        """Prefill the prefix every prompt shares (the system message and the source intro)
+        and time it. The model's KV cache keeps it, so the next prompt does not read it
+        again: done before a process's first question, it costs that question one decoded
+        token and gives its read limit the speed of this machine instead of a guess."""
+        with self._lock:
+            if self._prefix_read:
+                return
+            self._prefix_read = True
+        messages = build_messages("", (), system=self.system_prompt)
+        intro = messages[1].content.split("\n", 1)[0]  # SOURCES_INTRO: the shared prefix
+        gen = model.stream([messages[0], Message("user", intro)], max_tokens=1,
+                           **({"cancel": stop} if stop is not None else {}))
+        gen.text()
+        self._timed(model, gen.usage)
 
     @property
     def system_prompt(self) -> str:
         return BRIEF_SYSTEM_PROMPT if self.brief else SYSTEM_PROMPT
 
-    def _timed(self, usage: Usage | None) -> None:
-        """Learn the prefill speed from a generation that read at least a few dozen
-        tokens (fewer are dominated by fixed costs)."""
+    @staticmethod
+    def _timed(model: ChatModel, usage: Usage | None) -> None:
+        """Learn the model's prefill speed from a generation that read at least a few
+        dozen tokens (fewer are dominated by fixed costs)."""
         if usage is not None and usage.prefill_tokens >= 32 and usage.prefill_tps > 0:
-            self.prefill_tps = usage.prefill_tps
+            _SPEEDS[model] = usage.prefill_tps
 
     def answer(self, question: str, history: Sequence[Turn] = (), *, k: int | None = None
                ) -> Answer:
@@ -459,10 +490,12 @@ class Assistant:
                   ) -> Iterator[Event]:
         s = self.settings
         model = self.model
-        sources, messages = self.build_prompt(q, query, hits, retriever, ranked, model)
         ahead = model.waiting()
         if ahead:
             yield Queued(ahead)
+        if self._prefill_tps is None and model not in _SPEEDS:
+            self._read_prefix(model, stop)  # the read limit needs this machine's speed
+        sources, messages = self.build_prompt(q, query, hits, retriever, ranked, model)
         grammar = (citation_grammar([src.article for src in sources],
                                     s.answer_opening if self.brief else "")
                    if s.answer_grammar and sources else None)
@@ -490,7 +523,7 @@ class Assistant:
         citations = tuple(check_answer(raw, [src.article for src in sources],
                                        self.facts(retriever), self.support.supports))
         usage: Usage | None = gen.usage
-        self._timed(usage)
+        self._timed(model, usage)
         finish = "loop" if loop else usage.finish_reason if usage else "stop"
         text, notes = compose(raw, citations, finish, quoted)
         timings = Timings(

@@ -1,0 +1,187 @@
+"""Try reranker variants offline: more features and a non-linear model, chosen out of fold.
+
+    LEGALRAG_INDEX_DIR=... .venv/bin/python bench/try_rerankers.py --encoders DIR \
+        [--cache FILE] [--out FILE]
+
+Every question's candidate pool (the best 300 of BM25 and of dense, as the product builds it)
+is collected once, with the product's reranker features and these extra ones:
+
+- base, base_gap: the cosine of the question through the *base* embedding model (the one
+  that embedded the articles) and how far it is behind the pool's best. The tuned query
+  encoder learned 1,000 questions; the base model learned none, so it errs differently;
+- prf, prf_gap: the cosine to the mean of the five best articles by the tuned cosine
+  (pseudo-relevance feedback in vector space): an article like the consensus of the top.
+
+Pools come three ways: tune questions through the index's encoder (it learned them: "in
+sample"), tune questions through an encoder trained on the other half of the tune part
+(bench/tune_fusion.py's fold encoders: "out of fold"), and dev questions through the index's
+encoder (as the product will see a new question).
+
+A variant is judged by two-fold cross-validation on the tune part: trained on one fold's
+pools (in sample and out of fold, as the product's reranker is), scored on the *other*
+fold's out-of-fold pools, which no encoder or reranker has seen. Dev is reported beside and
+never used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+EXTRA = ("base", "base_gap", "prf", "prf_gap")
+PRF_TOP = 5
+
+
+def extras(pool, vectors: np.ndarray, base_vec: np.ndarray) -> np.ndarray:
+    v = vectors[np.asarray(pool.ids, dtype=np.int64)]
+    base = v @ base_vec
+    dense = np.asarray(pool.dense)
+    top = np.argsort(-dense, kind="stable")[:PRF_TOP]
+    centroid = v[top].mean(0)
+    centroid /= np.linalg.norm(centroid) or 1.0
+    prf = v @ centroid
+    return np.stack([base, base.max() - base, prf, prf.max() - prf], axis=1)
+
+
+def collect(questions: list[dict], encoders: Path) -> list[dict]:
+    from tune_fusion import fold_encoders, fold_of, gold_keys
+
+    from legalrag.config import Settings
+    from legalrag.index.embed import load_embedder
+    from legalrag.index.tune import split_of
+    from legalrag.retrieval.rerank import features
+    from legalrag.retrieval.retriever import Retriever
+
+    settings = Settings.load()
+    product = Retriever.open(settings)
+    vectors = product.dense.reconstruct_n(0, product.dense.ntotal)
+    keys = [(a.law, a.number, a.suffix) for a in product.articles]
+    base = load_embedder(settings).encode
+    folds = [Retriever(product.build_dir, replace(product.settings, query_encoder=str(p)),
+                       verify=False, fusion=product.fusion)
+             for p in fold_encoders(product, questions, encoders)]
+    rows = []
+    t0 = time.perf_counter()
+    for i, q in enumerate(questions):
+        part = split_of(q["id"])
+        gold = gold_keys(product, q["relevant"])
+        base_vec = base([q["query"]])[0]
+        runs = [("in" if part == "tune" else "dev", product)]
+        if part == "tune":
+            runs.append(("oof", folds[fold_of(q["id"])]))
+        for kind, r in runs:
+            vec = r.embedder.encode([q["query"]])
+            rankings, raw = r.candidates(q["query"], 300, vec=vec)
+            pool = r.pool(q["query"], rankings, raw, vec)
+            x = np.hstack([features(pool, r.meta, q["query"]), extras(pool, vectors, base_vec)])
+            rows.append({"id": q["id"], "kind": kind, "fold": fold_of(q["id"]), "x": x,
+                         "y": np.array([keys[d] in gold for d in pool.ids]),
+                         "n": len(q["relevant"])})
+        if (i + 1) % 100 == 0:
+            print(f"{i + 1} questions, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return rows
+
+
+def metrics(rows, scorer) -> dict[str, float]:
+    out = {"R@5": 0.0, "R@10": 0.0, "R@100": 0.0, "Hit@5": 0.0, "MRR@10": 0.0}
+    for r in rows:
+        order = np.argsort(-scorer(r["x"]), kind="stable")
+        y = r["y"][order]
+        out["R@5"] += min(1.0, y[:5].sum() / r["n"])
+        out["R@10"] += min(1.0, y[:10].sum() / r["n"])
+        out["R@100"] += min(1.0, y[:100].sum() / r["n"])
+        out["Hit@5"] += float(y[:5].any())
+        first = np.flatnonzero(y[:10])
+        out["MRR@10"] += 1.0 / (first[0] + 1) if len(first) else 0.0
+    return {k: round(float(v) / len(rows), 4) for k, v in out.items()}
+
+
+def linear(cols):
+    from legalrag.retrieval.rerank import train
+
+    def fit(rows):
+        model = train([(r["x"][:, cols], r["y"]) for r in rows])
+        return lambda x: model.score(x[:, cols])
+    return fit
+
+
+def boosted(cols, **params):
+    def fit(rows):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        x = np.concatenate([r["x"][:, cols] for r in rows])
+        y = np.concatenate([r["y"] for r in rows])
+        w = np.where(y, (len(y) - y.sum()) / max(1, y.sum()), 1.0)
+        model = HistGradientBoostingClassifier(random_state=0, **params)
+        model.fit(x, y, sample_weight=w)
+        return lambda xx: model.decision_function(xx[:, cols])
+    return fit
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--queries", type=Path, default=ROOT / "data/eval/stard_train.jsonl")
+    ap.add_argument("--encoders", type=Path, required=True,
+                    help="the two fold encoders (trained here once if missing)")
+    ap.add_argument("--cache", type=Path, help="keep the pools here (pickle)")
+    ap.add_argument("--out", type=Path, help="write the results here (JSON)")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from legalrag.retrieval.rerank import FEATURES
+
+    if args.cache and args.cache.exists():
+        rows = pickle.loads(args.cache.read_bytes())
+    else:
+        questions = [json.loads(x) for x in args.queries.read_text(encoding="utf-8").splitlines()
+                     if x.strip()]
+        rows = collect(questions, args.encoders)
+        if args.cache:
+            args.cache.write_bytes(pickle.dumps(rows))
+    names = (*FEATURES, *EXTRA)
+    product = list(range(len(FEATURES)))
+    col = {n: i for i, n in enumerate(names)}
+    variants = {
+        "linear, product features": linear(product),
+        "linear + base": linear([*product, col["base"], col["base_gap"]]),
+        "linear + prf": linear([*product, col["prf"], col["prf_gap"]]),
+        "linear + base + prf": linear(list(range(len(names)))),
+        "boosted, product features": boosted(product, max_iter=200, learning_rate=0.05,
+                                             max_leaf_nodes=15, min_samples_leaf=200),
+        "boosted + base + prf": boosted(list(range(len(names))), max_iter=200,
+                                        learning_rate=0.05, max_leaf_nodes=15,
+                                        min_samples_leaf=200),
+    }
+    train_rows = [r for r in rows if r["kind"] in ("in", "oof")]
+    dev = [r for r in rows if r["kind"] == "dev"]
+    results = {}
+    for name, fit in variants.items():
+        t0 = time.perf_counter()
+        cv = []
+        for fold in (0, 1):
+            scorer = fit([r for r in train_rows if r["fold"] != fold])
+            cv.append(metrics([r for r in train_rows if r["fold"] == fold
+                               and r["kind"] == "oof"], scorer))
+        cv_mean = {k: round((cv[0][k] + cv[1][k]) / 2, 4) for k in cv[0]}
+        scorer = fit(train_rows)
+        results[name] = {"tune out of fold (2-fold CV)": cv_mean, "dev": metrics(dev, scorer),
+                         "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"{name}: CV {cv_mean}\n    dev {results[name]['dev']}", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
