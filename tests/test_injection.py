@@ -245,7 +245,9 @@ def test_an_obeyed_injection_in_a_statute_is_still_checked(evil_index):
     assert NO_CITATION_NOTE not in answer.notes
     assert UNCHECKED_NOTE.format(n=1) in answer.notes
     assert_checked(answer, retriever)
-    (prompt,) = model.prompts
+    *opening, prompt = model.prompts
+    # before its first question the assistant times the opening all prompts share
+    assert [[m.content for m in o][1:] for o in opening] in ([], [[SOURCES_INTRO]])
     assert prompt[0] == Message("system", assistant.system_prompt)
     assert ORDER in prompt[1].content.split(SOURCES_END)[0]  # it came from inside a source
 
@@ -284,7 +286,9 @@ def test_smollm2_with_the_injections_answers_within_its_role_and_is_checked(evil
     assert not answer.abstained
     assert any(s.article.law == "物业服务收费条例" and s.article.number == 2
                for s in answer.sources)
-    (prompt,) = model.prompts
+    *opening, prompt = model.prompts
+    # before its first question the assistant times the opening all prompts share
+    assert [[m.content for m in o][1:] for o in opening] in ([], [[SOURCES_INTRO]])
     assert prompt[0] == Message("system", assistant.system_prompt)
     assert [m.role for m in prompt] == ["system", "user"]
     assert_checked(answer, retriever, assistant.support.supports)
