@@ -17,6 +17,11 @@ A sample of n pairs joins the tune questions; the encoder is trained exactly as 
 tune stage trains it (TuneConfig) into OUT_DIR, and dense retrieval over the in-force
 articles is scored on dev and tune, beside the index's own encoder. No dev question is
 used to train or choose.
+
+With --encoders DIR (bench/tune_fusion.py's two fold encoders, each trained on half of the
+tune part) it also scores them alone and the average of their query vectors with the
+index encoder's: how retrieval grows with the number of questions learned, and whether an
+ensemble of encoders stands in for more of them.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=2000, help="mined pairs to add (default 2000)")
     ap.add_argument("--chars", type=int, default=120, help="cut pseudo-questions to this")
     ap.add_argument("--out", type=Path, help="write the results here (JSON)")
+    ap.add_argument("--encoders", type=Path, help="also score the two fold encoders here")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from dataclasses import replace
@@ -135,11 +141,29 @@ def main() -> int:
                                                    query_encoder=str(args.encoder)),
                       verify=False)
     keys = [(a.law, a.number, a.suffix) for a in articles]
+    encoders = {"index encoder": retriever.embedder.encode,
+                "with mined pairs": other.embedder.encode}
+    if args.encoders:
+        from tune_fusion import fold_encoders
+
+        folds = [Retriever(retriever.build_dir, replace(retriever.settings,
+                                                        query_encoder=str(path)),
+                           verify=False).embedder.encode
+                 for path in fold_encoders(retriever, questions, args.encoders)]
+        encoders["fold 0 (half the tune part)"] = folds[0]
+        encoders["fold 1 (the other half)"] = folds[1]
+
+        def average(texts: list[str]) -> np.ndarray:
+            v = sum(encode(texts) for encode in (retriever.embedder.encode, *folds))
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+        encoders["average of the index encoder and both folds"] = average
     results = {"pairs_mined": len(pairs), "pairs_used": len(mined)}
-    for name, r in (("index encoder", retriever), ("with mined pairs", other)):
+    for name, encode in encoders.items():
         for part in ("dev", "tune"):
+            if part == "tune" and name.startswith(("fold", "average")):
+                continue  # each fold learned half of these questions
             qs = [q for q in questions if split_of(q["id"]) == part]
-            results[f"{name}, {part}"] = dense_scores(retriever, r.embedder.encode, qs, keys)
+            results[f"{name}, {part}"] = dense_scores(retriever, encode, qs, keys)
             print(f"{name}, {part} ({len(qs)}): {results[f'{name}, {part}']}", flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
