@@ -42,6 +42,7 @@ from legalrag.web.session import ChatSession, Exchange
 
 HISTORY_FILE = "history.sqlite3"
 SAVE_EVERY = 2.0  # seconds between writes while an answer is being written
+BUSY_SECONDS = 10.0  # how long a write waits for another writer of the file
 MAX_LISTED = 200
 _OWNER_RE = re.compile(r"^(user:.{1,200}|browser:[0-9a-f]{32})$", re.S)
 _BROWSER_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -94,6 +95,24 @@ def new_browser_id() -> str:
     return secrets.token_hex(16)
 
 
+def _set_wal(conn: sqlite3.Connection, wait: float = BUSY_SECONDS) -> None:
+    """Switch the file to WAL, waiting out another connection doing the same.
+
+    SQLite answers a journal-mode change that races another one with "database is
+    locked" at once, without calling the busy handler, so two tabs or two processes
+    opening a new file together would fail one of them. Retry until ``wait`` is spent.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class History:
     """The conversation store: one SQLite file (created on first use)."""
 
@@ -112,9 +131,9 @@ class History:
         if self._conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False,
+                conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, check_same_thread=False,
                                        isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
+                _set_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.executescript(SCHEMA)
