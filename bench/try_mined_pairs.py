@@ -22,6 +22,10 @@ With --encoders DIR (bench/tune_fusion.py's two fold encoders, each trained on h
 tune part) it also scores them alone and the average of their query vectors with the
 index encoder's: how retrieval grows with the number of questions learned, and whether an
 ensemble of encoders stands in for more of them.
+
+With --pairs FILE the extra questions are not mined but read from FILE, the questions the
+local chat model wrote about sampled articles (bench/gen_questions.py; its filter is applied
+again on reading), each with its article as the gold.
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ def main() -> int:
     ap.add_argument("--chars", type=int, default=120, help="cut pseudo-questions to this")
     ap.add_argument("--out", type=Path, help="write the results here (JSON)")
     ap.add_argument("--encoders", type=Path, help="also score the two fold encoders here")
+    ap.add_argument("--pairs", type=Path, help="train on these written questions instead of "
+                    "mined pairs (bench/gen_questions.py's output; -n caps their number)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from dataclasses import replace
@@ -125,7 +131,18 @@ def main() -> int:
     questions = load_questions(args.queries)
     examples, rows = make_examples(questions, articles, "tune")
     position = {r: p for p, r in enumerate(rows)}
-    pairs = mine(articles, LawNames(sorted({a.law for a in articles})))
+    if args.pairs:
+        from gen_questions import keep
+
+        row_of = {(a.law, a.number, a.suffix): i for i, a in enumerate(articles)
+                  if a.in_force}
+        pairs = []
+        for line in args.pairs.read_text(encoding="utf-8").splitlines():
+            d = json.loads(line)
+            if tuple(d["key"]) in row_of and keep(d["question"]):
+                pairs.append((d["question"], [row_of[tuple(d["key"])]]))
+    else:
+        pairs = mine(articles, LawNames(sorted({a.law for a in articles})))
     sample = random.Random(0).sample(pairs, min(args.n, len(pairs)))
     mined = [Example(text[:args.chars], tuple(position[j] for j in golds))
              for text, golds in sample]
@@ -142,7 +159,8 @@ def main() -> int:
                       verify=False)
     keys = [(a.law, a.number, a.suffix) for a in articles]
     encoders = {"index encoder": retriever.embedder.encode,
-                "with mined pairs": other.embedder.encode}
+                "with written questions" if args.pairs else "with mined pairs":
+                    other.embedder.encode}
     if args.encoders:
         from tune_fusion import fold_encoders
 
@@ -157,7 +175,7 @@ def main() -> int:
             v = sum(encode(texts) for encode in (retriever.embedder.encode, *folds))
             return v / np.linalg.norm(v, axis=1, keepdims=True)
         encoders["average of the index encoder and both folds"] = average
-    results = {"pairs_mined": len(pairs), "pairs_used": len(mined)}
+    results = {"pairs_available": len(pairs), "pairs_used": len(mined)}
     for name, encode in encoders.items():
         for part in ("dev", "tune"):
             if part == "tune" and name.startswith(("fold", "average")):
