@@ -47,6 +47,8 @@ def make_settings(tmp: Path, corpus: Path, **overrides):
     cache = os.environ.get("LEGALRAG_CACHE_DIR")
     # The query-encoder tune stage is off unless a test asks for it (test_tune.py does).
     overrides.setdefault("tune_questions", "")
+    # Builds embed every text unless a test asks for shipped vectors (test_shipped.py).
+    overrides.setdefault("shipped_vectors", "")
     overrides.setdefault("cache_dir", Path(cache) if cache else None)
     overrides.setdefault("data_dir", tmp / "userdata")  # conversations (web/history.py)
     return Settings.load(env={}, corpus_dir=corpus, index_dir=tmp / "indexes", **overrides)

@@ -42,6 +42,9 @@ class Settings:
     # model embeds questions: "auto" (the index's tuned encoder when it has one), "base"
     # (the embedding model itself) or a sentence-transformers folder
     tune_questions: str = "data/eval/stard_train.jsonl"
+    # vectors of the shipped corpus's texts, so a first build embeds only what is new
+    # (index/shipped.py; "" to embed everything)
+    shipped_vectors: str = "data/vectors/m3e-small-onnx-int8-256.npz"
     query_encoder: str = "auto"
     # retrieval
     top_k: int = 10
@@ -254,7 +257,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 # (RFC 6750's token characters).
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # str settings that hold a path: `~` is expanded like in the Path ones
-PATH_STRINGS = frozenset({"llm_model_path", "tune_questions", "log_file", "query_encoder"})
+PATH_STRINGS = frozenset({"llm_model_path", "tune_questions", "log_file", "query_encoder",
+                          "shipped_vectors"})
 # LEGALRAG_* variables that are not settings but are used by the scripts and tests
 OTHER_ENV = frozenset({"LEGALRAG_CONFIG", "LEGALRAG_VENV", "LEGALRAG_FAULT_SEED"})
 

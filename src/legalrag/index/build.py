@@ -77,6 +77,7 @@ class BuildResult:
     parts: list[str]
     embedded: int = 0  # articles embedded in this run
     reused: int = 0  # articles whose vectors came from the previous index
+    shipped: int = 0  # articles whose vectors came from the shipped file (index/shipped.py)
     tokenized: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     changed_files: list[str] = field(default_factory=list)
@@ -87,7 +88,9 @@ class BuildResult:
         if self.up_to_date:
             return f"index is up to date ({self.report.summary()})"
         total = sum(self.seconds.values())
-        return (f"{self.report.summary()}; embedded {self.embedded}, reused {self.reused}; "
+        shipped = f", shipped {self.shipped}" if self.shipped else ""
+        return (f"{self.report.summary()}; embedded {self.embedded}, reused {self.reused}"
+                f"{shipped}; "
                 f"parts: {', '.join(self.parts)}; {total:.1f} s")
 
 
@@ -230,13 +233,19 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
         first: dict[str, int] = {}
         for i in need:
             first.setdefault(ekeys[i], i)
-        unique = list(first.values())
-        embedder = load_embedder(settings)
-        done = embedder.encode([texts[i] for i in unique],
-                               progress=progress("embed", len(unique)))
-        row = {ekeys[i]: r for r, i in enumerate(unique)}
-        vectors[need] = done[[row[ekeys[i]] for i in need]]
-    result.embedded, result.reused = len(need), len(texts) - len(need)
+        found = _shipped(settings, identity, {k: texts[i] for k, i in first.items()},
+                         seconds)
+        unique = [i for k, i in first.items() if k not in found]
+        fresh: dict[str, np.ndarray] = {}
+        if unique:
+            done = load_embedder(settings).encode([texts[i] for i in unique],
+                                                  progress=progress("embed", len(unique)))
+            fresh = {ekeys[i]: done[r] for r, i in enumerate(unique)}
+        for i in need:
+            vectors[i] = found[ekeys[i]] if ekeys[i] in found else fresh[ekeys[i]]
+        result.shipped = sum(ekeys[i] in found for i in need)
+    result.embedded = len(need) - result.shipped
+    result.reused = len(texts) - len(need)
     seconds["embed"] = time.perf_counter() - t
     t = time.perf_counter()
     _write_faiss(build / DENSE, vectors)
@@ -262,6 +271,24 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
                     progress)
     store.collect_garbage()
     return result
+
+
+def _shipped(settings: Settings, identity: dict, texts: dict[str, str],
+             seconds: dict[str, float]) -> dict[str, np.ndarray]:
+    """The shipped vectors (index/shipped.py) of the texts to embed (content key -> text)
+    that this machine's embedder agrees with; {} when there are none."""
+    if not settings.shipped_vectors:
+        return {}
+    from legalrag.index.shipped import read_shipped, usable
+
+    t = time.perf_counter()
+    shipped = read_shipped(Path(settings.shipped_vectors), identity)
+    got = usable(shipped, texts, load_embedder(settings).encode) if shipped else None
+    seconds["shipped"] = time.perf_counter() - t
+    if got is not None and got.vectors:
+        log.info("%d of %d texts to embed have shipped vectors (sample of %d checked, "
+                 "cosine >= %.4f)", len(got.vectors), len(texts), got.checked, got.min_cosine)
+    return got.vectors if got is not None else {}
 
 
 def _tune_stage(settings: Settings, store: IndexStore, result: BuildResult, manifest: dict,
