@@ -88,12 +88,14 @@ def test_shipped_vectors_that_disagree_with_this_machine_are_not_taken(shipped, 
     assert min(float(vectors[k] @ original[k]) for k in keys) > 0.999  # embedded afresh
 
 
-@pytest.mark.parametrize("damage", ["garbage", "other model", "missing"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other model", "missing"])
 def test_a_foreign_or_unreadable_shipped_file_is_ignored(shipped, tmp_path, caplog, damage):
     path, original, identity = shipped
     target = tmp_path / "vectors.npz"
     if damage == "garbage":
         target.write_bytes(b"not a numpy file")
+    elif damage == "truncated":  # a download or copy cut short
+        target.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "other model":
         other = {**identity, "name": "m3e-small@torch-fp32/256"}
         write_shipped(target, list(original), np.stack(list(original.values())), other)
@@ -103,7 +105,8 @@ def test_a_foreign_or_unreadable_shipped_file_is_ignored(shipped, tmp_path, capl
         result = build_index(settings)
     assert result.shipped == 0 and result.embedded == 107
     assert result.parts == ["lookup", "bm25", "dense"]
-    expected = {"garbage": "cannot be read", "other model": "were made by m3e-small@torch",
+    expected = {"garbage": "cannot be read", "truncated": "cannot be read",
+                "other model": "were made by m3e-small@torch",
                 "missing": "no shipped vectors"}[damage]
     assert expected in caplog.text
     if damage == "garbage":

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +69,7 @@ def read_shipped(path: Path, identity: Mapping) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
             keys, q, scales = f["keys"], f["vectors"], f["scales"]
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         log.warning("shipped vectors %s cannot be read (%s): every text is embedded; "
                     "write them again with scripts/ship_vectors.py", path, e)
         return {}
