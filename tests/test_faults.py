@@ -195,7 +195,8 @@ def child_env(settings: Settings) -> dict[str, str]:
     tune = Path(settings.tune_questions)
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
                LEGALRAG_CACHE_DIR=str(settings.cache_dir),
-               LEGALRAG_TUNE_QUESTIONS=str(tune) if tune.is_absolute() else "")
+               LEGALRAG_TUNE_QUESTIONS=str(tune) if tune.is_absolute() else "",
+               LEGALRAG_SHIPPED_VECTORS="")  # every text is embedded, so faults can hit it
     return env
 
 

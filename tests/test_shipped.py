@@ -5,7 +5,10 @@ cost nothing but the time to embed. The repository's own file is checked against
 corpus and the default model."""
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -40,7 +43,7 @@ def shipped(tmp_path_factory):
     vectors, identity = live_vectors(settings)
     path = tmp / "vectors.npz"
     write_shipped(path, list(vectors), np.stack(list(vectors.values())), identity)
-    return path, vectors, identity
+    return path, vectors, identity, settings
 
 
 def corpus_with_new_law(tmp_path):
@@ -50,7 +53,7 @@ def corpus_with_new_law(tmp_path):
 
 
 def test_a_first_build_takes_shipped_vectors_and_embeds_only_new_texts(shipped, tmp_path):
-    path, original, _ = shipped
+    path, original, _, _ = shipped
     settings = make_settings(tmp_path, corpus_with_new_law(tmp_path), shipped_vectors=str(path))
     result = build_index(settings)
     assert result.shipped == 107  # every 劳动法 article, none of the new law's
@@ -73,7 +76,7 @@ def test_a_first_build_takes_shipped_vectors_and_embeds_only_new_texts(shipped, 
 
 def test_shipped_vectors_that_disagree_with_this_machine_are_not_taken(shipped, tmp_path,
                                                                         caplog):
-    path, original, identity = shipped
+    path, original, identity, _ = shipped
     keys = list(original)
     rolled = np.roll(np.stack(list(original.values())), 1, axis=0)  # each text, another's
     bad = tmp_path / "bad.npz"
@@ -90,7 +93,7 @@ def test_shipped_vectors_that_disagree_with_this_machine_are_not_taken(shipped, 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "other model", "missing"])
 def test_a_foreign_or_unreadable_shipped_file_is_ignored(shipped, tmp_path, caplog, damage):
-    path, original, identity = shipped
+    path, original, identity, _ = shipped
     target = tmp_path / "vectors.npz"
     if damage == "garbage":
         target.write_bytes(b"not a numpy file")
@@ -111,6 +114,22 @@ def test_a_foreign_or_unreadable_shipped_file_is_ignored(shipped, tmp_path, capl
     assert expected in caplog.text
     if damage == "garbage":
         assert target.read_bytes() == b"not a numpy file"  # left as it was
+
+
+def test_ship_vectors_writes_the_live_index_for_the_next_first_build(shipped, tmp_path):
+    _, original, identity, settings = shipped
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGALRAG_")}
+    env.update(HF_HUB_OFFLINE="1", LEGALRAG_CORPUS_DIR=str(settings.corpus_dir),
+               LEGALRAG_INDEX_DIR=str(settings.index_dir),
+               LEGALRAG_CACHE_DIR=str(settings.cache_dir))
+    out = tmp_path / "written.npz"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/ship_vectors.py"), "--out",
+                           str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "107 vectors of m3e-small@onnx-int8/256 written" in done.stdout
+    written = read_shipped(out, identity)
+    assert written.keys() == original.keys()
+    assert min(float(written[k] @ v) for k, v in original.items()) > 0.999
 
 
 def test_the_repositorys_file_covers_its_corpus_for_the_default_model():
