@@ -17,8 +17,8 @@ from conftest import CORPUS, ROOT, copy_corpus, make_settings
 from legalrag.config import Settings
 from legalrag.index.build import build_index, content_key, embed_text
 from legalrag.index.corpus import parse_corpus
-from legalrag.index.embed import embedder_identity
-from legalrag.index.shipped import read_shipped, write_shipped
+from legalrag.index.embed import embedder_identity, load_embedder
+from legalrag.index.shipped import locate, read_shipped, usable, write_shipped
 from legalrag.retrieval.retriever import Retriever
 
 BASE = ["社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
@@ -91,7 +91,8 @@ def test_shipped_vectors_that_disagree_with_this_machine_are_not_taken(shipped, 
     assert min(float(vectors[k] @ original[k]) for k in keys) > 0.999  # embedded afresh
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "other model", "missing"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "text keys", "other model",
+                                    "missing"])
 def test_a_foreign_or_unreadable_shipped_file_is_ignored(shipped, tmp_path, caplog, damage):
     path, original, identity, _ = shipped
     target = tmp_path / "vectors.npz"
@@ -99,6 +100,10 @@ def test_a_foreign_or_unreadable_shipped_file_is_ignored(shipped, tmp_path, capl
         target.write_bytes(b"not a numpy file")
     elif damage == "truncated":  # a download or copy cut short
         target.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "text keys":  # an npz of the right arrays, but not ours
+        with np.load(path) as f:
+            arrays = dict(f)
+        np.savez_compressed(target, **{**arrays, "keys": arrays["keys"].astype("U24")})
     elif damage == "other model":
         other = {**identity, "name": "m3e-small@torch-fp32/256"}
         write_shipped(target, list(original), np.stack(list(original.values())), other)
@@ -109,11 +114,32 @@ def test_a_foreign_or_unreadable_shipped_file_is_ignored(shipped, tmp_path, capl
     assert result.shipped == 0 and result.embedded == 107
     assert result.parts == ["lookup", "bm25", "dense"]
     expected = {"garbage": "cannot be read", "truncated": "cannot be read",
+                "text keys": "cannot be read",
                 "other model": "were made by m3e-small@torch",
                 "missing": "no shipped vectors"}[damage]
     assert expected in caplog.text
     if damage == "garbage":
         assert target.read_bytes() == b"not a numpy file"  # left as it was
+
+
+def test_rows_that_are_not_finite_or_zero_are_embedded(shipped, tmp_path, caplog):
+    path, original, _, _ = shipped
+    target = tmp_path / "vectors.npz"
+    with np.load(path) as f:
+        arrays = dict(f)
+    arrays["scales"][:5] = np.nan
+    arrays["vectors"][5:8] = 0
+    np.savez_compressed(target, **arrays)
+    settings = make_settings(tmp_path, copy_corpus(tmp_path / "corpus", BASE),
+                             shipped_vectors=str(target))
+    with caplog.at_level(logging.WARNING, logger="legalrag.index.shipped"):
+        result = build_index(settings)
+    assert "8 rows are not finite or zero" in caplog.text
+    assert result.shipped == 99 and result.embedded == 8
+    vectors, _ = live_vectors(settings)
+    assert all(np.isfinite(v).all() for v in vectors.values())
+    # int8 rows, and rows embedded in other batches (int8 activations are scaled per batch)
+    assert min(float(v @ original[k]) for k, v in vectors.items()) > 0.99
 
 
 def test_ship_vectors_writes_the_live_index_for_the_next_first_build(shipped, tmp_path):
@@ -124,7 +150,8 @@ def test_ship_vectors_writes_the_live_index_for_the_next_first_build(shipped, tm
                LEGALRAG_CACHE_DIR=str(settings.cache_dir))
     out = tmp_path / "written.npz"
     done = subprocess.run([sys.executable, str(ROOT / "scripts/ship_vectors.py"), "--out",
-                           str(out)], env=env, capture_output=True, text=True, timeout=300)
+                           str(out)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "107 vectors of m3e-small@onnx-int8/256 written" in done.stdout
     written = read_shipped(out, identity)
@@ -132,14 +159,16 @@ def test_ship_vectors_writes_the_live_index_for_the_next_first_build(shipped, tm
     assert min(float(written[k] @ v) for k, v in original.items()) > 0.999
 
 
-def test_the_repositorys_file_covers_its_corpus_for_the_default_model():
+def test_the_repositorys_file_covers_its_corpus_and_agrees_with_this_machine():
     """Fails when the corpus or the embedding model changed and the file was not written
-    again: run scripts/ship_vectors.py after a full build."""
+    again (run scripts/ship_vectors.py after a full build), or when this machine's
+    embedding disagrees with it, so that every first build here embeds everything."""
     defaults = Settings.load(env={})
-    path = ROOT / defaults.shipped_vectors
+    path = locate(defaults.shipped_vectors)
     vectors = read_shipped(path, embedder_identity(defaults))
     assert vectors, f"{path} is missing or was made by another embedder"
-    articles = parse_corpus(ROOT / "corpus").articles
-    keys = {content_key(embed_text(a)) for a in articles}
-    covered = len(keys & vectors.keys()) / len(keys)
+    texts = {content_key(t): t for t in map(embed_text, parse_corpus(ROOT / "corpus").articles)}
+    covered = len(texts.keys() & vectors.keys()) / len(texts)
     assert covered > 0.95, f"{path} holds {covered:.1%} of the corpus's texts"
+    got = usable(vectors, dict(list(texts.items())[::500]), load_embedder(defaults).encode)
+    assert got.vectors, f"this machine's embedding disagrees (cosine {got.min_cosine:.3f})"

@@ -279,10 +279,10 @@ def _shipped(settings: Settings, identity: dict, texts: dict[str, str],
     that this machine's embedder agrees with; {} when there are none."""
     if not settings.shipped_vectors:
         return {}
-    from legalrag.index.shipped import read_shipped, usable
+    from legalrag.index.shipped import locate, read_shipped, usable
 
     t = time.perf_counter()
-    shipped = read_shipped(Path(settings.shipped_vectors), identity)
+    shipped = read_shipped(locate(settings.shipped_vectors), identity)
     got = usable(shipped, texts, load_embedder(settings).encode) if shipped else None
     seconds["shipped"] = time.perf_counter() - t
     if got is not None and got.vectors:
