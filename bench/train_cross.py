@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import os
-import pickle
 import random
 import sys
 import time
@@ -62,7 +61,7 @@ def holdout(qid: str) -> bool:
 
 
 class Cross:
-    def __init__(self, max_len: int):
+    def __init__(self, max_len: int, layers: int = 0):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -72,6 +71,9 @@ class Cross:
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(path)
         self.bert = AutoModel.from_pretrained(path)
+        if layers:  # keep only the first layers: a cheaper model to train and to run
+            self.bert.encoder.layer = self.bert.encoder.layer[:layers]
+            self.bert.config.num_hidden_layers = layers
         self.head = torch.nn.Linear(self.bert.config.hidden_size, 1)
         self.max_len = max_len
 
@@ -178,14 +180,11 @@ def main() -> int:
     ap.add_argument("--save", type=Path, help="keep the trained weights here (torch state)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tune_fusion import cached
+
     from legalrag.retrieval.evaluate import load_queries
 
-    if args.cache and args.cache.exists():
-        rows = pickle.loads(args.cache.read_bytes())
-    else:
-        rows = collect(load_queries(args.queries), args.depth)
-        if args.cache:
-            args.cache.write_bytes(pickle.dumps(rows))
+    rows = cached(args.cache, lambda: collect(load_queries(args.queries), args.depth))
     import torch
 
     torch.manual_seed(0)

@@ -75,6 +75,18 @@ def score(rows, keys, prior_of, rrf_k, w_dense, reranker=None) -> tuple[float, f
     return r10 / len(rows), r100 / len(rows), mrr / len(rows)
 
 
+def cached(path: Path | None, make):
+    """make()'s result, kept in path (pickle) and read from there when it exists."""
+    import pickle
+
+    if path and path.exists():
+        return pickle.loads(path.read_bytes())
+    value = make()
+    if path:
+        path.write_bytes(pickle.dumps(value))
+    return value
+
+
 def fold_of(query_id: str) -> int:
     return int(hashlib.sha1(query_id.encode("utf-8")).hexdigest(), 16) % 2
 

@@ -37,7 +37,6 @@ import argparse
 import itertools
 import json
 import os
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -186,16 +185,14 @@ def main() -> int:
                     "the tune questions out of fold; keep the fold encoders here")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tune_fusion import cached
+
     from legalrag.answer.assistant import PROVISION_FROM
     from legalrag.answer.provision import BIGRAM_WEIGHT, RANK_DECAY, SECOND_PROVISION
     from legalrag.retrieval.evaluate import load_queries
 
-    if args.cache and args.cache.exists():
-        rows = pickle.loads(args.cache.read_bytes())
-    else:
-        rows = collect(load_queries(args.queries), args.n, args.encoders)
-        if args.cache:
-            args.cache.write_bytes(pickle.dumps(rows))
+    rows = cached(args.cache, lambda: collect(load_queries(args.queries), args.n,
+                                              args.encoders))
     grid = list(itertools.product((0.0, 0.25, 0.5, 0.75, 1.0),
                                   (0.8, 0.85, 0.9, 0.93, 0.96, 1.0),
                                   (1, 2, 3, 5), (0.0,), (0.0,)))

@@ -54,6 +54,20 @@ def make_settings(tmp: Path, corpus: Path, **overrides):
     return Settings.load(env={}, corpus_dir=corpus, index_dir=tmp / "indexes", **overrides)
 
 
+def ranking_from_stages(r, query: str, rerank: bool) -> list[int]:
+    """Article rows in the order a retriever's own stages give them: the reranker's order
+    of the pool (rerank) or the fused order, without cross-references or the
+    cross-encoder; what search() must return when those are off."""
+    from legalrag.retrieval.rerank import features
+
+    vec = r.embedder.encode([query])
+    rankings, raw = r.candidates(query, 300 if rerank else 100, vec=vec)
+    if rerank:
+        pool = r.pool(query, rankings, raw, vec)
+        return [pool.ids[j] for j in r.fusion.reranker.order(features(pool, r.meta, query))]
+    return [d for d, _ in r.fuse(rankings)]
+
+
 @pytest.fixture(scope="session")
 def small_settings(tmp_path_factory):
     """Settings for the small real corpus, with its index built (all three parts)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from conftest import ranking_from_stages
 
 from legalrag.citations import LawNames
 from legalrag.records import Article
@@ -148,8 +149,10 @@ def both(small_settings):
     from legalrag.retrieval.fusion import Fusion
     from legalrag.retrieval.retriever import Retriever
 
-    on = replace(small_settings, cross_references=True)
-    off = replace(small_settings, cross_references=False)
+    # the cross-encoder off: these tests place references against the ranking's own order
+    # (tests/test_cross.py tests the two together)
+    on = replace(small_settings, cross_references=True, cross_encoder="")
+    off = replace(small_settings, cross_references=False, cross_encoder="")
     return {(xref, rr): Retriever.open(s, fusion=Fusion.default() if rr else None)
             for xref, s in ((False, off), (True, on)) for rr in (False, True)}
 
@@ -164,18 +167,10 @@ def test_setting_off_ranks_as_before(both, rerank):
     """Off, the ranking is the one retrieval gave before cross-references existed: exact
     lookups first, then the fused (or reranked) order, rebuilt here from the retriever's
     own stages; and no hit carries the feature."""
-    from legalrag.retrieval.rerank import features
-
     r = both[(False, rerank)]
     for q in QUESTIONS:
         got = [h.article.id for h in r.search(q, k=20)]
-        vec = r.embedder.encode([q])
-        rankings, raw = r.candidates(q, 300 if rerank else 100, vec=vec)
-        if rerank:
-            pool = r.pool(q, rankings, raw, vec)
-            order = [pool.ids[j] for j in r.fusion.reranker.order(features(pool, r.meta, q))]
-        else:
-            order = [d for d, _ in r.fuse(rankings)]
+        order = ranking_from_stages(r, q, rerank)
         looked = [a.id for lk in r.lookup_query(q) for a in lk.articles[:1]]
         expected = list(dict.fromkeys([*looked, *(r.articles[d].id for d in order)]))[:20]
         assert got == expected, q

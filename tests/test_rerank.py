@@ -1,6 +1,7 @@
 """The linear reranker: features by hand, training on generated pools, the real index."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -120,11 +121,12 @@ def test_shipped_fusion_has_a_reranker():
 @pytest.fixture(scope="module")
 def reranked(small_settings):
     """The small index with the shipped weights and reranker forced on (its questions go
-    through the base model, for which the retriever would otherwise use plain RRF)."""
+    through the base model, for which the retriever would otherwise use plain RRF), and
+    the cross-encoder after it off (tests/test_cross.py)."""
     from legalrag.retrieval.fusion import Fusion
     from legalrag.retrieval.retriever import Retriever
 
-    return Retriever.open(small_settings, fusion=Fusion.default())
+    return Retriever.open(replace(small_settings, cross_encoder=""), fusion=Fusion.default())
 
 
 def test_base_encoder_gets_plain_rrf(small_index):

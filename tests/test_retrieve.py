@@ -1,9 +1,12 @@
 """Retrieval over a small real index (real m3e-small, FAISS, BM25)."""
 
+from dataclasses import replace
+
 import pytest
 
 from legalrag.errors import QueryError
 from legalrag.retrieval.fusion import rrf
+from legalrag.retrieval.retriever import Retriever
 
 
 def top(index, query, **kw):
@@ -65,10 +68,15 @@ def test_hits_carry_everything(small_index):
     hits = small_index.search("用人单位拖欠劳动报酬怎么办", k=10)
     assert len(hits) == 10
     assert [h.rank for h in hits] == list(range(1, 11))
-    # a hit placed by a cross-reference (settings.cross_references) keeps its own score
-    scores = [h.score for h in hits if "xref" not in h.scores]
-    assert scores == sorted(scores, reverse=True)
+    # each keeps the ranking's score; the cross-encoder's is beside it
     assert all(h.score == h.scores["rrf"] > 0 for h in hits)  # no tuned encoder: plain RRF
+    assert all("cross" in h.scores for h in hits if "xref" not in h.scores)
+    # without the cross-encoder, a hit placed by a cross-reference (settings.
+    # cross_references) keeps its own score and the rest are in score order
+    plain = Retriever.open(replace(small_index.settings, cross_encoder=""))
+    scores = [h.score for h in plain.search("用人单位拖欠劳动报酬怎么办", k=10)
+              if "xref" not in h.scores]
+    assert scores == sorted(scores, reverse=True)
     h = hits[0]
     d = h.to_dict()
     for key in ("law", "label", "path", "text", "version", "in_force", "ranks", "scores"):

@@ -55,6 +55,9 @@ class Settings:
     # exact lookup is followed by what the article cites and what cites it
     # (retrieval/crossref.py; docs/evaluation.md, "Cross-references")
     cross_references: bool = True
+    # a cross-encoder reads the question with each of the best hits and reorders them
+    # (retrieval/cross.py; "" for the ranking without it)
+    cross_encoder: str = "data/models/cross-m3e-small-2l.npz"
     # generation
     llm_backend: str = "llama"  # or "http" (an OpenAI-compatible server)
     llm_model_path: str = ""  # empty: the default Qwen2.5 GGUF assembled from PyPI parts

@@ -42,6 +42,7 @@ from legalrag.index.store import (
     read_manifest,
 )
 from legalrag.records import Article, Hit
+from legalrag.retrieval.cross import CrossEncoder
 from legalrag.retrieval.crossref import CrossRefs, Key, follow, related
 from legalrag.retrieval.fusion import Fusion, rrf
 from legalrag.retrieval.rerank import Pool, features
@@ -161,11 +162,20 @@ class Retriever:
                 self._embedder = load_embedder(settings)
             return self._embedder
 
+    @property
+    def cross(self) -> CrossEncoder | None:
+        """The cross-encoder of settings.cross_encoder, loaded once per build (None when
+        it is off or its file is not usable: the warning says why). It reorders the best
+        hits of the ranking before cross-references are followed."""
+        return self.derived("cross", lambda: CrossEncoder.load(self.settings.cross_encoder))
+
     def warm_up(self) -> None:
-        """Load the embedding model (and, with cross_references, build the cross-reference
-        map) now rather than on the first question."""
+        """Load the embedding model and the cross-encoder (and, with cross_references,
+        build the cross-reference map) now rather than on the first question."""
         if self.dense is not None:
             self.embedder.encode(["预热"])
+            if self.cross is not None:
+                self.cross.scores("预热", ["预热"])
         if self.settings.cross_references:
             self.cross_refs  # noqa: B018 (built and kept by derived)
 
@@ -225,11 +235,21 @@ class Retriever:
             raw = {"bm25": dict(zip(pool.ids, pool.bm25, strict=True)),
                    "dense": dict(zip(pool.ids, pool.dense, strict=True)),
                    "rerank": dict(zip(pool.ids, rerank_scores.tolist(), strict=True))}
+        lookups = self.lookup_query(query)
+        cross = self.cross if mode == "hybrid" and self.dense is not None else None
+        # A question that names an article gets it and what it cites and is cited by, in
+        # that order (crossref.related): nothing for the cross-encoder to reorder.
+        if cross is not None and not any(lk.articles for lk in lookups):
+            top = fused[:cross.config.depth]
+            order, ce = cross.order(query, [self.articles[d].citation + "\n"
+                                            + self.articles[d].text for d, _ in top])
+            raw = {**raw, "cross": {d: float(c) for (d, _), c in zip(top, ce, strict=True)}}
+            fused = [top[i] for i in order] + fused[len(top):]
 
         hits: list[Hit] = []
         seen: set[int] = set()
         looked_up: list[tuple[int, Lookup]] = []
-        for lk in self.lookup_query(query):
+        for lk in lookups:
             rows = [i for i, a in zip(self._rows(lk), lk.articles, strict=True)
                     if include_old or a.in_force or not any(x.in_force for x in lk.articles)]
             for i in rows[:1] if not include_old else rows:

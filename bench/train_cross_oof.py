@@ -1,0 +1,205 @@
+"""The cross-encoder of bench/train_cross.py, trained and judged out of fold (issue 13).
+
+    .venv/bin/python bench/train_cross_oof.py --encoders DIR [--cache FILE] [--layers 2]
+        [--max-len 96] [--epochs 2] [--save FILE] [--out FILE]
+
+bench/train_cross.py trained on tune questions retrieved by the index's own query encoder,
+which learned them: a gold article was in their top 20 far more often than it will be for a
+new question, and the fusion weight chosen on them was too shy. Here every tune question is
+retrieved by a query encoder trained on the *other* half of the tune part (the fold encoders
+of bench/tune_fusion.py), through the product's whole search (reranker, lookups,
+cross-references), so its hits look like a new question's.
+
+1. Cross-fitting: a cross-encoder trained on fold 1's questions scores fold 0's, and the
+   other way round. Every tune question then has hits and cross-encoder scores that nothing
+   trained on it produced, and the fusion weight is chosen on all 1,000 of them.
+2. A final cross-encoder is trained on all 1,000 and scores the dev part (235 questions
+   nothing was chosen on), retrieved by the product as it is.
+
+The order is fused as in bench/train_cross.py: 1/(10 + product rank) + w/(10 + cross rank)
+over the top `depth` hits; below them nothing moves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 1000.0)
+
+
+def collect(queries: list, encoders: Path, depth: int) -> list[dict]:
+    from tune_fusion import fold_encoders, fold_of
+
+    from legalrag.config import Settings
+    from legalrag.index.tune import split_of
+    from legalrag.retrieval.evaluate import resolve_gold
+    from legalrag.retrieval.retriever import Retriever
+
+    product = Retriever.open(Settings.load())
+    raw = [{"id": q.id, "query": q.query, "relevant": q.relevant} for q in queries]
+    folds = [Retriever(product.build_dir, replace(product.settings, query_encoder=str(p)),
+                       verify=False, fusion=product.fusion)
+             for p in fold_encoders(product, raw, encoders)]
+    rows = []
+    t0 = time.perf_counter()
+    for i, q in enumerate(queries):
+        part = split_of(q.id)
+        r = folds[fold_of(q.id)] if part == "tune" else product
+        golds = [resolve_gold(c, product) for c in q.relevant]
+        gold = {(g.law, g.number, g.suffix) for g in golds if g.resolved}
+        hits = r.search(q.query, k=depth, mode="hybrid")
+        rows.append({"id": q.id, "part": part, "fold": fold_of(q.id), "query": q.query,
+                     "gold": gold, "n": len(q.relevant),
+                     "hits": [((h.article.law, h.article.number, h.article.suffix),
+                               h.article.citation + "\n" + h.article.text) for h in hits]})
+        if (i + 1) % 100 == 0:
+            print(f"{i + 1} questions, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return rows
+
+
+def metrics(rows: list[dict], ces: list[list[float]], w: float) -> dict[str, float]:
+    from train_cross import fused
+
+    out = {"hit@1": 0.0, "hit@3": 0.0, "hit@5": 0.0, "recall@5": 0.0, "recall@10": 0.0,
+           "mrr@10": 0.0}
+    for r, ce in zip(rows, ces, strict=True):
+        order = [r["hits"][i][0] for i in fused(len(r["hits"]), ce, w)]
+        gold, n = r["gold"], max(1, r["n"])
+        for k in (1, 3, 5):
+            out[f"hit@{k}"] += bool(gold & set(order[:k]))
+        out["recall@5"] += min(1.0, len(gold & set(order[:5])) / n)
+        out["recall@10"] += min(1.0, len(gold & set(order[:10])) / n)
+        out["mrr@10"] += next((1 / (i + 1) for i, key in enumerate(order[:10]) if key in gold),
+                              0.0)
+    return {k: round(v / len(rows), 4) for k, v in out.items()} | {"n": len(rows)}
+
+
+def fit(rows: list[dict], args, seed: int):
+    import torch
+    from train_cross import Cross, train
+
+    torch.manual_seed(seed)
+    model = Cross(args.max_len, args.layers)
+    # negatives from the hits the product shows and a little below
+    train(model, rows, args.epochs, args.negatives, args.lr, seed=seed)
+    return model
+
+
+def ship(model, path: Path, args, weight: float, rows: list[dict]) -> dict:
+    """Write the model as the product reads it (retrieval/cross.py): the encoder's weights
+    without the word embeddings (the installed m3e-small's, frozen in training) and the
+    pooler (unused), and the head; its matrices in int8. The written file is then loaded
+    as the product loads it and must score `rows` as the trained model does (Pearson
+    r >= 0.999 on every question, the same best hit on >= 95%), or it is removed."""
+    import numpy as np
+    from train_cross import score_rows
+
+    from legalrag.retrieval.cross import CrossConfig, CrossEncoder, read_cross, write_cross
+
+    state = {k: v.detach().numpy() for k, v in model.bert.state_dict().items()
+             if not k.startswith("pooler.")}  # write_cross leaves the word embeddings out
+    state |= {f"head.{k}": v.detach().numpy() for k, v in model.head.state_dict().items()}
+    write_cross(path, state, CrossConfig("m3e-small", args.layers, args.max_len, args.depth,
+                                         weight))
+    shipped = CrossEncoder(*read_cross(path))
+    trained = score_rows(model, rows, args.depth)
+    r, same = [], 0
+    for row, ref in zip(rows, trained, strict=True):
+        got = shipped.scores(row["query"], [t for _, t in row["hits"][:args.depth]])
+        r.append(float(np.corrcoef(ref, got)[0, 1]))
+        same += int(np.argmax(ref) == np.argmax(got))
+    check = {"questions": len(rows), "min_pearson": min(r), "same_best": same / len(rows)}
+    print(f"shipped file {path}: {check}", file=sys.stderr)
+    if check["min_pearson"] < 0.999 or check["same_best"] < 0.95:
+        path.unlink()
+        raise SystemExit(f"the int8 file disagrees with the trained model ({check}): "
+                         "not written")
+    return check
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--queries", type=Path, default=ROOT / "data/eval/stard_train.jsonl")
+    ap.add_argument("--encoders", type=Path, required=True,
+                    help="the two fold encoders of bench/tune_fusion.py (trained if missing)")
+    ap.add_argument("--cache", type=Path, help="keep the retrieved hits here (pickle)")
+    ap.add_argument("--out", type=Path, help="write the results here (JSON)")
+    ap.add_argument("--save", type=Path, help="keep the final model's weights here")
+    ap.add_argument("--ship", type=Path,
+                    help="write the final model for the product here, with the weight chosen "
+                         "out of fold (e.g. data/models/cross-m3e-small-2l.npz)")
+    ap.add_argument("--collect-depth", type=int, default=30,
+                    help="hits kept per question (training negatives come from them)")
+    ap.add_argument("--depth", type=int, default=20, help="hits the cross-encoder reorders")
+    ap.add_argument("--layers", type=int, default=2, help="encoder layers kept (0: all)")
+    ap.add_argument("--max-len", type=int, default=96)
+    ap.add_argument("--negatives", type=int, default=7)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from train_cross import score_rows
+
+    from legalrag.retrieval.evaluate import load_queries
+
+    torch.set_num_threads(args.threads)
+    from tune_fusion import cached
+
+    rows = cached(args.cache, lambda: collect(load_queries(args.queries), args.encoders,
+                                              args.collect_depth))
+    tune = [r for r in rows if r["part"] == "tune"]
+    dev = [r for r in rows if r["part"] == "dev"]
+    t_all = time.perf_counter()
+    oof_rows, oof_ce = [], []
+    for fold in (0, 1):
+        model = fit([r for r in tune if r["fold"] != fold], args, seed=fold)
+        scored = [r for r in tune if r["fold"] == fold]
+        oof_rows += scored
+        oof_ce += score_rows(model, scored, args.depth)
+        print(f"fold {fold} done, {time.perf_counter() - t_all:.0f} s", file=sys.stderr)
+    cv = {w: metrics(oof_rows, oof_ce, w) for w in WEIGHTS}
+    chosen = max(WEIGHTS, key=lambda w: cv[w]["recall@5"] + cv[w]["recall@10"]
+                 + cv[w]["mrr@10"])
+    t0 = time.perf_counter()
+    final = fit(tune, args, seed=2)
+    train_s = time.perf_counter() - t0
+    if args.save:
+        final.save(args.save)
+    check = ship(final, args.ship, args, chosen, dev[:100]) if args.ship else None
+    t0 = time.perf_counter()
+    dev_ce = score_rows(final, dev, args.depth)
+    per_q_ms = 1000 * (time.perf_counter() - t0) / len(dev)
+    table = [{"w": w, "tune_oof": cv[w], "dev": metrics(dev, dev_ce, w)} for w in WEIGHTS]
+    for t in table:
+        a, d = t["tune_oof"], t["dev"]
+        mark = "  <- chosen out of fold" if t["w"] == chosen else ""
+        print(f"w {t['w']:>6}: oof H@1 {a['hit@1']:.3f} H@5 {a['hit@5']:.3f} "
+              f"R@5 {a['recall@5']:.3f} R@10 {a['recall@10']:.3f} MRR {a['mrr@10']:.3f} | "
+              f"dev H@1 {d['hit@1']:.3f} H@5 {d['hit@5']:.3f} R@5 {d['recall@5']:.3f} "
+              f"R@10 {d['recall@10']:.3f} MRR {d['mrr@10']:.3f}{mark}")
+    print(f"final model trained in {train_s:.0f} s on {len(tune)} questions; scoring "
+          f"{per_q_ms:.0f} ms per question ({args.depth} hits, {args.max_len} tokens, "
+          f"{args.layers or 'all'} layers, {args.threads} threads)")
+    if args.out:
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        result = {"settings": settings, "final_train_seconds": train_s,
+                  "score_ms_per_question": per_q_ms, "chosen_w": chosen, "ship_check": check,
+                  "table": table}
+        args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The cross-encoder stage (retrieval/cross.py): the shipped model reads question and
+article together and puts a gold article above real hard negatives; with the setting off
+the ranking is exactly the ranking before; it only reorders the best hits, leaves a
+question that names an article alone, and a missing or broken file costs the stage, never
+a search."""
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import ranking_from_stages
+
+from legalrag.retrieval.cross import (
+    FROZEN,
+    CrossConfig,
+    CrossEncoder,
+    locate,
+    read_cross,
+    write_cross,
+)
+from legalrag.retrieval.retriever import Retriever
+
+SHIPPED = "data/models/cross-m3e-small-2l.npz"
+# Questions written for these tests (not STARD), each with the article that answers it and
+# hits of the small corpus's ranking as its hard negatives.
+PLANTED = [
+    ("夫妻感情确已破裂，一方起诉离婚，法院应当准予离婚吗？", "民法典", 1079),
+    ("劳动者每天工作时间最长是多少小时？", "劳动法", 36),
+    ("公司的注册资本可以用知识产权出资吗？", "公司法", 48),
+]
+
+
+@pytest.fixture(scope="module")
+def cross():
+    model = CrossEncoder.load(SHIPPED)
+    assert model is not None, "the repository's cross-encoder must load"
+    return model
+
+
+@pytest.fixture(scope="module")
+def plain(small_settings):
+    """The small corpus's ranking without the cross-encoder."""
+    return Retriever.open(replace(small_settings, cross_encoder=""))
+
+
+def texts_with_gold(plain, query, law, number):
+    hits = plain.search(query, k=12)
+    gold = [h for h in hits if h.article.law == law and h.article.number == number]
+    negatives = [h for h in hits if h not in gold][:10]
+    assert gold, f"the small corpus's ranking lost {law} {number} for {query}"
+    return [h.article.citation + "\n" + h.article.text for h in gold[:1] + negatives]
+
+
+@pytest.mark.parametrize(("query", "law", "number"), PLANTED)
+def test_the_shipped_model_puts_the_gold_article_above_hard_negatives(cross, plain, query,
+                                                                      law, number):
+    texts = texts_with_gold(plain, query, law, number)
+    scores = cross.scores(query, texts)
+    assert scores.shape == (len(texts),) and np.isfinite(scores).all()
+    assert int(np.argmax(scores)) == 0, (query, scores.round(2).tolist())
+
+
+def test_the_same_check_fails_for_a_model_that_does_not_read(cross, plain):
+    """The test above can fail: with the head turned around, the gold article is last
+    or near it for every planted question."""
+    flipped = CrossEncoder(cross.config, {**_state(cross), "head.weight":
+                                          -cross.head_w.numpy()[None, :],
+                                          "head.bias": np.array([-cross.head_b])})
+    for query, law, number in PLANTED:
+        scores = flipped.scores(query, texts_with_gold(plain, query, law, number))
+        assert int(np.argmax(scores)) != 0
+
+
+def _state(model: CrossEncoder) -> dict:
+    return {k: v.numpy() for k, v in model.bert.state_dict().items() if k != FROZEN}
+
+
+def test_it_reorders_only_the_best_hits_and_off_is_the_ranking(small_settings):
+    """Cross-references off, so the cross-encoder's own effect is seen: on, the best
+    `depth` hits are the ranking's best, reordered, each with its cross-encoder score;
+    every hit below them is where the ranking put it. Off, no hit has a cross score."""
+    settings = replace(small_settings, cross_references=False)
+    on = Retriever.open(settings)
+    off = Retriever.open(replace(settings, cross_encoder=""))
+    depth = on.cross.config.depth
+    moved = 0
+    for query, _, _ in PLANTED:
+        before = off.search(query, k=depth + 10)
+        after = on.search(query, k=depth + 10)
+        key = [h.article.citation for h in before]
+        got = [h.article.citation for h in after]
+        assert sorted(got[:depth]) == sorted(key[:depth])  # the same hits, reordered
+        assert got[depth:] == key[depth:]  # below them nothing moves
+        moved += got != key
+        assert [h.rank for h in after] == list(range(1, len(after) + 1))
+        assert all("cross" in h.scores for h in after[:depth])
+        assert not any("cross" in h.scores for h in after[depth:] + before)
+        # a smaller k is the first k of the same list
+        assert [h.article.citation for h in on.search(query, k=5)] == got[:5]
+    assert moved, "the cross-encoder changed no ranking"
+
+
+@pytest.mark.parametrize("rerank", [False, True])
+def test_off_the_ranking_is_its_stages_exactly(small_settings, rerank):
+    """cross_encoder = "" (cross-references off too): the hits are the reranked (or fused)
+    order rebuilt here from the retriever's own stages, as before this stage existed."""
+    from legalrag.retrieval.fusion import Fusion
+
+    r = Retriever.open(replace(small_settings, cross_encoder="", cross_references=False),
+                       fusion=Fusion.default() if rerank else None)
+    for q, _, _ in PLANTED:
+        got = [h.article.id for h in r.search(q, k=30)]
+        assert got == [r.articles[d].id for d in ranking_from_stages(r, q, rerank)][:30], q
+
+
+def test_a_question_that_names_an_article_is_left_alone(small_settings, plain):
+    on = Retriever.open(small_settings)
+    query = "《劳动合同法》第四十七条是怎么规定的？"
+    got = on.search(query, k=10)
+    assert got[0].article.citation == "《劳动合同法》第四十七条"
+    assert [h.article.citation for h in got] == \
+        [h.article.citation for h in plain.search(query, k=10)]
+
+
+@pytest.mark.fast
+def test_written_weights_read_back_within_int8_rounding(tmp_path):
+    rng = np.random.default_rng(0)
+    state = {"encoder.layer.0.attention.self.query.weight": rng.normal(size=(8, 16)),
+             "encoder.layer.0.attention.self.query.bias": rng.normal(size=8),
+             "embeddings.position_embeddings.weight": rng.normal(size=(4, 16)),
+             "head.weight": rng.normal(size=(1, 16)), "head.bias": np.array([0.5])}
+    config = CrossConfig("m3e-small", 2, 96, 20, 0.75)
+    path = tmp_path / "cross.npz"
+    write_cross(path, state, config)
+    got_config, got = read_cross(path)
+    assert got_config == config and set(got) == set(state)
+    for name, value in state.items():
+        step = np.abs(value).max(axis=-1, keepdims=True) / 127 if value.ndim == 2 else 0
+        assert np.all(np.abs(got[name] - value) <= step / 2 + 1e-6), name
+    # embeddings and vectors are kept exactly (float32)
+    assert np.array_equal(got["embeddings.position_embeddings.weight"],
+                          state["embeddings.position_embeddings.weight"].astype(np.float32))
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("content", [b"", b"not a zip", b"PK\x03\x04broken"])
+def test_an_unreadable_file_is_refused_with_its_reason(tmp_path, content):
+    path = tmp_path / "cross.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="cannot be read"):
+        read_cross(path)
+
+
+@pytest.mark.fast
+def test_a_file_of_another_format_is_refused(tmp_path):
+    path = tmp_path / "cross.npz"
+    np.savez(path, meta=np.array('{"format": 99}'), x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a file of"):
+        read_cross(path)
+    np.savez(path, meta=np.array('{"format": 1, "base": "m3e-small", "layers": 2, '
+                                 '"max_len": 96, "depth": 20, "weight": 1}'),
+             **{"f32:head.weight": np.full((1, 4), np.nan), "f32:head.bias": np.zeros(1)})
+    with pytest.raises(ValueError, match="not finite"):
+        read_cross(path)
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated", "other model"])
+def test_a_bad_file_costs_the_stage_not_the_search(small_settings, plain, tmp_path, caplog,
+                                                   damage):
+    path = tmp_path / "cross.npz"
+    shipped = locate(SHIPPED).read_bytes()
+    if damage == "garbage":
+        path.write_bytes(b"garbage")
+    elif damage == "truncated":
+        path.write_bytes(shipped[: len(shipped) // 2])
+    elif damage == "other model":  # weights named for a model m3e-small is not
+        config, state = read_cross(locate(SHIPPED))
+        state["encoder.layer.7.output.dense.weight"] = np.zeros((4, 4), dtype=np.float32)
+        write_cross(path, state, config)
+    r = Retriever.open(replace(small_settings, cross_encoder=str(path)))
+    query = PLANTED[0][0]
+    with caplog.at_level(logging.WARNING, logger="legalrag.retrieval.cross"):
+        got = r.search(query, k=10)
+    assert r.cross is None
+    assert [h.article.citation for h in got] == \
+        [h.article.citation for h in plain.search(query, k=10)]
+    assert str(path) in caplog.text and 'cross_encoder to ""' in caplog.text
