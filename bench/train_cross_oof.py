@@ -1,7 +1,7 @@
 """The cross-encoder of bench/train_cross.py, trained and judged out of fold (issue 13).
 
     .venv/bin/python bench/train_cross_oof.py --encoders DIR [--cache FILE] [--layers 2]
-        [--max-len 96] [--epochs 2] [--save FILE] [--out FILE]
+        [--max-len 96] [--passages] [--headings] [--epochs 2] [--save FILE] [--out FILE]
 
 bench/train_cross.py trained on tune questions retrieved by the index's own query encoder,
 which learned them: a gold article was in their top 20 far more often than it will be for a
@@ -104,13 +104,12 @@ def ship(model, path: Path, args, weight: float, rows: list[dict]) -> dict:
     import numpy as np
     from train_cross import score_rows
 
-    from legalrag.retrieval.cross import CrossConfig, CrossEncoder, read_cross, write_cross
+    from legalrag.retrieval.cross import CrossEncoder, read_cross, write_cross
 
     state = {k: v.detach().numpy() for k, v in model.bert.state_dict().items()
              if not k.startswith("pooler.")}  # write_cross leaves the word embeddings out
     state |= {f"head.{k}": v.detach().numpy() for k, v in model.head.state_dict().items()}
-    write_cross(path, state, CrossConfig("m3e-small", args.layers, args.max_len, args.depth,
-                                         weight))
+    write_cross(path, state, config(args, weight))
     shipped = CrossEncoder(*read_cross(path))
     trained = score_rows(model, rows, args.depth)
     r, same = [], 0
@@ -125,6 +124,35 @@ def ship(model, path: Path, args, weight: float, rows: list[dict]) -> dict:
         raise SystemExit(f"the int8 file disagrees with the trained model ({check}): "
                          "not written")
     return check
+
+
+def config(args, weight: float = 0.0):
+    from legalrag.retrieval.cross import CrossConfig
+
+    return CrossConfig("m3e-small", args.layers, args.max_len, args.depth, weight,
+                       args.passages, args.headings)
+
+
+def as_read(rows: list[dict], args) -> list[dict]:
+    """The rows with each hit's text as the cross-encoder of args reads it
+    (retrieval/cross.py: with --passages a long article's sentences nearest the question,
+    with --headings its part and chapter titles after the citation)."""
+    from transformers import AutoTokenizer
+
+    from legalrag.config import Settings
+    from legalrag.index.embed import embedding_model_dir
+    from legalrag.retrieval.cross import pair_texts
+    from legalrag.retrieval.retriever import Retriever
+
+    tok = AutoTokenizer.from_pretrained(str(embedding_model_dir("m3e-small")))
+    articles = {(a.law, a.number, a.suffix, a.citation + "\n" + a.text): a
+                for a in Retriever.open(Settings.load()).articles}
+    out = []
+    for r in rows:
+        texts = pair_texts(tok, config(args), r["query"],
+                           [articles[(*key, t)] for key, t in r["hits"]])
+        out.append({**r, "hits": [(k, t) for (k, _), t in zip(r["hits"], texts, strict=True)]})
+    return out
 
 
 def main() -> int:
@@ -144,6 +172,10 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=2, help="encoder layers kept (0: all)")
     ap.add_argument("--max-len", type=int, default=96)
     ap.add_argument("--negatives", type=int, default=7)
+    ap.add_argument("--passages", action="store_true",
+                    help="read a long article by its sentences nearest the question")
+    ap.add_argument("--headings", action="store_true",
+                    help="read the titles of an article's part and chapter with its citation")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--threads", type=int, default=2)
@@ -159,6 +191,7 @@ def main() -> int:
 
     rows = cached(args.cache, lambda: collect(load_queries(args.queries), args.encoders,
                                               args.collect_depth))
+    rows = as_read(rows, args)
     tune = [r for r in rows if r["part"] == "tune"]
     dev = [r for r in rows if r["part"] == "dev"]
     t_all = time.perf_counter()

@@ -5,17 +5,22 @@ question that names an article alone, and a missing or broken file costs the sta
 a search."""
 
 import logging
+import re
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from conftest import ranking_from_stages
 
+from legalrag.records import Article
 from legalrag.retrieval.cross import (
     FROZEN,
     CrossConfig,
     CrossEncoder,
+    label,
     locate,
+    pair_texts,
+    passage,
     read_cross,
     write_cross,
 )
@@ -44,18 +49,18 @@ def plain(small_settings):
     return Retriever.open(replace(small_settings, cross_encoder=""))
 
 
-def texts_with_gold(plain, query, law, number):
+def articles_with_gold(plain, query, law, number):
     hits = plain.search(query, k=12)
     gold = [h for h in hits if h.article.law == law and h.article.number == number]
     negatives = [h for h in hits if h not in gold][:10]
     assert gold, f"the small corpus's ranking lost {law} {number} for {query}"
-    return [h.article.citation + "\n" + h.article.text for h in gold[:1] + negatives]
+    return [h.article for h in gold[:1] + negatives]
 
 
 @pytest.mark.parametrize(("query", "law", "number"), PLANTED)
 def test_the_shipped_model_puts_the_gold_article_above_hard_negatives(cross, plain, query,
                                                                       law, number):
-    texts = texts_with_gold(plain, query, law, number)
+    texts = cross.texts(query, articles_with_gold(plain, query, law, number))
     scores = cross.scores(query, texts)
     assert scores.shape == (len(texts),) and np.isfinite(scores).all()
     assert int(np.argmax(scores)) == 0, (query, scores.round(2).tolist())
@@ -68,7 +73,8 @@ def test_the_same_check_fails_for_a_model_that_does_not_read(cross, plain):
                                           -cross.head_w.numpy()[None, :],
                                           "head.bias": np.array([-cross.head_b])})
     for query, law, number in PLANTED:
-        scores = flipped.scores(query, texts_with_gold(plain, query, law, number))
+        scores = flipped.scores(query, flipped.texts(query, articles_with_gold(plain, query, law,
+                                                                            number)))
         assert int(np.argmax(scores)) != 0
 
 
@@ -141,6 +147,95 @@ def test_written_weights_read_back_within_int8_rounding(tmp_path):
     # embeddings and vectors are kept exactly (float32)
     assert np.array_equal(got["embeddings.position_embeddings.weight"],
                           state["embeddings.position_embeddings.weight"].astype(np.float32))
+
+
+# 《劳动合同法》第十九条: four paragraphs, seven sentences and clauses.
+PROBATION = ("劳动合同期限三个月以上不满一年的，试用期不得超过一个月；"
+             "劳动合同期限一年以上不满三年的，试用期不得超过二个月；三年以上固定期限和无固定期限的劳动合同，试用期不得超过六个月。\n"
+             "同一用人单位与同一劳动者只能约定一次试用期。\n"
+             "以完成一定工作任务为期限的劳动合同或者劳动合同期限不满三个月的，不得约定试用期。\n"
+             "试用期包含在劳动合同期限内。劳动合同仅约定试用期的，试用期不成立，该期限为劳动合同期限。")
+
+
+@pytest.mark.fast
+def test_a_short_article_is_read_whole():
+    assert passage("试用期多长？", PROBATION, len(PROBATION)) == PROBATION
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("budget", [50, 80, 120])
+def test_a_long_article_is_read_by_its_sentences_nearest_the_question(budget):
+    query = "公司和我约定了两次试用期，合法吗？"  # 约定, 试用, 用期: the second paragraph
+    got = passage(query, PROBATION, budget)
+    assert len(got) <= budget
+    sentences = [s for s in re.findall(r"[^。；\n]*[。；]", PROBATION)]
+    kept = re.findall(r"[^。；\n]*[。；]", got)
+    assert kept[0] == sentences[0]  # the first sentence always
+    assert "同一用人单位与同一劳动者只能约定一次试用期。" in kept
+    # verbatim sentences of the article, in its order
+    assert [sentences.index(s) for s in kept] == sorted(sentences.index(s) for s in kept)
+    # a question that shares nothing with it: the first sentence, then the article's order
+    other = re.findall(r"[^。；\n]*[。；]", passage("房屋买卖", PROBATION, budget))
+    assert other[0] == sentences[0] and other == sorted(other, key=sentences.index)
+
+
+@pytest.mark.fast
+def test_one_sentence_longer_than_the_budget_is_kept_for_the_tokenizer_to_cut():
+    long = "甲" * 50 + "。"
+    assert passage("问题", long, 10) == long
+
+
+def _article(law, label, text, path=()):
+    return Article(f"中华人民共和国{law}", law, "法律", "社会法", path, 19, 0, label, text,
+                   "2012-12-28", True, "社会法/x.md", 1)
+
+
+@pytest.mark.fast
+def test_what_the_model_reads_beside_the_question():
+    """Without passages or headings: citation, line break, whole text (as before either
+    existed). With passages a long article is cut to fit 128 tokens with the question; with
+    headings its part and chapter titles follow the citation, numbers dropped."""
+    from transformers import AutoTokenizer
+
+    from legalrag.index.embed import embedding_model_dir
+
+    tok = AutoTokenizer.from_pretrained(str(embedding_model_dir("m3e-small")))
+    articles = [_article("劳动合同法", "第十九条", PROBATION, ("第二章 劳动合同的订立",)),
+                _article("劳动法", "第三十六条", "国家实行……")]
+    whole = pair_texts(tok, CrossConfig("m3e-small", 2, 128, 20, 0.75), "试用期", articles)
+    assert whole == [a.citation + "\n" + a.text for a in articles]
+    cut = pair_texts(tok, CrossConfig("m3e-small", 2, 128, 20, 0.75, True), "试用期", articles)
+    assert cut[1] == whole[1] and cut[0] != whole[0]
+    assert len(tok("试用期", cut[0])["input_ids"]) <= 128
+    titled = pair_texts(tok, CrossConfig("m3e-small", 2, 128, 20, 0.75, True, True), "试用期",
+                        articles)
+    assert titled[0].startswith("《劳动合同法》第十九条（劳动合同的订立）\n")
+    assert titled[1] == whole[1]  # no parts, nothing added
+    assert len(tok("试用期", titled[0])["input_ids"]) <= 128
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("path", "shown"), [
+    (("第二章 劳动合同的订立",), "（劳动合同的订立）"),
+    (("侵权责任编", "第一章 一般规定"), "（侵权责任编 一般规定）"),
+    (("第一编 总则", "第二章 自然人", "第四节 个体工商户和农村承包经营户"),
+     "（总则 个体工商户和农村承包经营户）"),
+    ((), ""),
+])
+def test_the_label_names_the_outermost_and_innermost_part(path, shown):
+    a = _article("民法典", "第五十四条", "……", path)
+    assert label(a, headings=True) == "《民法典》第五十四条" + shown
+    assert label(a, headings=False) == "《民法典》第五十四条"
+
+
+@pytest.mark.fast
+def test_a_file_written_before_passages_and_headings_reads_them_off(tmp_path):
+    path = tmp_path / "cross.npz"
+    np.savez(path, meta=np.array('{"format": 1, "base": "m3e-small", "layers": 2, '
+                                 '"max_len": 96, "depth": 20, "weight": 1}'),
+             **{"f32:head.weight": np.ones((1, 4)), "f32:head.bias": np.zeros(1)})
+    config = read_cross(path)[0]
+    assert config.passages is False and config.headings is False
 
 
 @pytest.mark.fast

@@ -4,6 +4,8 @@ settings all import these names rather than spelling them again."""
 
 from __future__ import annotations
 
+import re
+
 # -- retrieval modes -----------------------------------------------------------------------
 HYBRID, BM25, DENSE = "hybrid", "bm25", "dense"
 MODES = (HYBRID, BM25, DENSE)
@@ -44,3 +46,14 @@ ERRORS = frozenset({INVENTED, REPEALED, MISQUOTED, INVALID})
 # The worst label of a group decides how a shared span ([1,9]) is shown.
 SEVERITY = {VERIFIED: 0, IN_FORCE: 0, UNRESOLVED: 1, NOT_RETRIEVED: 2, UNSUPPORTED: 3,
             REPEALED: 4, INVALID: 5, MISQUOTED: 6, INVENTED: 7}
+
+
+# -- text ---------------------------------------------------------------------------------
+def bigrams(text: str) -> set[str]:
+    """The CJK character bigrams of text (punctuation and Latin split runs).
+
+    >>> sorted(bigrams("拖欠工资，辞职"))
+    ['工资', '拖欠', '欠工', '辞职']
+    """
+    runs = re.split(r"[^\u4e00-\u9fff]+", text)
+    return {run[i:i + 2] for run in runs for i in range(len(run) - 1)}

@@ -35,6 +35,7 @@ from legalrag.answer.check import paragraphs
 from legalrag.citations import LawNames, cross_references, reference_key
 from legalrag.numerals import parse_numeral, to_chinese
 from legalrag.records import Article
+from legalrag.vocab import bigrams
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
 GAP = "……"
@@ -112,16 +113,6 @@ def _item_number(numeral: str) -> int:
         return parse_numeral(numeral)
     except ValueError:
         return 0
-
-
-def bigrams(text: str) -> set[str]:
-    """The CJK character bigrams of text (punctuation and Latin split runs).
-
-    >>> sorted(bigrams("拖欠工资，辞职"))
-    ['工资', '拖欠', '欠工', '辞职']
-    """
-    runs = re.split(r"[^\u4e00-\u9fff]+", text)
-    return {run[i:i + 2] for run in runs for i in range(len(run) - 1)}
 
 
 class PassageScorer:

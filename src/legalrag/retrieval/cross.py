@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from legalrag.records import Article
+from legalrag.vocab import bigrams
 
 log = logging.getLogger(__name__)
 _REPO = Path(__file__).resolve().parents[3]
@@ -46,6 +50,53 @@ class CrossConfig:
     max_len: int  # tokens of question + article read per pair
     depth: int  # hits reordered
     weight: float  # its reciprocal ranks' weight beside the ranking's
+    passages: bool = False  # a long article read by its sentences nearest the question
+    headings: bool = False  # the titles of the article's part and chapter after its label
+
+
+# 第一章 / 第二分编 / 第三节 before a title
+_NUMBERED_RE = re.compile(r"^第[一二三四五六七八九十百零〇0-9]+[编章节部分]+\s*")
+
+
+def label(article: Article, headings: bool) -> str:
+    """The first line the cross-encoder reads: the citation, and with ``headings`` the
+    titles of the article's outermost and innermost parts, numbers dropped:
+    《劳动合同法》第三十八条（劳动合同的解除和终止）, 《民法典》第一千一百六十八条（侵权责任编
+    一般规定）."""
+    titles = [_NUMBERED_RE.sub("", t).strip() for t in article.path]
+    titles = [t for t in dict.fromkeys(titles[:1] + titles[-1:]) if t]
+    if not headings or not titles:
+        return article.citation
+    return f"{article.citation}（{' '.join(titles)}）"
+
+
+# A sentence or clause of an article, with the mark that ends it.
+_UNIT_RE = re.compile(r"[^。；：\n]*(?:[。；：\n]|$)")
+
+
+def passage(query: str, text: str, budget: int) -> str:
+    """An article's text as the cross-encoder reads it: whole when it fits in ``budget``
+    characters, else its first sentence and then the sentences sharing most of the
+    question's character bigrams, as many as fit, in the article's order. (A CJK
+    character is one token of the model's vocabulary, so characters stand for tokens.)
+
+    >>> passage("试用期多长", "劳动合同期限三个月以上的，可以约定试用期。试用期最长不得超过六个月。"
+    ...         "违反本条规定的，由劳动行政部门责令改正。", 40)
+    '劳动合同期限三个月以上的，可以约定试用期。试用期最长不得超过六个月。'
+    """
+    if len(text) <= budget:
+        return text
+    units = [u for u in _UNIT_RE.findall(text) if u.strip()]
+    asked = bigrams(query)
+    shared = [len(asked & bigrams(u)) for u in units]
+    order = [0, *sorted(range(1, len(units)), key=lambda i: (-shared[i], i))]
+    keep: list[int] = []
+    used = 0
+    for i in order:
+        if used + len(units[i]) <= budget or not keep:
+            keep.append(i)
+            used += len(units[i])
+    return "".join(units[i] for i in sorted(keep))
 
 
 def locate(setting: str) -> Path:
@@ -55,6 +106,23 @@ def locate(setting: str) -> Path:
     if not path.is_absolute() and not path.exists() and (_REPO / path).exists():
         return _REPO / path
     return path
+
+
+def pair_texts(tokenizer, config: CrossConfig, query: str,
+               articles: Sequence[Article]) -> list[str]:
+    """What a cross-encoder of ``config`` reads beside the question for each article: its
+    label, a line break and its text, or (config.passages) the passage of the text that
+    fits the model's length with the question and the label."""
+    out = []
+    asked = len(tokenizer.tokenize(query)) + 3  # [CLS] and two [SEP]
+    for article in articles:
+        first = label(article, config.headings)
+        text = article.text
+        if config.passages:
+            budget = config.max_len - asked - len(tokenizer.tokenize(first))
+            text = passage(query, text, max(budget, 16))
+        out.append(first + "\n" + text)
+    return out
 
 
 def write_cross(path: Path, state: Mapping[str, np.ndarray], config: CrossConfig) -> None:
@@ -92,7 +160,8 @@ def read_cross(path: Path) -> tuple[CrossConfig, dict[str, np.ndarray]]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError("not a file of bench/train_cross_oof.py --ship")
     config = CrossConfig(str(meta["base"]), int(meta["layers"]), int(meta["max_len"]),
-                         int(meta["depth"]), float(meta["weight"]))
+                         int(meta["depth"]), float(meta["weight"]),
+                         bool(meta.get("passages", False)), bool(meta.get("headings", False)))
     state: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
         kind, _, name = key.partition(":")
@@ -159,6 +228,10 @@ class CrossEncoder:
                         "it; restore the file from the repository or set cross_encoder "
                         "to \"\"", path, e)
             return None
+
+    def texts(self, query: str, articles: Sequence[Article]) -> list[str]:
+        """What the model reads beside the question for each article."""
+        return pair_texts(self.tokenizer, self.config, query, articles)
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """One score per text: higher means more likely to answer the question."""

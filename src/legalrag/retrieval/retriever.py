@@ -241,8 +241,7 @@ class Retriever:
         # that order (crossref.related): nothing for the cross-encoder to reorder.
         if cross is not None and not any(lk.articles for lk in lookups):
             top = fused[:cross.config.depth]
-            order, ce = cross.order(query, [self.articles[d].citation + "\n"
-                                            + self.articles[d].text for d, _ in top])
+            order, ce = cross.order(query, cross.texts(query, [self.articles[d] for d, _ in top]))
             raw = {**raw, "cross": {d: float(c) for (d, _), c in zip(top, ce, strict=True)}}
             fused = [top[i] for i in order] + fused[len(top):]
 
