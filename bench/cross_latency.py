@@ -2,10 +2,12 @@
 
     .venv/bin/python bench/cross_latency.py [-n 200] [--out FILE]
     ATEN_CPU_CAPABILITY=avx2 .venv/bin/python bench/cross_latency.py    # torch without AVX-512
+    LEGALRAG_CROSS_ENCODER_BACKEND=torch .venv/bin/python bench/cross_latency.py
 
 Both retrievers open the live index of the default settings; the same STARD questions (a
 fixed random sample) go through each, one at a time, after a warm-up. Reports p50 / p95 /
-mean milliseconds, the CPU flags that matter for speed and the kernels torch chose.
+mean milliseconds, the CPU flags that matter for speed, the kernels torch chose and what
+ran the cross-encoder (setting cross_encoder_backend: ONNX Runtime by default).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def main() -> int:
         r.warm_up()
         if name == "with" and r.cross is None:
             raise SystemExit("the cross-encoder did not load: see the warning above")
+        if name == "with":
+            out["backend"] = r.cross.backend  # settings.cross_encoder_backend, if it loaded
         for q in questions[:10]:
             r.search(q, k=10)
         times = []

@@ -1,7 +1,8 @@
 """The cross-encoder of bench/train_cross.py, trained and judged out of fold (issue 13).
 
     .venv/bin/python bench/train_cross_oof.py --encoders DIR [--cache FILE] [--layers 2]
-        [--max-len 96] [--passages] [--headings] [--epochs 2] [--save FILE] [--out FILE]
+        [--max-len 96] [--depth 20 [30 ...]] [--passages] [--headings] [--epochs 2]
+        [--save FILE] [--out FILE]
 
 bench/train_cross.py trained on tune questions retrieved by the index's own query encoder,
 which learned them: a gold article was in their top 20 far more often than it will be for a
@@ -95,7 +96,7 @@ def fit(rows: list[dict], args, seed: int):
     return model
 
 
-def ship(model, path: Path, args, weight: float, rows: list[dict]) -> dict:
+def ship(model, path: Path, args, weight: float, depth: int, rows: list[dict]) -> dict:
     """Write the model as the product reads it (retrieval/cross.py): the encoder's weights
     without the word embeddings (the installed m3e-small's, frozen in training) and the
     pooler (unused), and the head; its matrices in int8. The written file is then loaded
@@ -109,12 +110,12 @@ def ship(model, path: Path, args, weight: float, rows: list[dict]) -> dict:
     state = {k: v.detach().numpy() for k, v in model.bert.state_dict().items()
              if not k.startswith("pooler.")}  # write_cross leaves the word embeddings out
     state |= {f"head.{k}": v.detach().numpy() for k, v in model.head.state_dict().items()}
-    write_cross(path, state, config(args, weight))
+    write_cross(path, state, config(args, weight, depth))
     shipped = CrossEncoder(*read_cross(path))
-    trained = score_rows(model, rows, args.depth)
+    trained = score_rows(model, rows, depth)
     r, same = [], 0
     for row, ref in zip(rows, trained, strict=True):
-        got = shipped.scores(row["query"], [t for _, t in row["hits"][:args.depth]])
+        got = shipped.scores(row["query"], [t for _, t in row["hits"][:depth]])
         r.append(float(np.corrcoef(ref, got)[0, 1]))
         same += int(np.argmax(ref) == np.argmax(got))
     check = {"questions": len(rows), "min_pearson": min(r), "same_best": same / len(rows)}
@@ -126,10 +127,10 @@ def ship(model, path: Path, args, weight: float, rows: list[dict]) -> dict:
     return check
 
 
-def config(args, weight: float = 0.0):
+def config(args, weight: float = 0.0, depth: int = 0):
     from legalrag.retrieval.cross import CrossConfig
 
-    return CrossConfig("m3e-small", args.layers, args.max_len, args.depth, weight,
+    return CrossConfig("m3e-small", args.layers, args.max_len, depth or max(args.depth), weight,
                        args.passages, args.headings)
 
 
@@ -168,7 +169,9 @@ def main() -> int:
                          "out of fold (e.g. data/models/cross-m3e-small-2l.npz)")
     ap.add_argument("--collect-depth", type=int, default=30,
                     help="hits kept per question (training negatives come from them)")
-    ap.add_argument("--depth", type=int, default=20, help="hits the cross-encoder reorders")
+    ap.add_argument("--depth", type=int, nargs="+", default=[20],
+                    help="hits the cross-encoder reorders; several (e.g. 20 30) are judged "
+                         "from the same models, and chosen out of fold with the weight")
     ap.add_argument("--layers", type=int, default=2, help="encoder layers kept (0: all)")
     ap.add_argument("--max-len", type=int, default=96)
     ap.add_argument("--negatives", type=int, default=7)
@@ -200,35 +203,39 @@ def main() -> int:
         model = fit([r for r in tune if r["fold"] != fold], args, seed=fold)
         scored = [r for r in tune if r["fold"] == fold]
         oof_rows += scored
-        oof_ce += score_rows(model, scored, args.depth)
+        oof_ce += score_rows(model, scored, max(args.depth))
         print(f"fold {fold} done, {time.perf_counter() - t_all:.0f} s", file=sys.stderr)
-    cv = {w: metrics(oof_rows, oof_ce, w) for w in WEIGHTS}
-    chosen = max(WEIGHTS, key=lambda w: cv[w]["recall@5"] + cv[w]["recall@10"]
-                 + cv[w]["mrr@10"])
+    # scores of the best max(depth) hits; a smaller depth reorders the first of them only
+    grid = [(d, w) for d in args.depth for w in WEIGHTS]
+    cv = {(d, w): metrics(oof_rows, [ce[:d] for ce in oof_ce], w) for d, w in grid}
+    chosen = max(grid, key=lambda dw: cv[dw]["recall@5"] + cv[dw]["recall@10"]
+                 + cv[dw]["mrr@10"])
     t0 = time.perf_counter()
     final = fit(tune, args, seed=2)
     train_s = time.perf_counter() - t0
     if args.save:
         final.save(args.save)
-    check = ship(final, args.ship, args, chosen, dev[:100]) if args.ship else None
+    check = ship(final, args.ship, args, chosen[1], chosen[0], dev[:100]) if args.ship else None
     t0 = time.perf_counter()
-    dev_ce = score_rows(final, dev, args.depth)
+    dev_ce = score_rows(final, dev, max(args.depth))
     per_q_ms = 1000 * (time.perf_counter() - t0) / len(dev)
-    table = [{"w": w, "tune_oof": cv[w], "dev": metrics(dev, dev_ce, w)} for w in WEIGHTS]
+    table = [{"depth": dw[0], "w": dw[1], "tune_oof": cv[dw],
+              "dev": metrics(dev, [ce[:dw[0]] for ce in dev_ce], dw[1])} for dw in grid]
     for t in table:
         a, d = t["tune_oof"], t["dev"]
-        mark = "  <- chosen out of fold" if t["w"] == chosen else ""
-        print(f"w {t['w']:>6}: oof H@1 {a['hit@1']:.3f} H@5 {a['hit@5']:.3f} "
+        mark = "  <- chosen out of fold" if (t["depth"], t["w"]) == chosen else ""
+        print(f"depth {t['depth']} w {t['w']:>6}: oof H@1 {a['hit@1']:.3f} H@5 {a['hit@5']:.3f} "
               f"R@5 {a['recall@5']:.3f} R@10 {a['recall@10']:.3f} MRR {a['mrr@10']:.3f} | "
               f"dev H@1 {d['hit@1']:.3f} H@5 {d['hit@5']:.3f} R@5 {d['recall@5']:.3f} "
               f"R@10 {d['recall@10']:.3f} MRR {d['mrr@10']:.3f}{mark}")
     print(f"final model trained in {train_s:.0f} s on {len(tune)} questions; scoring "
-          f"{per_q_ms:.0f} ms per question ({args.depth} hits, {args.max_len} tokens, "
+          f"{per_q_ms:.0f} ms per question ({max(args.depth)} hits, {args.max_len} tokens, "
           f"{args.layers or 'all'} layers, {args.threads} threads)")
     if args.out:
         settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         result = {"settings": settings, "final_train_seconds": train_s,
-                  "score_ms_per_question": per_q_ms, "chosen_w": chosen, "ship_check": check,
+                  "score_ms_per_question": per_q_ms, "chosen_depth": chosen[0],
+                  "chosen_w": chosen[1], "ship_check": check,
                   "table": table}
         args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0

@@ -36,11 +36,18 @@ PLANTED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cross():
-    model = CrossEncoder.load(SHIPPED)
+@pytest.fixture(scope="module", params=["onnx", "torch"])
+def cross(request, tmp_path_factory):
+    """The shipped model on each backend (ONNX Runtime is the product's default)."""
+    model = CrossEncoder.load(SHIPPED, request.param, tmp_path_factory.mktemp("cache"))
     assert model is not None, "the repository's cross-encoder must load"
+    assert model.backend == request.param
     return model
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return CrossEncoder.load(SHIPPED, "torch")
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +76,7 @@ def test_the_shipped_model_puts_the_gold_article_above_hard_negatives(cross, pla
 def test_the_same_check_fails_for_a_model_that_does_not_read(cross, plain):
     """The test above can fail: with the head turned around, the gold article is last
     or near it for every planted question."""
-    flipped = CrossEncoder(cross.config, {**_state(cross), "head.weight":
-                                          -cross.head_w.numpy()[None, :],
-                                          "head.bias": np.array([-cross.head_b])})
+    flipped = CrossEncoder(cross.config, _flipped(cross))
     for query, law, number in PLANTED:
         scores = flipped.scores(query, flipped.texts(query, articles_with_gold(plain, query, law,
                                                                             number)))
@@ -80,6 +85,83 @@ def test_the_same_check_fails_for_a_model_that_does_not_read(cross, plain):
 
 def _state(model: CrossEncoder) -> dict:
     return {k: v.numpy() for k, v in model.bert.state_dict().items() if k != FROZEN}
+
+
+def _flipped(model: CrossEncoder) -> dict:
+    return {**_state(model), "head.weight": -model.head_w.numpy()[None, :],
+            "head.bias": np.array([-model.head_b])}
+
+
+def _planted_pairs(model, plain):
+    for query, law, number in PLANTED:
+        yield query, model.texts(query, articles_with_gold(plain, query, law, number))
+
+
+def test_onnx_runtime_scores_as_torch_does(reference, plain, tmp_path):
+    """The export, run by ONNX Runtime, gives torch's scores on real hits of different
+    lengths (padded batches, texts cut at max_len), and the same order."""
+    onnx = CrossEncoder.load(SHIPPED, "onnx", tmp_path)
+    assert onnx.backend == "onnx" and onnx.session is not None
+    for query, texts in _planted_pairs(reference, plain):
+        want, got = reference.scores(query, texts), onnx.scores(query, texts)
+        assert np.abs(want - got).max() < 1e-3, query
+        assert list(np.argsort(-want)) == list(np.argsort(-got)), query
+        single = onnx.scores(query, texts[:1])  # a batch of one, no padding
+        assert abs(float(single[0]) - float(want[0])) < 1e-3
+
+
+def test_the_export_is_made_once_per_model_file_and_reused(reference, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="legalrag.retrieval.cross"):
+        CrossEncoder.load(SHIPPED, "onnx", tmp_path)
+    files = list((tmp_path / "onnx").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".onnx" and "exporting" in caplog.text
+    stamp = files[0].stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="legalrag.retrieval.cross"):
+        again = CrossEncoder.load(SHIPPED, "onnx", tmp_path)
+    assert again.backend == "onnx" and "exporting" not in caplog.text
+    assert files[0].stat().st_mtime_ns == stamp
+    # another model (here the head turned around) gets a file of its own
+    CrossEncoder(reference.config, _flipped(reference), backend="onnx", cache_dir=tmp_path)
+    assert len(list((tmp_path / "onnx").iterdir())) == 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "another model's export"])
+def test_a_bad_cached_export_is_caught_at_load_and_made_again(reference, plain, tmp_path,
+                                                               caplog, damage):
+    """The load check runs the cached file against torch: a damaged file, or a valid
+    export of another model under this model's name, is exported again, and the scores
+    are the model's own."""
+    first = CrossEncoder.load(SHIPPED, "onnx", tmp_path)
+    cached = next((tmp_path / "onnx").iterdir())
+    if damage == "garbage":
+        cached.write_bytes(b"garbage")
+    elif damage == "truncated":
+        cached.write_bytes(cached.read_bytes()[:5000])
+    else:
+        other = CrossEncoder(first.config, _flipped(first), backend="torch")
+        other.export_onnx(cached)
+    with caplog.at_level(logging.WARNING, logger="legalrag.retrieval.cross"):
+        again = CrossEncoder.load(SHIPPED, "onnx", tmp_path)
+    assert "exporting it again" in caplog.text
+    assert again.backend == "onnx"
+    query, texts = next(_planted_pairs(reference, plain))
+    assert np.abs(again.scores(query, texts) - reference.scores(query, texts)).max() < 1e-3
+
+
+def test_the_torch_backend_writes_no_export(tmp_path):
+    model = CrossEncoder.load(SHIPPED, "torch", tmp_path)
+    assert model.backend == "torch" and model.session is None
+    assert not (tmp_path / "onnx").exists()
+
+
+@pytest.mark.fast
+def test_an_unknown_backend_is_a_config_error():
+    from legalrag.config import Settings
+    from legalrag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cross_encoder_backend 'cuda'"):
+        Settings(cross_encoder_backend="cuda").validate()
 
 
 def test_it_reorders_only_the_best_hits_and_off_is_the_ranking(small_settings):
@@ -281,3 +363,18 @@ def test_a_bad_file_costs_the_stage_not_the_search(small_settings, plain, tmp_pa
     assert [h.article.citation for h in got] == \
         [h.article.citation for h in plain.search(query, k=10)]
     assert str(path) in caplog.text and 'cross_encoder to ""' in caplog.text
+
+
+def test_an_export_that_cannot_be_written_leaves_the_model_on_torch(reference, tmp_path,
+                                                                    caplog):
+    """cache_dir is a file, so nothing can be exported into it: the model still loads,
+    runs on torch and scores as torch does, and the warning says how to silence it."""
+    blocked = tmp_path / "cache"
+    blocked.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="legalrag.retrieval.cross"):
+        model = CrossEncoder.load(SHIPPED, "onnx", blocked)
+    assert model is not None and model.backend == "torch"
+    assert "the export failed" in caplog.text and 'cross_encoder_backend = "torch"' in caplog.text
+    texts = ["《劳动法》第三十六条\n国家实行劳动者每日工作时间不超过八小时的工时制度。"]
+    assert np.allclose(model.scores("工作时间", texts), reference.scores("工作时间", texts))
+    assert blocked.read_text() == "not a folder"

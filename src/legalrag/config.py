@@ -58,6 +58,9 @@ class Settings:
     # a cross-encoder reads the question with each of the best hits and reorders them
     # (retrieval/cross.py; "" for the ranking without it)
     cross_encoder: str = "data/models/cross-m3e-small-2l.npz"
+    # what runs it: "onnx" (ONNX Runtime, an fp32 export cached in cache_dir and checked
+    # against torch at load; about twice as fast) or "torch" (the reference)
+    cross_encoder_backend: str = "onnx"
     # generation
     llm_backend: str = "llama"  # or "http" (an OpenAI-compatible server)
     llm_model_path: str = ""  # empty: the default Qwen2.5 GGUF assembled from PyPI parts
@@ -174,6 +177,9 @@ class Settings:
         if self.embedding_backend not in ("onnx-int8", "torch"):
             raise ConfigError(f"embedding_backend {self.embedding_backend!r} is not one of "
                               "onnx-int8, torch")
+        if self.cross_encoder_backend not in ("onnx", "torch"):
+            raise ConfigError(f"cross_encoder_backend {self.cross_encoder_backend!r} is not "
+                              "one of onnx, torch", fix="set cross_encoder_backend = \"onnx\"")
         if self.llm_backend not in ("llama", "http"):
             raise ConfigError(f"llm_backend {self.llm_backend!r} is not one of llama, http")
         if self.answer_design not in ("passages", "articles"):

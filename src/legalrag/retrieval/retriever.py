@@ -167,7 +167,9 @@ class Retriever:
         """The cross-encoder of settings.cross_encoder, loaded once per build (None when
         it is off or its file is not usable: the warning says why). It reorders the best
         hits of the ranking before cross-references are followed."""
-        return self.derived("cross", lambda: CrossEncoder.load(self.settings.cross_encoder))
+        s = self.settings
+        return self.derived("cross", lambda: CrossEncoder.load(
+            s.cross_encoder, s.cross_encoder_backend, s.cache_dir))
 
     def warm_up(self) -> None:
         """Load the embedding model and the cross-encoder (and, with cross_references,
