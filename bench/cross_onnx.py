@@ -3,14 +3,13 @@ scoring of real top-20 hits both ways and checks that the scores agree.
 
     .venv/bin/python bench/cross_onnx.py [-n 100] [--out FILE]
 
-The shipped cross-encoder (setting cross_encoder) is loaded as the product loads it. Its
-encoder is exported once to an ONNX file in a temporary folder (fp32, dynamic batch and
-length) and run by onnxruntime's CPU provider with as many threads as torch uses. For a
+The shipped cross-encoder (setting cross_encoder) is loaded twice as the product loads it:
+on torch, and on ONNX Runtime from a fresh export in a temporary folder (fp32, dynamic
+batch and length; retrieval/cross.py), with as many threads as torch uses. For a
 fixed random sample of STARD questions the hybrid top 20 (cross-encoder off) is read as the
 product reads it (CrossEncoder.texts), and each pass is timed warm, one question at a
 time. Reports p50 / p95 milliseconds of each, the largest score difference and the CPU
-flags that matter for speed. Nothing in the product changes.
-"""
+flags that matter for speed. """
 
 from __future__ import annotations
 
@@ -36,7 +35,6 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import numpy as np
-    import onnxruntime as ort
     import torch
     from cross_latency import cpu_flags, pct
 
@@ -45,7 +43,7 @@ def main() -> int:
     from legalrag.retrieval.retriever import Retriever
 
     settings = Settings.load()
-    cross = CrossEncoder.load(settings.cross_encoder)
+    cross = CrossEncoder.load(settings.cross_encoder, "torch")
     if cross is None:
         raise SystemExit("no usable cross-encoder in the settings: nothing to time")
     plain = Retriever.open(replace(settings, cross_encoder=""))
@@ -57,46 +55,18 @@ def main() -> int:
         hits = plain.search(q, k=cross.config.depth, mode="hybrid")
         pairs.append((q, cross.texts(q, [h.article for h in hits])))
 
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = cross.bert
-
-        def forward(self, ids, mask, types):
-            cls = self.bert(input_ids=ids, attention_mask=mask,
-                            token_type_ids=types).last_hidden_state[:, 0]
-            return cls @ cross.head_w + cross.head_b
-
-    def batch(q: str, texts: list[str]) -> dict:
-        return dict(cross.tokenizer([q] * len(texts), texts, truncation="longest_first",
-                                    max_length=cross.config.max_len, padding=True,
-                                    return_tensors="np"))
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "cross.onnx"
-        example = {k: torch.from_numpy(v) for k, v in batch(*pairs[0]).items()}
-        torch.onnx.export(Encoder().eval(), (example["input_ids"], example["attention_mask"],
-                                             example["token_type_ids"]), str(path),
-                          input_names=["input_ids", "attention_mask", "token_type_ids"],
-                          output_names=["score"], opset_version=17, dynamo=False,
-                          dynamic_axes={k: {0: "n", 1: "len"} for k in
-                                        ("input_ids", "attention_mask", "token_type_ids")})
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run_ort(q: str, texts: list[str]) -> np.ndarray:
-        return session.run(None, batch(q, texts))[0]
-
-    def run_torch(q: str, texts: list[str]) -> np.ndarray:
-        return cross.scores(q, texts)
+    with tempfile.TemporaryDirectory() as tmp:  # the product's export, made afresh
+        onnx = CrossEncoder.load(settings.cross_encoder, "onnx", Path(tmp))
+    if onnx is None or onnx.backend != "onnx":
+        raise SystemExit("the ONNX export did not load: see the warning above")
+    import onnxruntime as ort
 
     result = {"questions": len(pairs), "depth": cross.config.depth,
               "max_len": cross.config.max_len, "layers": cross.config.layers,
               "threads": torch.get_num_threads(), "cpu_flags": cpu_flags(),
               "versions": {"onnxruntime": ort.__version__, "torch": torch.__version__}}
     scores = {}
-    for name, run in (("torch", run_torch), ("onnxruntime", run_ort)):
+    for name, run in (("torch", cross.scores), ("onnxruntime", onnx.scores)):
         for q, texts in pairs[:5]:  # warm-up
             run(q, texts)
         ms, out = [], []
