@@ -25,6 +25,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,8 @@ def collect(queries: list, depth: int) -> list[dict]:
     from legalrag.retrieval.evaluate import resolve_gold
     from legalrag.retrieval.retriever import Retriever
 
-    settings = Settings.load()
-    retriever = Retriever.open(settings)
+    # without the stage this trains (it would reorder the tune questions it learned)
+    retriever = Retriever.open(replace(Settings.load(), cross_encoder=""))
     rows = []
     t0 = time.perf_counter()
     for i, q in enumerate(queries):

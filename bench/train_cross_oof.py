@@ -46,7 +46,10 @@ def collect(queries: list, encoders: Path, depth: int) -> list[dict]:
     from legalrag.retrieval.evaluate import resolve_gold
     from legalrag.retrieval.retriever import Retriever
 
-    product = Retriever.open(Settings.load())
+    # The hits the stage will reorder: the product's search *without* the stage. With it on
+    # (the default since the stage shipped), the tune questions would come back already
+    # reordered by a cross-encoder trained on them, and out of fold would mean nothing.
+    product = Retriever.open(replace(Settings.load(), cross_encoder=""))
     raw = [{"id": q.id, "query": q.query, "relevant": q.relevant} for q in queries]
     folds = [Retriever(product.build_dir, replace(product.settings, query_encoder=str(p)),
                        verify=False, fusion=product.fusion)

@@ -68,8 +68,11 @@ def collect(queries: list, limit: int | None, encoders: Path | None = None) -> l
         from legalrag.retrieval.retriever import Retriever
         raw = [{"id": q.id, "query": q.query, "relevant": q.relevant} for q in queries]
         for fold, path in enumerate(fold_encoders(retriever, raw, encoders)):
+            # Without the cross-encoder stage: it was trained on these tune questions and
+            # would put their gold first as it will not for a new question.
             searchers[fold] = Retriever(retriever.build_dir,
-                                        replace(settings, query_encoder=str(path)),
+                                        replace(settings, query_encoder=str(path),
+                                                cross_encoder=""),
                                         verify=False)
     rows = []
     t0 = time.perf_counter()

@@ -319,7 +319,7 @@ def test_sources_are_verified_only_when_the_sentence_is_supported():
         ("[1]", UNSUPPORTED),  # 工资 is not what source 1 says
         ("[1]", VERIFIED),
     ]
-    assert got[1].note == "来源[1]《劳动合同法》第十九条没有这句话所说的内容"
+    assert got[1].note == "未能核实来源[1]《劳动合同法》第十九条支持这句话，请对照原文"
     assert support.asked == [
         ("试用期不得超过一个月，见《劳动合同法》第十九条。", "《劳动合同法》第十九条"),
         ("工资应当按月支付[1]。", "《劳动合同法》第十九条"),

@@ -13,7 +13,7 @@ MODE_NAMES = {HYBRID: "混合检索（推荐）", BM25: "关键词（BM25）", D
 
 # -- citation labels -----------------------------------------------------------------------
 VERIFIED = "verified"  # an article among the sources, and the sentence citing it says so
-UNSUPPORTED = "unsupported"  # among the sources, but the sentence says something it does not
+UNSUPPORTED = "unsupported"  # among the sources, but the check could not confirm the claim
 NOT_RETRIEVED = "not_retrieved"  # a real article, but not one of the sources
 IN_FORCE = "in_force"  # (legalrag check, no sources) a real article in the version in force
 INVENTED = "invented"  # no such law, article, paragraph or item in the corpus
@@ -24,7 +24,7 @@ INVALID = "invalid"  # cannot be read as a citation (a malformed number, a wrong
 LABELS = (VERIFIED, UNSUPPORTED, NOT_RETRIEVED, IN_FORCE, INVENTED, REPEALED, MISQUOTED,
           UNRESOLVED, INVALID)
 
-LABEL_NAMES = {VERIFIED: "已核实", UNSUPPORTED: "来源不支持此说法",
+LABEL_NAMES = {VERIFIED: "已核实", UNSUPPORTED: "未能核实此说法",
                NOT_RETRIEVED: "未在检索来源中", IN_FORCE: "现行有效",
                INVENTED: "法库中无此条文", REPEALED: "已失效", MISQUOTED: "引文与条文不符",
                UNRESOLVED: "未能确定所指法律", INVALID: "引用无效"}
