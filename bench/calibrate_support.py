@@ -39,7 +39,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from legalrag.answer.check import check_answer  # noqa: E402
-from legalrag.answer.support import FEATURES, SupportModel, altered, features  # noqa: E402
+from legalrag.answer.support import (  # noqa: E402
+    FEATURES,
+    SupportModel,
+    changes_rule,
+    features,
+)
 from legalrag.records import Article  # noqa: E402
 
 HELD_OUT_SHARE = 3  # one question in three is held out
@@ -188,7 +193,7 @@ def fit(rows: list[dict], embed, target: float) -> tuple[SupportModel, dict]:
     y = np.array([r["label"] == "supported" for r in rows])
     # A copy that changes the article's modal or a number is never supported (altered):
     # the decision is the score and that rule, so both are fitted and reported together.
-    ok = np.array([altered(r["sentence"], article_of(r)) is None for r in rows])
+    ok = np.array([not changes_rule(r["sentence"], article_of(r)) for r in rows])
     parts = np.array([part_of(r["question_id"]) for r in rows])
     fit_rows, held = parts == "fit", parts == "held_out"
     mean, scale = x[fit_rows].mean(0), x[fit_rows].std(0)
@@ -235,7 +240,7 @@ def test(rows: list[dict], model: SupportModel, embed) -> dict:
 
     rows = [r for r in rows if r.get("kind", "cited") == "cited"]
     x = features([(r["sentence"], article_of(r)) for r in rows], embed)
-    ok = np.array([altered(r["sentence"], article_of(r)) is None for r in rows])
+    ok = np.array([not changes_rule(r["sentence"], article_of(r)) for r in rows])
     pred = (model.probability(x) >= model.threshold) & ok
     y = np.array([r["label"] == "supported" for r in rows])
     precision, recall = precision_recall(y, pred)

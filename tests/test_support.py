@@ -93,8 +93,12 @@ def test_the_shipped_weights_keep_their_precision_on_held_out_labels(scorer):
     rows = [r for r in load_labelled(ROOT / "data" / "eval" / "support_labels.jsonl")
             if part_of(r["question_id"]) == "held_out" and r.get("kind", "cited") == "cited"]
     assert len(rows) >= 20
+    from legalrag.answer.support import changes_rule
+
     x = features([(r["sentence"], article_of(r)) for r in rows], scorer.embed)
-    given = scorer.model.probability(x) >= scorer.model.threshold
+    # the decision as the check makes it (SupportScorer.supports): the score and the rules
+    kept = np.array([not changes_rule(r["sentence"], article_of(r)) for r in rows])
+    given = (scorer.model.probability(x) >= scorer.model.threshold) & kept
     truth = np.array([r["label"] == "supported" for r in rows])
     assert given.any(), "the scorer supports nothing: a ✓ would never be shown"
     assert (given & truth).sum() / given.sum() >= 0.95
@@ -168,3 +172,63 @@ def test_the_scorer_never_supports_an_altered_copy():
     assert lenient.supports(copied.format("必须"), A913)
     assert not lenient.supports(copied.format("可以"), A913)
     assert not lenient.supports(copied.format("不得"), A913)
+
+
+A699 = Article("中华人民共和国民法典", "民法典", "法律", "民法商法", (), 699, 0, "第六百九十九条",
+               "同一债务有两个以上保证人的，保证人应当按照保证合同约定的保证份额，承担保证责任；"
+               "没有约定保证份额的，债权人可以请求任何一个保证人在其保证范围内承担保证责任。",
+               "2021-01-01", True, "民法典.md", 1)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("sentence", "dropped"), [
+    # the rule after ；, copied without the condition before it
+    ("根据《民法典》第六百九十九条，债权人可以请求任何一个保证人在其保证范围内承担保证责任。",
+     "没有约定保证份额的"),
+    # the condition kept: a faithful copy
+    ("没有约定保证份额的，债权人可以请求任何一个保证人在其保证范围内承担保证责任。", None),
+    # its own facts first: an application of the rule, not a copy of it
+    ("本案保证合同没有约定份额，债权人可以请求任何一个保证人在其保证范围内承担保证责任。", None),
+    # no condition before the copied words (the start of a sentence of the article)
+    ("同一债务有两个以上保证人的，保证人应当按照保证合同约定的保证份额，承担保证责任。", None),
+    # too short to be a copy
+    ("债权人可以请求。", None),
+])
+def test_a_copy_that_leaves_out_the_articles_condition_is_caught(sentence, dropped):
+    from legalrag.answer.support import dropped_condition
+
+    assert dropped_condition(sentence, A699) == dropped
+
+
+def test_the_scorer_never_supports_a_copy_without_its_condition():
+    from dataclasses import replace
+
+    from legalrag.answer.support import SupportScorer
+
+    lenient = SupportScorer(replace(SupportModel.default(), threshold=0.0), embed=None)
+    assert not lenient.supports("根据《民法典》第六百九十九条，债权人可以请求任何一个保证人在其"
+                                "保证范围内承担保证责任。", A699)
+    assert lenient.supports("根据《民法典》第六百九十九条，没有约定保证份额的，债权人可以请求"
+                            "任何一个保证人在其保证范围内承担保证责任。", A699)
+
+
+@pytest.mark.fast
+def test_the_rules_never_reject_a_sentence_the_reviewers_found_supported():
+    """altered and dropped_condition on every labelled cited pair: a copy that changes the
+    rule must be one both reviewers (or the joint label) found unsupported; neither rule
+    may cost a supported sentence its ✓. They must also catch the cases they were made for."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from calibrate_support import article_of, load_labelled
+
+    from legalrag.answer.support import altered, dropped_condition
+
+    rows = [r for r in load_labelled(ROOT / "data" / "eval" / "support_labels.jsonl")
+            if r["kind"] == "cited"]
+    fired = {name: [r for r in rows if rule(r["sentence"], article_of(r)) is not None]
+             for name, rule in (("altered", altered), ("dropped", dropped_condition))}
+    for name, hits in fired.items():
+        assert hits, f"{name} catches none of the labelled copies it was written for"
+        wrong = [r["pair"] for r in hits if r["label"] == "supported"]
+        assert not wrong, f"{name} rejects supported sentences: {wrong}"

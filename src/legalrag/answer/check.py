@@ -475,7 +475,7 @@ def _check_support(text: str, checked: list[CheckedCitation], sources: Sequence[
             sentence = sentence_at(text, c.start, c.end)
             if not inside and not support(sentence, sources[c.source - 1]):
                 # "Not verified", not "the source does not say this": on the labelled
-                # pairs about 4 in 10 sentences the scorer declines are in fact supported
+                # pairs about a third of the sentences the scorer declines are supported
                 # (docs/evaluation.md, "Claim support"), so the note claims no more.
                 c = replace(c, label=UNSUPPORTED,
                             note=f"未能核实来源[{c.source}]{sources[c.source - 1].citation}"

@@ -60,6 +60,10 @@ _ALIGN_RE = re.compile(r"[\u4e00-\u9fff0-9]")
 # An alteration is a replacement of at most this many characters on either side, next to
 # at least ALTER_FLANK characters copied from the article.
 ALTER_WIDTH, ALTER_FLANK = 4, 3
+# dropped_condition: a copy is at least this many characters (and half the claim) long.
+COPY_MIN = 8
+_CONDITION_ENDS = ("的", "外", "前", "后", "时")
+_LEAD_RE = re.compile(r"^(根据|依照|依据|按照)")
 
 
 def _modal(text: str) -> str | None:
@@ -104,6 +108,52 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
                     r.search(said) and r.search(written) for r in _NUMERAL_RES):
                 return said, written
     return None
+
+
+def dropped_condition(sentence: str, article: Article) -> str | None:
+    """The condition the sentence leaves out when it copies the rule that follows it in
+    the article as if it held without it; None when it does not.
+
+    The sentence must begin with the copy (after 根据…, with no condition of its own before
+    it), and the article's clause run before the copied words, back to the last 。；： or
+    line break, must state a condition (a clause ending in 的/外/前/后/时, or opening with
+    除 or 在) that the sentence does not repeat. 没有约定保证份额的，债权人可以请求任何一个保证人……
+    copied as 债权人可以请求任何一个保证人…… states a rule the article does not.
+
+    >>> a = Article("中华人民共和国保险法", "保险法", "法律", "", (), 62, 0, "第六十二条",
+    ...             "除被保险人的家庭成员故意造成保险事故外，保险人不得对被保险人的家庭成员"
+    ...             "行使代位请求赔偿的权利。", "", True, "", 0)
+    >>> dropped_condition("根据《保险法》第六十二条，保险人不得对被保险人的家庭成员行使代位"
+    ...                   "请求赔偿的权利。", a)
+    '除被保险人的家庭成员故意造成保险事故外'
+    >>> dropped_condition("家庭成员故意造成保险事故的，保险人可以向其追偿。", a) is None
+    True
+    """
+    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
+    text = article.text
+    where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
+    body = "".join(text[k] for k in where)
+    m = SequenceMatcher(None, claim, body, autojunk=False).find_longest_match()
+    if m.size < COPY_MIN or m.size < len(claim) / 2 or m.a > 2:
+        return None  # not a copy, or the sentence states its own condition first
+    start = where[m.b]
+    run = text[max(text.rfind(c, 0, start) for c in "。；：;:\n") + 1:start].rstrip()
+    if not run or run[-1] not in "，,":
+        return None
+    before = run[:-1]
+    clauses = re.split(r"[，,]", before)
+    if not any(c.endswith(_CONDITION_ENDS) or c.startswith(("除", "在")) for c in clauses):
+        return None
+    if "".join(_ALIGN_RE.findall(before)) in claim:
+        return None
+    return before
+
+
+def changes_rule(sentence: str, article: Article) -> bool:
+    """Whether the sentence copies the article but states another rule: a changed modal
+    or number (altered), or a condition left out (dropped_condition). Never supported."""
+    return altered(sentence, article) is not None or \
+        dropped_condition(sentence, article) is not None
 
 
 def _modal_at(text: str, end: bool) -> bool:
@@ -220,6 +270,6 @@ class SupportScorer:
         return float(self.model.probability(features([(sentence, article)], self.embed))[0])
 
     def supports(self, sentence: str, article: Article) -> bool:
-        if altered(sentence, article) is not None:
+        if changes_rule(sentence, article):
             return False
         return self.score(sentence, article) >= self.model.threshold
