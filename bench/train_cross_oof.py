@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/train_cross_oof.py --encoders DIR [--cache FILE] [--layers 2]
         [--max-len 96] [--depth 20 [30 ...]] [--passages] [--headings] [--epochs 2]
-        [--save FILE] [--out FILE]
+        [--soup N] [--save FILE] [--out FILE]
 
 bench/train_cross.py trained on tune questions retrieved by the index's own query encoder,
 which learned them: a gold article was in their top 20 far more often than it will be for a
@@ -88,15 +88,52 @@ def metrics(rows: list[dict], ces: list[list[float]], w: float) -> dict[str, flo
     return {k: round(v / len(rows), 4) for k, v in out.items()} | {"n": len(rows)}
 
 
-def fit(rows: list[dict], args, seed: int):
+def fit(rows: list[dict], args, seed: int, member: int = 0):
+    """One cross-encoder trained on rows. Members of a soup (--soup) start from the same
+    weights (the head is drawn with `seed`) and differ in the order of their examples,
+    their negatives and their dropout; member 0 is the model trained without --soup."""
     import torch
     from train_cross import Cross, train
 
     torch.manual_seed(seed)
     model = Cross(args.max_len, args.layers)
+    if member:
+        torch.manual_seed(1000 * seed + member)
     # negatives from the hits the product shows and a little below
-    train(model, rows, args.epochs, args.negatives, args.lr, seed=seed)
+    train(model, rows, args.epochs, args.negatives, args.lr,
+          seed=1000 * seed + member if member else seed)
     return model
+
+
+def soup(models: list):
+    """One model whose every weight is the mean of the models' (a weight-averaged "model
+    soup"): it costs what one model costs to run. The models must share their start."""
+    import torch
+
+    out = models[0]
+    for part in ("bert", "head"):
+        states = [getattr(m, part).state_dict() for m in models]
+        mean = {k: torch.stack([st[k] for st in states]).mean(0)
+                if v.is_floating_point() else v for k, v in states[0].items()}
+        getattr(out, part).load_state_dict(mean)
+    return out
+
+
+def members_scores(rows: list[dict], args, seed: int, scored: list[dict], depth: int
+                   ) -> dict[str, list[list[float]]]:
+    """The scores of `scored` by the first member alone, by the mean of the members'
+    scores (an ensemble) and by their soup; only the first with --soup 1."""
+    from train_cross import score_rows
+
+    members = [fit(rows, args, seed, m) for m in range(args.soup)]
+    out = {"single": score_rows(members[0], scored, depth)}
+    if args.soup > 1:
+        each = [out["single"]] + [score_rows(m, scored, depth) for m in members[1:]]
+        out["ensemble"] = [[sum(xs) / len(xs) for xs in zip(*qs, strict=True)]
+                           for qs in zip(*each, strict=True)]
+        out["soup"] = score_rows(soup(members), scored, depth)
+    out["_model"] = members[0]  # the soup when there is one (soup() wrote into it)
+    return out
 
 
 def ship(model, path: Path, args, weight: float, depth: int, rows: list[dict]) -> dict:
@@ -185,6 +222,9 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--soup", type=int, default=1,
+                    help="train this many models from the same start and average their "
+                         "weights (what --ship writes); also reports their scores' mean")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -201,20 +241,28 @@ def main() -> int:
     tune = [r for r in rows if r["part"] == "tune"]
     dev = [r for r in rows if r["part"] == "dev"]
     t_all = time.perf_counter()
-    oof_rows, oof_ce = [], []
+    oof_rows, oof = [], {}
     for fold in (0, 1):
-        model = fit([r for r in tune if r["fold"] != fold], args, seed=fold)
         scored = [r for r in tune if r["fold"] == fold]
+        got = members_scores([r for r in tune if r["fold"] != fold], args, fold, scored,
+                             max(args.depth))
         oof_rows += scored
-        oof_ce += score_rows(model, scored, max(args.depth))
+        for kind, ce in got.items():
+            if kind != "_model":
+                oof.setdefault(kind, []).extend(ce)
         print(f"fold {fold} done, {time.perf_counter() - t_all:.0f} s", file=sys.stderr)
+    # --soup N: the soup is what would ship (one model's cost); the single model and the
+    # ensemble of the members' scores are reported beside it
+    kind = "soup" if args.soup > 1 else "single"
+    oof_ce = oof[kind]
     # scores of the best max(depth) hits; a smaller depth reorders the first of them only
     grid = [(d, w) for d in args.depth for w in WEIGHTS]
     cv = {(d, w): metrics(oof_rows, [ce[:d] for ce in oof_ce], w) for d, w in grid}
     chosen = max(grid, key=lambda dw: cv[dw]["recall@5"] + cv[dw]["recall@10"]
                  + cv[dw]["mrr@10"])
     t0 = time.perf_counter()
-    final = fit(tune, args, seed=2)
+    final_scores = members_scores(tune, args, 2, dev, max(args.depth))
+    final = final_scores.pop("_model")
     train_s = time.perf_counter() - t0
     if args.save:
         final.save(args.save)
@@ -224,6 +272,17 @@ def main() -> int:
     per_q_ms = 1000 * (time.perf_counter() - t0) / len(dev)
     table = [{"depth": dw[0], "w": dw[1], "tune_oof": cv[dw],
               "dev": metrics(dev, [ce[:dw[0]] for ce in dev_ce], dw[1])} for dw in grid]
+    # every kind of score (single, ensemble, soup), each at its own weight chosen out of fold
+    kinds = {}
+    for name, ce_oof in oof.items():
+        cv_k = {dw: metrics(oof_rows, [ce[:dw[0]] for ce in ce_oof], dw[1]) for dw in grid}
+        best = max(grid, key=lambda dw, cv_k=cv_k: cv_k[dw]["recall@5"]
+                   + cv_k[dw]["recall@10"] + cv_k[dw]["mrr@10"])
+        kinds[name] = {"depth": best[0], "w": best[1], "tune_oof": cv_k[best],
+                       "dev": metrics(dev, [ce[:best[0]] for ce in final_scores[name]],
+                                      best[1])}
+        print(f"{name:>8} (depth {best[0]}, w {best[1]}): oof {kinds[name]['tune_oof']} | "
+              f"dev {kinds[name]['dev']}")
     for t in table:
         a, d = t["tune_oof"], t["dev"]
         mark = "  <- chosen out of fold" if (t["depth"], t["w"]) == chosen else ""
@@ -239,7 +298,7 @@ def main() -> int:
         result = {"settings": settings, "final_train_seconds": train_s,
                   "score_ms_per_question": per_q_ms, "chosen_depth": chosen[0],
                   "chosen_w": chosen[1], "ship_check": check,
-                  "table": table}
+                  "table": table, "kinds": kinds}
         args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 
