@@ -12,6 +12,9 @@ Three steps, each reproducible:
    their files are joined, with agreement and Cohen's kappa:
        python bench/calibrate_support.py merge --pairs P.jsonl --a A.jsonl --b B.jsonl \
            --out data/eval/support_labels.jsonl
+   Reviewers who should not know which pairs are swapped read a shuffled file under new
+   ids (`blind P.jsonl --out BLIND.jsonl --key KEY.json`); `merge --key KEY.json` then
+   maps their labels back.
 3. Fit: a logistic regression over the support features of the labelled pairs of the fit
    part (by a hash of the question id), and the lowest threshold whose precision on the
    fit part is at least --precision; reported on the held-out part, written with --write
@@ -158,6 +161,24 @@ def merge(pairs: list[dict], labels_a: list[dict], labels_b: list[dict]) -> tupl
                   "agreement": round(agree, 4), "kappa": round(kappa, 4)}
 
 
+def blind(pairs: list[dict], seed: int = 0) -> tuple[list[dict], dict[str, str]]:
+    """What a reviewer reads, and the key back to the pairs: each pair under a new id
+    (b0001 …) in a shuffled order, with only the question, the sentence, the citation
+    and the article's text. Neither the order, the id nor any field tells a cited pair
+    from its swapped twin, or says what the scorer decided."""
+    import random
+
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    rows, key = [], {}
+    for n, i in enumerate(order, 1):
+        p = pairs[i]
+        key[f"b{n:04d}"] = p["pair"]
+        rows.append({"pair": f"b{n:04d}", "question": p["question"], "sentence": p["sentence"],
+                     "citation": p["article"], "article_text": p["article_text"]})
+    return rows, key
+
+
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip()]
@@ -283,6 +304,12 @@ def main() -> int:
     m.add_argument("--a", type=Path, nargs="+", required=True, help="reviewer A's labels")
     m.add_argument("--b", type=Path, nargs="+", required=True, help="reviewer B's labels")
     m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--key", type=Path, help="the key of `blind`: labels are by blind id")
+    bl = sub.add_parser("blind", help="the pairs as reviewers read them, shuffled, with a key")
+    bl.add_argument("pairs", type=Path)
+    bl.add_argument("--out", type=Path, required=True)
+    bl.add_argument("--key", type=Path, required=True)
+    bl.add_argument("--seed", type=int, default=0)
     f = sub.add_parser("fit", help="fit and report on labelled pairs")
     f.add_argument("labels", type=Path)
     f.add_argument("--precision", type=float, default=0.97,
@@ -313,10 +340,22 @@ def main() -> int:
         print(f"{len(pairs)} pairs from {len({r['question_id'] for r in pairs})} answers "
               f"-> {args.out}")
         return 0
+    if args.cmd == "blind":
+        rows, key = blind(_jsonl(args.pairs), args.seed)
+        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                            encoding="utf-8")
+        args.key.write_text(json.dumps(key, indent=0) + "\n", encoding="utf-8")
+        print(f"{len(rows)} pairs -> {args.out}; key -> {args.key}")
+        return 0
     if args.cmd == "merge":
+        key = json.loads(args.key.read_text(encoding="utf-8")) if args.key else None
+
+        def unblind(labels: list[dict]) -> list[dict]:
+            return [{**r, "pair": key[r["pair"]]} for r in labels] if key else labels
+
         rows, stats = merge([r for p in args.pairs for r in _jsonl(p)],
-                            [r for p in args.a for r in _jsonl(p)],
-                            [r for p in args.b for r in _jsonl(p)])
+                            unblind([r for p in args.a for r in _jsonl(p)]),
+                            unblind([r for p in args.b for r in _jsonl(p)]))
         args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                             encoding="utf-8")
         print(json.dumps(stats, ensure_ascii=False))
