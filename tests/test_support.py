@@ -214,9 +214,11 @@ def test_the_scorer_never_supports_a_copy_without_its_condition():
 
 @pytest.mark.fast
 def test_the_rules_never_reject_a_sentence_the_reviewers_found_supported():
-    """altered and dropped_condition on every labelled cited pair: a copy that changes the
-    rule must be one both reviewers (or the joint label) found unsupported; neither rule
-    may cost a supported sentence its ✓. They must also catch the cases they were made for."""
+    """altered and dropped_condition on every labelled cited pair, of the calibration file
+    and of the fourth batch (support_labels_test4.jsonl, labelled after both rules were
+    written): a copy that changes the rule must be one both reviewers (or the joint label)
+    found unsupported; neither rule may cost a supported sentence its ✓. They must also
+    catch the cases they were made for."""
     import sys
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -224,8 +226,8 @@ def test_the_rules_never_reject_a_sentence_the_reviewers_found_supported():
 
     from legalrag.answer.support import altered, dropped_condition
 
-    rows = [r for r in load_labelled(ROOT / "data" / "eval" / "support_labels.jsonl")
-            if r["kind"] == "cited"]
+    rows = [r for name in ("support_labels.jsonl", "support_labels_test4.jsonl")
+            for r in load_labelled(ROOT / "data" / "eval" / name) if r["kind"] == "cited"]
     fired = {name: [r for r in rows if rule(r["sentence"], article_of(r)) is not None]
              for name, rule in (("altered", altered), ("dropped", dropped_condition))}
     for name, hits in fired.items():
