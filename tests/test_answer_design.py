@@ -273,6 +273,25 @@ def test_the_grammar_allows_a_bare_article_number_only_from_the_sources(gemma, f
     assert re.search(f"第[{numerals}]+[^{numerals}条條]", bound), bound
 
 
+SUFFIX = "Repeat exactly, nothing else: 依照《劳动合同法》第二十条之一，三分之一的人按第二十条之一办理。"
+
+
+def test_the_grammar_keeps_a_source_number_from_growing_a_suffix(gemma, facts):
+    """第二十条 is a source; 第二十条之一 would be another article, one it does not hold (the
+    1.5B model wrote 《刑法》第二百六十四条之一 on a dev question, an article that does not
+    exist). 三分之一 and 之规定 are not citations and stay free."""
+    a20 = article(facts, "劳动合同法", 20)
+    messages = [Message("user", SUFFIX)]
+    free = gemma.stream(messages, max_tokens=48, temperature=0.0).text()
+    assert re.search("条之一", free), free  # unconstrained, the model copies a suffix
+    bound = gemma.stream(messages, max_tokens=48, temperature=0.0,
+                         grammar=citation_grammar([a20])).text()
+    assert "第二十条" in bound and not re.search("条之[一二三四五六七八九十]", bound), bound
+    assert "三分之一" in bound, bound
+    cited = {(r.law, r.number, r.suffix) for r in find_citations(bound)}
+    assert cited <= {("劳动合同法", 20, 0)}, bound
+
+
 class StopAfter(threading.Event):
     """An event that sets itself on its n-th check: a stop pressed mid-prefill, at a
     deterministic point."""

@@ -5,7 +5,8 @@ being written at all. With it, after 《 the model can only write one of the sou
 names, after 》 only one of that law's source articles (or text that does not start a new
 article number), and after [ only a source number. A bare 第N条 in running text (…和第四十条,
 本法第十条) may only be a source article's number; 第 before anything else (第一，第三人,
-第二款) is free. Everything else is free.
+第二款) is free. A source's number may not grow a suffix the source does not have:
+《刑法》第二百六十四条 is not followed by 之一 (之规定 stays free). Everything else is free.
 
     >>> print(citation_grammar([a38, a46]))                          # doctest: +SKIP
     root ::= (free | cite | mark)* ...
@@ -68,7 +69,7 @@ def citation_grammar(sources: Sequence[Article], opening: str = "") -> str:
     # makes the first binding: its number may not be followed by 条.
     labels = [_alternatives([a.label[1:] for a in sources])] if sources else []
     after_number = f"({plain} | cite | mark)" if sources else plain
-    ordinal = (f"ordinal ::= \"第\" ({' | '.join(f'({x})' for x in labels)}"
+    ordinal = (f"ordinal ::= \"第\" ({' | '.join(f'({x}) suffixless' for x in labels)}"
                f"{' | ' if labels else ''}[{NUMERALS}]+ {after_number} | {plain})")
     if not sources:
         return f"root ::= (free | ordinal)*\nfree ::= [^{closed}]\n{ordinal}\n"
@@ -79,13 +80,17 @@ def citation_grammar(sources: Sequence[Article], opening: str = "") -> str:
         # After 》 either an article of that law, or anything that does not begin 第…
         f"after ::= [^{closed}]",
         ordinal,
+        # After a source's number: anything but 之 and a numeral (第二百六十四条之一 would
+        # be another article, one the sources do not hold). It takes one character, so
+        # an answer cannot end on the number itself; it ends on 。 anyway.
+        f"suffixless ::= \"之\" [^{NUMERALS}{closed}] | [^之{closed}] | cite | mark | ordinal",
     ]
     cites = []
     for i, articles in enumerate(by_law.values()):
         names = law_names(articles[0])
         law_labels = list(dict.fromkeys(a.label for a in articles))
         rules.append(f"law{i} ::= ({_alternatives(names)}) \"》\" "
-                     f"(({_alternatives(law_labels)}) | after)")
+                     f"(({_alternatives(law_labels)}) suffixless | after)")
         cites.append(f"law{i}")
     rules.append(f"cite ::= \"《\" ({' | '.join(cites)})")
     numbers = [str(n) for n in range(1, len(sources) + 1)]
