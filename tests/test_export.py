@@ -38,6 +38,7 @@ def test_markdown_has_the_answer_its_labels_and_the_cited_articles(answer):
     assert answer.text.strip() in md  # the checked text, marks included
     assert "〔⚠已失效〕" in md and "〔⚠法库中无此条文〕" in md
     assert "- ✓ 《劳动合同法》第十九条 — 已核实" in md
+    assert "- ✓ 的含义：有所引条文为据；条文中的例外、但书未必都已写出，请对照原文" in md
     assert "- ✗ 《合同法》第五十二条 — 已失效" in md
     appendix = md[md.index("## 附录：所引条文全文"):]
     assert "### 《劳动合同法》第十九条" in appendix

@@ -402,14 +402,17 @@ def test_every_citation_is_linked_and_labelled(small_index):
     answer = Answer("q", "q", hits, sources, text, raw, citations, False,
                     Timings(1.0, 2.0, 3.0), "m", notes)
     html = render_answer(answer, turn=3)
-    assert ('<a class="lr-cite lr-verified" title="已核实：来源[1]" data-check="verified" '
+    assert ('<a class="lr-cite lr-verified" title="已核实：来源[1]（有所引条文为据；'
+            '条文中的例外、但书未必都已写出，请对照原文）" data-check="verified" '
             'href="#lr-t3-h1">《劳动合同法》第十九条</a><span class="lr-badge lr-verified">'
             "✓已核实</span>") in html
-    assert ('<a class="lr-cite lr-verified lr-marker" title="已核实：《劳动合同法》第十九条" '
+    assert ('<a class="lr-cite lr-verified lr-marker" title="已核实：《劳动合同法》第十九条（有所引'
+            '条文为据；条文中的例外、但书未必都已写出，请对照原文）" '
             'data-check="verified" href="#lr-t3-h1">&#91;1&#93;</a>，') in html  # no Markdown
     # a real article that was retrieved (rank 5) but not given to the model
     assert ('href="#lr-t3-h5">《劳动法》第二十一条</a><span class="lr-badge lr-not_retrieved">'
             "〔未在检索来源中，请自行核对〕</span>") in html
+    assert html.count("但书未必都已写出") == 2  # beside each ✓, and nowhere else
     assert ('<span class="lr-cite lr-invented" '
             'title="法库中无此条文：《劳动合同法》没有第九十九条" data-check="invented">'
             "《劳动合同法》第九十九条</span>"

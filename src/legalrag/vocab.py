@@ -30,6 +30,10 @@ LABEL_NAMES = {VERIFIED: "已核实", UNSUPPORTED: "未能核实此说法",
                UNRESOLVED: "未能确定所指法律", INVALID: "引用无效"}
 LABEL_SIGNS = {VERIFIED: "✓", UNSUPPORTED: "?", NOT_RETRIEVED: "?", IN_FORCE: "✓",
                INVENTED: "✗", REPEALED: "✗", MISQUOTED: "✗", UNRESOLVED: "·", INVALID: "✗"}
+# What a ✓ promises, and what not: the sentence has its article behind it, but a sentence
+# may state the rule and leave out the exception after it (但是……除外), which the support
+# check accepts (docs/evaluation.md, "A fourth batch"). Shown beside every ✓.
+VERIFIED_SCOPE = "有所引条文为据；条文中的例外、但书未必都已写出，请对照原文"
 # Written after a citation that is not verified, so it never appears unmarked.
 MARKS = {
     UNSUPPORTED: f"〔{LABEL_NAMES[UNSUPPORTED]}，请核对原文〕",

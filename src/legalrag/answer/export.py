@@ -20,7 +20,7 @@ from pathlib import Path
 from legalrag.answer.assistant import DISCLAIMER, Answer
 from legalrag.errors import LegalRagError
 from legalrag.records import Article
-from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS
+from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, VERIFIED, VERIFIED_SCOPE
 
 TITLE = "legalrag 法律问答记录"
 FORMATS = ("md", "docx")
@@ -67,6 +67,8 @@ def _citation_lines(answer: Answer) -> list[str]:
         seen.add(key)
         note = f"：{c.note}" if c.note else ""
         out.append(f"{LABEL_SIGNS[c.label]} {c.citation} — {LABEL_NAMES[c.label]}{note}")
+    if any(c.label == VERIFIED for c in answer.citations):
+        out.append(f"{LABEL_SIGNS[VERIFIED]} 的含义：{VERIFIED_SCOPE}")
     return out
 
 

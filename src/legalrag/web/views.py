@@ -26,7 +26,8 @@ from legalrag.answer.assistant import (
 from legalrag.answer.check import CheckedCitation
 from legalrag.answer.provision import Passage
 from legalrag.records import Hit
-from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, MARKS, NOT_RETRIEVED, SEVERITY, VERIFIED
+from legalrag.vocab import (LABEL_NAMES, LABEL_SIGNS, MARKS, NOT_RETRIEVED, SEVERITY, VERIFIED,
+                            VERIFIED_SCOPE)
 from legalrag.web.jobs import Job, stage_unit
 from legalrag.web.kb import UpdateOutcome, UserFile
 from legalrag.web.session import ChatSession, Exchange
@@ -124,6 +125,8 @@ def _citation(text: str, group: Sequence[CheckedCitation], answer: Answer, turn:
     target = next((t for c in group if (t := _hit_anchor(answer, turn, c))), None)
     title = "；".join(dict.fromkeys(
         f"{LABEL_NAMES.get(c.label, c.label)}" + (f"：{c.note}" if c.note else "") for c in group))
+    if label == VERIFIED:
+        title += f"（{VERIFIED_SCOPE}）"
     classes = f"lr-cite lr-{label}" + (" lr-marker" if worst.kind == "marker" else "")
     attrs = f'class="{classes}" title="{esc(title)}" data-check="{label}"'
     link = (f'<a {attrs} href="#{target}">{md_esc(text)}</a>' if target
