@@ -273,7 +273,8 @@ def test_the_grammar_allows_a_bare_article_number_only_from_the_sources(gemma, f
     assert re.search(f"第[{numerals}]+[^{numerals}条條]", bound), bound
 
 
-SUFFIX = "Repeat exactly, nothing else: 依照《劳动合同法》第二十条之一，三分之一的人按第二十条之一办理。"
+SUFFIX = ("Repeat exactly, nothing else: "
+          "依照《劳动合同法》第二十条之一，三分之一的人按第二十条之一办理。")
 
 
 def test_the_grammar_keeps_a_source_number_from_growing_a_suffix(gemma, facts):

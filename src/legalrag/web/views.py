@@ -26,8 +26,15 @@ from legalrag.answer.assistant import (
 from legalrag.answer.check import CheckedCitation
 from legalrag.answer.provision import Passage
 from legalrag.records import Hit
-from legalrag.vocab import (LABEL_NAMES, LABEL_SIGNS, MARKS, NOT_RETRIEVED, SEVERITY, VERIFIED,
-                            VERIFIED_SCOPE)
+from legalrag.vocab import (
+    LABEL_NAMES,
+    LABEL_SIGNS,
+    MARKS,
+    NOT_RETRIEVED,
+    SEVERITY,
+    VERIFIED,
+    VERIFIED_SCOPE,
+)
 from legalrag.web.jobs import Job, stage_unit
 from legalrag.web.kb import UpdateOutcome, UserFile
 from legalrag.web.session import ChatSession, Exchange
