@@ -107,6 +107,24 @@ def test_a_second_provision_only_from_another_article_that_scores_nearly_as_well
     assert 0 < SECOND_PROVISION < 1
 
 
+def test_a_paragraph_that_only_introduces_a_list_is_quoted_with_its_best_item(facts):
+    """A browser session quoted 《劳动合同法》第十四条第二款 as its first words alone,
+    ending in 应当订立无固定期限劳动合同：, which answers nothing."""
+    a46 = article(facts, "劳动合同法", 46)
+    lead, *items = split_passages(a46)
+    assert lead.item is None and lead.text.endswith(("：", ":"))
+
+    def scored(p, score):
+        return Passage(p.article, p.paragraph, p.item, p.lead, p.text, score)
+
+    ranked = [scored(lead, 1.0), scored(items[2], 0.8), scored(items[0], 0.7)]
+    (quoted,) = provisions(ranked, [a46])
+    assert quoted.item == items[2].item and quoted.quote == lead.text + GAP + items[2].text
+    assert quoted.citation == f"《劳动合同法》第四十六条第（{'一二三'[items[2].item - 1]}）项"
+    # without an item to add, the paragraph is what there is
+    assert provisions([scored(lead, 1.0)], [a46]) == [scored(lead, 1.0)]
+
+
 def test_an_excerpt_keeps_leads_and_marks_gaps(facts, scorer):
     a46 = article(facts, "劳动合同法", 46)
     passages = split_passages(a46)
@@ -147,6 +165,19 @@ def test_the_prompt_stays_within_its_budget(facts, scorer, small_index):
     assert sum(len(a.text) for a in articles) > 450
 
 
+def test_every_quoted_provision_is_read_whatever_the_budget(facts):
+    """A browser session quoted 《消费者权益保护法》第二十五条第三款 as 依据 while the sources
+    panel said 未提供给模型: on a slow machine the second quote did not fit the read limit."""
+    a38, a47 = article(facts, "劳动合同法", 38), article(facts, "劳动合同法", 47)
+    first, second = split_passages(a38)[0], split_passages(a47)[0]
+    budget = len(f"[1]{a38.citation}\n{first.text}") + 5  # room for the first alone
+    alone = fit_passages([first, second], [a38, a47], budget, len)
+    assert [s.article for s in alone] == [a38]
+    both = fit_passages([first, second], [a38, a47], budget, len, keep=2)
+    assert [s.article for s in both] == [a38, a47]
+    assert second.text in both[1].text
+
+
 # -- the assistant's events ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -175,6 +206,26 @@ def test_the_provision_comes_before_the_model(brief):
     # The model read the quoted paragraphs, as sources [1] (and [2]).
     for source, p in zip(answer.sources, quoted, strict=False):
         assert source.article == p.article and p.text in source.text
+
+
+@pytest.mark.parametrize("question, law, number", [
+    ("《劳动合同法》第四十七条是怎么规定的？", "劳动合同法", 47),
+    ("劳动合同法第三十九条讲的是什么？和试用期有关吗？", "劳动合同法", 39),
+    ("《劳动法》第三十六条是什么？", "劳动法", 36),
+])
+def test_an_article_the_question_names_is_quoted_and_read_first(brief, question, law, number):
+    """A browser session asked 《民法典》第一千零七十九条是怎么规定的？: the article was source
+    [1], but the quote came from a 司法解释 that mentions it, and the model was not given
+    the article at all."""
+    events = list(brief.stream(question, k=5))
+    hits, quoted = events[0].hits, events[1].passages
+    assert (hits[0].article.law, hits[0].article.number) == (law, number)
+    assert "lookup" in hits[0].ranks
+    assert quoted and all(p.article == hits[0].article for p in quoted)
+    answer = events[-1].answer
+    first = answer.sources[0]
+    assert first.article == hits[0].article
+    assert all(line in first.text for p in quoted for line in p.lines)
 
 
 def test_a_slow_reader_gets_fewer_paragraphs_not_a_later_first_word(brief):

@@ -232,11 +232,11 @@ def test_parse_chat_reads_the_question_history_and_options():
     ({"messages": "hi"}, 400, "messages"),
     ({"messages": [{"content": "hi"}]}, 400, "messages"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400, "messages"),
-    ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, 400, "stream"),
-    ({"messages": [{"role": "user", "content": "hi"}], "k": 21}, 400, "k"),
-    ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}, 400, "max_tokens"),
-    ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n"),
-    ({"messages": [{"role": "user", "content": "hi"}], "model": "x"}, 404, "model"),
+    ({"messages": [{"role": "user", "content": "试用期多久"}], "stream": "yes"}, 400, "stream"),
+    ({"messages": [{"role": "user", "content": "试用期多久"}], "k": 21}, 400, "k"),
+    ({"messages": [{"role": "user", "content": "试用期多久"}], "max_tokens": 5}, 400, "max_tokens"),
+    ({"messages": [{"role": "user", "content": "试用期多久"}], "n": 2}, 400, "n"),
+    ({"messages": [{"role": "user", "content": "试用期多久"}], "model": "x"}, 404, "model"),
 ])
 def test_parse_chat_refuses_what_it_cannot_answer(body, status, param):
     from legalrag.web.api import ApiError, parse_chat

@@ -32,7 +32,7 @@ from legalrag.errors import QueryError
 from legalrag.records import Article
 from legalrag.retrieval.retriever import Retriever
 from legalrag.retrieval.rewrite import Turn
-from legalrag.vocab import LABELS, VERIFIED
+from legalrag.vocab import LABELS, NOT_RETRIEVED, UNSUPPORTED, VERIFIED
 
 CHESS = "国际象棋中王车易位需要满足哪些条件？"
 NAMED = "劳动合同法第十九条规定的试用期是多久？"
@@ -59,6 +59,7 @@ def assistant(smol_settings, small_index):
     ("试用期\x00多久", "control characters (U+0000)"),
     ("试用期\x1b[31m多久", "control characters (U+001B)"),
     (42, "the question must be text"),
+    ("What is the maximum probation period?", "the question has no Chinese characters"),
 ])
 def test_bad_questions_get_a_clear_error(question, message):
     with pytest.raises(QueryError, match=re.escape(message)):
@@ -67,6 +68,7 @@ def test_bad_questions_get_a_clear_error(question, message):
 
 def test_good_questions_are_stripped():
     assert validate_question("  试用期多久？\n第二行 ", 1000) == "试用期多久？\n第二行"
+    assert validate_question("GDPR 第5条", 1000) == "GDPR 第5条"  # one Chinese word is enough
 
 
 def art(law, number, text="……"):
@@ -91,7 +93,21 @@ def test_compose_marks_and_notes():
                     + "\n\n".join(notes)
                     + "\n\n" + DISCLAIMER)
     text, notes = compose("试用期有上限。", [])
-    assert notes == ("注意：回答没有引用所给来源，请以下列条文原文为准。",)
+    assert notes == ("注意：回答没有引用所给来源，请以来源条文的原文为准。",)
+
+
+def test_compose_a_source_cited_for_an_unconfirmed_claim_is_not_called_missing():
+    """A browser session: 根据《消费者权益保护法》第二十四条〔未能核实此说法〕 was followed by
+    "无法在法库中核实或不在所给来源中" and "回答没有引用所给来源", though the article was a
+    source. The note says what the mark means, and the answer did cite a source."""
+    sources = [art("劳动合同法", 38, "用人单位未及时足额支付劳动报酬的，劳动者可以解除劳动合同。")]
+    facts = CorpusFacts.from_articles(sources + [art("劳动合同法", 47)])
+    raw = "根据《劳动合同法》第三十八条，公司可以随时辞退员工。另见《劳动合同法》第四十七条。"
+    got = check_answer(raw, sources, facts, support=lambda sentence, article: False)
+    assert [c.label for c in got if c.kind == "article"] == [UNSUPPORTED, NOT_RETRIEVED]
+    _, notes = compose(raw, got)
+    assert notes == ("注意：回答中有1处说法未能与所引来源条文核实，已用〔〕标出，请对照原文。",
+                     "注意：回答中有1处引用无法在法库中核实或不在所给来源中，已用〔〕标出。")
     assert compose("", [])[0].startswith("模型没有生成回答。")
 
 

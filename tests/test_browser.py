@@ -182,6 +182,26 @@ def test_abstaining_is_distinct_and_links_jump_to_sources(app, page):
     page.screenshot(path=str(SHOTS / "abstain.png"), full_page=True)
 
 
+def test_bad_input_keeps_the_question_and_an_empty_one_adds_nothing(app, page):
+    """A browser session: a 3,000-character paste was rejected and the box emptied, so the
+    text was lost; each empty 提问 added a 「（空白问题）」 bubble, an error bubble and a
+    history entry."""
+    from legalrag.web.chat import EMPTY_QUESTION
+
+    open_chat(page, app.url)
+    box = page.locator("#lr-question textarea")
+    box.press("Enter")
+    page.get_by_text(EMPTY_QUESTION).wait_for()  # a hint, not a bubble
+    assert page.locator("#lr-chat [data-testid=user]").count() == 0
+    assert page.locator("#lr-chat [data-testid=bot]").count() == 0
+    long = "公司拖欠工资三个月，我可以辞职吗？" * 70  # 1,190 characters
+    ask(page, long)
+    page.locator("#lr-chat .lr-error").wait_for(timeout=60_000)
+    assert "问题太长（1,190 字，上限 1,000 字）" in page.locator("#lr-chat .lr-error").inner_text()
+    page.wait_for_function("document.querySelector('#lr-question textarea').value.length > 0")
+    assert box.input_value() == long  # back in the box, to be shortened
+
+
 def test_upload_a_statute_then_ask_about_it(app, page, tmp_path):
     statute = tmp_path / "星河市古树名木保护条例.md"
     statute.write_text(STATUTE, encoding="utf-8")

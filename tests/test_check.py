@@ -330,6 +330,26 @@ def test_sources_are_verified_only_when_the_sentence_is_supported():
     assert annotate(text, got).count(MARKS[UNSUPPORTED]) == 1
 
 
+def test_a_law_named_without_an_article_is_verified_only_when_a_source_supports_it():
+    """A browser session showed ✓ on 抢劫适用《…盗窃刑事案件…的解释》: a law among the
+    sources was verified without its sentence being checked against any of its articles."""
+    text = "根据《劳动合同法》，工资应当按月支付。根据《劳动合同法》，试用期只能约定一次。"
+    support = KeywordSupport("试用期")
+    got = check_answer(text, SOURCES, FACTS, support)
+    assert [(c.kind, c.label, c.source) for c in got] == [
+        ("law", UNSUPPORTED, 1), ("law", VERIFIED, 1)]
+    assert got[0].note == "未能核实来源中的《劳动合同法》条文支持这句话，请对照原文"
+    # every source of the law was asked, the second (第二十一条) mentions 试用期 too
+    first = "根据《劳动合同法》，工资应当按月支付。"
+    assert support.asked[:2] == [(first, "《劳动合同法》第十九条"),
+                                 (first, "《劳动合同法》第二十一条")]
+    # the source that supports it is the one named
+    later = check_answer("根据《劳动合同法》，在试用期中可以解除。", [L39, L21], FACTS,
+                         KeywordSupport("在试用期中"))
+    assert [(c.label, c.source, c.note) for c in later] == [
+        (VERIFIED, 2, "来源[2]《劳动合同法》第二十一条")]
+
+
 def test_quotes_must_occur_in_the_article_they_are_attributed_to():
     text = ("《劳动合同法》第十九条规定：“同一用人单位与同一劳动者只能约定一次试用期。”"
             "《劳动合同法》第十九条规定：“试用期最长不得超过六个月。”"

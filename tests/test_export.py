@@ -38,7 +38,7 @@ def test_markdown_has_the_answer_its_labels_and_the_cited_articles(answer):
     assert answer.text.strip() in md  # the checked text, marks included
     assert "〔⚠已失效〕" in md and "〔⚠法库中无此条文〕" in md
     assert "- ✓ 《劳动合同法》第十九条 — 已核实" in md
-    assert "- ✓ 的含义：有所引条文为据；条文中的例外、但书未必都已写出，请对照原文" in md
+    assert "\n*✓ 的含义：有所引条文为据；条文中的例外、但书未必都已写出，请对照原文*\n" in md
     assert "- ✗ 《合同法》第五十二条 — 已失效" in md
     appendix = md[md.index("## 附录：所引条文全文"):]
     assert "### 《劳动合同法》第十九条" in appendix
@@ -46,6 +46,35 @@ def test_markdown_has_the_answer_its_labels_and_the_cited_articles(answer):
     assert "试用期不得超过六个月" in appendix  # the full text of the article
     assert [a.citation for a in cited_articles(items)] == ["《劳动合同法》第十九条"]
     assert md.rstrip().endswith(DISCLAIMER)
+
+
+def test_copies_and_quoted_provisions_as_the_screen_shows_them(answer, small_index):
+    """A browser export listed 「✓ 《劳动合同法》第四十七条 — 已核实：照录…」 beside the
+    〔未能核实〕 the screen showed for the same article (the ✓ was for words copied from it),
+    and its appendix left out the article of a quoted provision."""
+    import dataclasses
+
+    from legalrag.answer.provision import split_passages
+
+    a19 = answer.sources[0].article
+    copied = a19.text.split("\n")[0]
+    raw = f"根据《劳动合同法》第十九条，公司可以随意约定。{copied}"
+    sources = [s.article for s in answer.sources]
+    facts = CorpusFacts.from_articles(small_index.articles)
+    citations = tuple(check_answer(raw, sources, facts, lambda sentence, article: False))
+    assert [(c.kind, c.label) for c in citations][:2] == [("article", "unsupported"),
+                                                          ("passage", "verified")]
+    other = next(h.article for h in small_index.search("劳动法 工作时间", k=5)
+                 if h.article.law != a19.law)
+    quoted = dataclasses.replace(answer, raw_text=raw, citations=citations,
+                                 provisions=(split_passages(other)[0],))
+    md = to_markdown([Exported("试用期最长多久？", quoted)])
+    listed = md[md.index("**引用核对**"):md.index("## 附录")]
+    assert "- ? 《劳动合同法》第十九条 — 未能核实此说法" in listed
+    assert "- 《劳动合同法》第十九条 — 照录条文原文，与条文逐字一致" in listed
+    assert "✓" not in listed  # no ✓ was shown, so none is explained either
+    appendix = md[md.index("## 附录：所引条文全文"):]
+    assert appendix.index(f"### {other.citation}") < appendix.index("### 《劳动合同法》第十九条")
 
 
 def test_docx_holds_the_same(answer, tmp_path):

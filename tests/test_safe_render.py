@@ -50,6 +50,8 @@ def test_render_check_labels_inline_and_links_cards():
     assert html == (
         '<div class="lr-check-summary">共 2 处引用：现行有效 1，法库中无此条文 1。'
         "点击引用查看条文。</div>"
+        '<div class="lr-check-scope">✓现行有效 只说明所引条文存在且现行有效，'
+        "不说明文中的说法与条文相符；请点击引用对照原文。</div>"
         '<div class="lr-check-text">依照<a class="lr-cite lr-in_force" data-check="in_force" '
         'title="✓现行有效：现行有效（2012-12-28版）" href="#lr-c1">'
         "《劳动合同法》第四十七条第二款</a>"

@@ -149,6 +149,7 @@ def test_errors_are_messages_and_the_history_stays(service, small_settings):
         ("   \n ", ChatOptions(), "请输入一个法律问题"),
         ("试" * 20_000, ChatOptions(), "问题太长（20,000 字，上限 1,000 字）"),
         ("试用期\x00多久", ChatOptions(), "控制字符"),
+        ("How long can probation last?", ChatOptions(), "请用中文提问"),
         (None, ChatOptions(), "问题必须是文字"),
         ("试用期多久", ChatOptions(k=0), "来源数量 0 超出范围"),
         ("试用期多久", ChatOptions(mode="telepathy"), "未知的检索方式"),
@@ -217,8 +218,11 @@ def test_stopping_an_answer_frees_the_model(service, smol):
     views.close()  # what Gradio does when the user presses 停止
     assert session.exchanges[0].state == "stopped" and smol.waiting() == 0
     assert "（已停止）" in service.view(session).messages[-1]["content"]
-    list(service.respond(session, "劳动法第三十六条是什么？"))  # the model serves the next one
+    # The stopped question is still the topic: a follow-up leans on it (a browser session
+    # searched 那如果是公司不续签呢？ alone after 停止).
+    view = list(service.respond(session, "那如果是试用期呢？"))[-1]  # the model serves it
     assert session.exchanges[1].state == "done"
+    assert "检索用语（结合上文改写）：劳动合同法第十九条是什么；如果是试用期" in last_reply(view)
 
 
 def test_stop_reaches_a_model_still_reading_or_waiting(small_settings, smol):

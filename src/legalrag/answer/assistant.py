@@ -20,6 +20,7 @@ answer says so and lists the closest articles.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 
 from legalrag.answer.check import (
     REPEALED,
+    UNSUPPORTED,
     VERIFIED,
     CheckedCitation,
     CorpusFacts,
@@ -65,9 +67,11 @@ log = logging.getLogger(__name__)
 DISCLAIMER = "（以上为法律信息，不构成法律意见；具体情况请咨询执业律师。）"
 ABSTAIN_TEXT = "法库中没有找到与这个问题足够相关的法律条文，因此不作回答。"
 CANDIDATES_INTRO = "最接近的条文（相关性不足，仅供参考）："
-NO_CITATION_NOTE = "注意：回答没有引用所给来源，请以下列条文原文为准。"
+NO_CITATION_NOTE = "注意：回答没有引用所给来源，请以来源条文的原文为准。"
 UNCHECKED_NOTE = "注意：回答中有{n}处引用无法在法库中核实或不在所给来源中，已用〔〕标出。"
-EMPTY_ANSWER = "模型没有生成回答。请参考下列检索到的条文。"
+# a source cited for a sentence the check could not confirm: the article is there
+UNSUPPORTED_NOTE = "注意：回答中有{n}处说法未能与所引来源条文核实，已用〔〕标出，请对照原文。"
+EMPTY_ANSWER = "模型没有生成回答。请参考检索到的来源条文。"
 TRUNCATED_NOTE = "（回答达到长度上限，已截断。）"
 LOOP_NOTE = "（模型开始重复，已停止生成。）"
 CANDIDATES_SHOWN = 3
@@ -199,6 +203,9 @@ class Final:
 Event = Sources | Provision | Reading | Queued | Token | Final
 
 
+_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
 def validate_question(question: object, max_chars: int) -> str:
     """The question stripped, or a QueryError that says what is wrong with it."""
     if not isinstance(question, str):
@@ -214,6 +221,11 @@ def validate_question(question: object, max_chars: int) -> str:
     if bad:
         raise QueryError(f"the question contains control characters ({', '.join(bad[:5])})",
                          fix="retype the question as plain text", code="control_characters")
+    if not _HAN_RE.search(q):
+        # The statutes are Chinese: a question without one Chinese character finds nothing,
+        # and "nothing relevant in the corpus" would be the wrong reason.
+        raise QueryError("the question has no Chinese characters",
+                         fix="ask in Chinese, e.g. 试用期最长多久？", code="not_chinese")
     return q
 
 
@@ -262,11 +274,14 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
     notes = [TRUNCATED_NOTE] if finish == "length" else [LOOP_NOTE] if finish == "loop" else []
     notes += repeal_notes(citations)
     # Repealed citations have their own note; a copied passage is no citation written.
-    unchecked = sum(1 for c in citations if c.label not in (VERIFIED, REPEALED)
-                    and c.kind != "passage")
+    written = [c for c in citations if c.kind != "passage"]
+    unsupported = sum(1 for c in written if c.label == UNSUPPORTED)
+    unchecked = sum(1 for c in written if c.label not in (VERIFIED, REPEALED, UNSUPPORTED))
+    if unsupported:
+        notes.append(UNSUPPORTED_NOTE.format(n=unsupported))
     if unchecked:
         notes.append(UNCHECKED_NOTE.format(n=unchecked))
-    if raw.strip() and not any(c.label == VERIFIED for c in citations):
+    if raw.strip() and not any(c.label in (VERIFIED, UNSUPPORTED) for c in citations):
         notes.append(NO_CITATION_NOTE)
     return "\n\n".join([body, *notes, DISCLAIMER]), tuple(notes)
 
@@ -451,7 +466,14 @@ class Assistant:
         if self.brief and hits:
             # The question as retrieval read it (a follow-up's rewrite) picks the paragraph.
             ranked = self.passages.rank(query, [h.article for h in hits])
-            quoted = tuple(provisions(ranked, [h.article for h in hits[:PROVISION_FROM]]))
+            # An article the question names is what it asks about: the quote comes from it,
+            # and the model reads it before anything else.
+            named = [h.article for h in hits if "lookup" in h.ranks]
+            if named:
+                ids = {a.id for a in named}
+                ranked = sorted(ranked, key=lambda p: p.article.id not in ids)
+            quoted = tuple(provisions(ranked,
+                                      named or [h.article for h in hits[:PROVISION_FROM]]))
             if quoted:
                 # the quoted paragraphs are always in the prompt
                 ranked = [*quoted, *(p for p in ranked if p not in quoted)]
@@ -460,9 +482,10 @@ class Assistant:
                                   stop)
 
     def build_prompt(self, q: str, query: str, hits: tuple[Hit, ...], retriever,
-                ranked: Sequence[Passage], model: ChatModel
+                ranked: Sequence[Passage], model: ChatModel, quoted: int = 1
                 ) -> tuple[list[Source], list[Message]]:
-        """The sources and messages for the model, in the configured design."""
+        """The sources and messages for the model, in the configured design; the first
+        `quoted` of ranked are the quoted provisions, read whatever the budget."""
         s = self.settings
         system, reminder = ((BRIEF_SYSTEM_PROMPT, BRIEF_REMINDER) if self.brief
                             else (SYSTEM_PROMPT, REMINDER))
@@ -478,7 +501,8 @@ class Assistant:
             facts = self.facts(retriever)
             sources = fit_passages(
                 ranked, [h.article for h in hits], budget, model.count_tokens,
-                references=lambda chosen: referenced(chosen, facts.names, facts.lookup))
+                references=lambda chosen: referenced(chosen, facts.names, facts.lookup),
+                keep=max(quoted, 1))
         else:
             sources = fit_sources([h.article for h in hits], budget, model.count_tokens,
                                   max_chars=s.answer_source_chars)
@@ -495,7 +519,8 @@ class Assistant:
             yield Queued(ahead)
         if self._prefill_tps is None and model not in _SPEEDS:
             self._read_prefix(model, stop)  # the read limit needs this machine's speed
-        sources, messages = self.build_prompt(q, query, hits, retriever, ranked, model)
+        sources, messages = self.build_prompt(q, query, hits, retriever, ranked, model,
+                                              len(quoted))
         grammar = (citation_grammar([src.article for src in sources],
                                     s.answer_opening if self.brief else "")
                    if s.answer_grammar and sources else None)

@@ -23,6 +23,7 @@ from legalrag.records import Article
 from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, VERIFIED, VERIFIED_SCOPE
 
 TITLE = "legalrag 法律问答记录"
+COPY_NOTE = "照录条文原文，与条文逐字一致"
 FORMATS = ("md", "docx")
 
 
@@ -37,12 +38,15 @@ class Exported:
 
 
 def cited_articles(items: Sequence[Exported]) -> list[Article]:
-    """Every article the answers cite, once each, in order of first citation."""
+    """Every article the answers quote or cite, once each, in order of first mention (an
+    answer's quoted provisions come first, as they do in its text)."""
     seen: dict[str, Article] = {}
     for item in items:
         a = item.answer
         if a is None:
             continue
+        for p in a.provisions:
+            seen.setdefault(p.article.id, p.article)
         for c in a.citations:
             art = getattr(c, "article", None)
             if art is None and c.source and 1 <= c.source <= len(a.sources):
@@ -57,19 +61,24 @@ def _version(a: Article) -> str:
     return f"{a.law_title} · 版本 {a.version or '未注明'} · {force}"
 
 
-def _citation_lines(answer: Answer) -> list[str]:
+def _citation_lines(answer: Answer) -> tuple[list[str], str]:
+    """The list of an answer's citations with their labels, and what ✓ means ("" without
+    a ✓). Words copied from a source are listed as copies, not as a second, verified
+    citation beside the one the model wrote (the screen marks neither)."""
     out: list[str] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     for c in answer.citations:
-        key = (c.citation, c.label)
+        key = (c.citation, c.label, c.kind == "passage")
         if key in seen:
             continue
         seen.add(key)
+        if c.kind == "passage":
+            out.append(f"{c.citation} — {COPY_NOTE}")
+            continue
         note = f"：{c.note}" if c.note else ""
         out.append(f"{LABEL_SIGNS[c.label]} {c.citation} — {LABEL_NAMES[c.label]}{note}")
-    if any(c.label == VERIFIED for c in answer.citations):
-        out.append(f"{LABEL_SIGNS[VERIFIED]} 的含义：{VERIFIED_SCOPE}")
-    return out
+    verified = any(c.label == VERIFIED and c.kind != "passage" for c in answer.citations)
+    return out, (f"{LABEL_SIGNS[VERIFIED]} 的含义：{VERIFIED_SCOPE}" if verified else "")
 
 
 def _stamp() -> str:
@@ -87,9 +96,11 @@ def to_markdown(items: Sequence[Exported], title: str = TITLE) -> str:
             lines += [f"（未回答：{item.note or '回答没有完成'}）", ""]
             continue
         lines += ["**回答**", "", a.text.strip(), ""]
-        cites = _citation_lines(a)
+        cites, meaning = _citation_lines(a)
         if cites:
             lines += ["**引用核对**", "", *[f"- {c}" for c in cites], ""]
+        if meaning:
+            lines += [f"*{meaning}*", ""]
     articles = cited_articles(items)
     lines += ["---", "", "## 附录：所引条文全文", ""]
     if not articles:
@@ -128,13 +139,15 @@ def to_docx(items: Sequence[Exported], path: Path, title: str = TITLE) -> Path:
         for para in a.text.strip().split("\n"):
             if para.strip():
                 doc.add_paragraph(para.strip())
-        cites = _citation_lines(a)
+        cites, meaning = _citation_lines(a)
         if cites:
             doc.add_heading("引用核对", level=2)
             for line in cites:
                 run = doc.add_paragraph(style="List Bullet").add_run(line)
                 if line.startswith("✗"):
                     run.font.color.rgb = RGBColor(0x99, 0x1B, 0x1B)
+        if meaning:
+            doc.add_paragraph().add_run(meaning).italic = True
     doc.add_page_break()
     doc.add_heading("附录：所引条文全文", level=1)
     articles = cited_articles(items)

@@ -250,12 +250,13 @@ def readable_tokens(question: str, count_tokens: TokenCounter, prefill_tps: floa
 def fit_passages(ranked: Sequence[Passage], order: Sequence[Article], budget: int,
                  count_tokens: TokenCounter, *,
                  references: Callable[[Sequence[Passage]], Sequence[Article]] = lambda _: (),
-                 reference_share: float = 0.8) -> list[Source]:
+                 reference_share: float = 0.8, keep: int = 1) -> list[Source]:
     """Sources made of the best passages within budget tokens (the passage design).
 
     ranked: passages of the retrieved articles, best first (provision.PassageScorer);
-    order: the articles in retrieval order, which numbers the sources. The best passage
-    always goes in; the next ones while the blocks fit in reference_share of the budget.
+    order: the articles in retrieval order, which numbers the sources. The first `keep`
+    passages always go in (the quoted provisions: what the answer shows as its basis, the
+    model reads); the next ones while the blocks fit in reference_share of the budget.
     Then an article a chosen passage points to (references: provision.referenced) joins
     as a source of its own with its first paragraph, after the retrieved ones; the rest
     of the budget takes more passages. A source's text is its excerpt (provision.excerpt):
@@ -280,7 +281,8 @@ def fit_passages(ranked: Sequence[Passage], order: Sequence[Article], budget: in
 
     def fill(limit: float) -> None:
         for p in ranked:
-            if p not in chosen and (not chosen or cost([*chosen, p], extra) <= limit):
+            if p not in chosen and (len(chosen) < keep
+                                    or cost([*chosen, p], extra) <= limit):
                 chosen.append(p)
 
     fill(budget * reference_share)

@@ -165,8 +165,17 @@ def provisions(ranked: Sequence[Passage], best: Sequence[Article],
     other = next((p for p in pool if p.article.id != first.article.id), None)
     if second > 0 and other is not None and first.score > 0 \
             and other.score >= second * first.score:
-        return [first, other]
-    return [first]
+        return [_whole(first, pool), _whole(other, pool)]
+    return [_whole(first, pool)]
+
+
+def _whole(p: Passage, pool: Sequence[Passage]) -> Passage:
+    """A paragraph that only introduces a list (…应当订立无固定期限劳动合同：) says nothing
+    quoted alone: its best item is quoted instead, with the paragraph's words before it."""
+    if p.item is not None or not p.text.rstrip().endswith(("：", ":")):
+        return p
+    return next((q for q in pool if q.article.id == p.article.id
+                 and q.paragraph == p.paragraph and q.item is not None), p)
 
 
 def excerpt(article: Article, chosen: Sequence[Passage]) -> str:

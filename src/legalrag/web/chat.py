@@ -200,6 +200,9 @@ class ChatService:
         qlog.info("%s", json.dumps(record, ensure_ascii=False, sort_keys=True))
 
 
+EMPTY_QUESTION = "请输入一个法律问题，例如：试用期最长可以约定多久？"
+
+
 def describe_error(e: LegalRagError, question: object, settings: Settings) -> str:
     """A LegalRagError as a message for the chat, in Chinese where the cause is known."""
     if not isinstance(question, str):
@@ -207,12 +210,15 @@ def describe_error(e: LegalRagError, question: object, settings: Settings) -> st
     q = question.strip()
     if isinstance(e, QueryError):
         if not q:
-            return "请输入一个法律问题，例如：试用期最长可以约定多久？"
+            return EMPTY_QUESTION
         if len(q) > settings.max_question_chars:
             return (f"问题太长（{len(q):,} 字，上限 {settings.max_question_chars:,} 字）。"
                     "请只保留与问题有关的关键事实后再问。")
         if e.code == "control_characters":
             return "问题中含有无法识别的控制字符，请以普通文字重新输入。"
+        if e.code == "not_chinese":
+            return ("请用中文提问：法库中的法律条文都是中文，其他语言的问题检索不到。"
+                    "例如：试用期最长可以约定多久？")
         return f"无法处理这个问题：{e}"
     if isinstance(e, ModelError):
         return f"回答模型无法使用：{e}。已检索到的条文仍显示在右侧。"

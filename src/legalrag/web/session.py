@@ -85,5 +85,14 @@ class ChatSession:
     id: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def history(self) -> list[Turn]:
-        """Answered turns, oldest first, for rewriting follow-up questions."""
-        return [e.answer.turn for e in self.exchanges if e.answer is not None]
+        """The questions asked so far, oldest first, for rewriting follow-up questions:
+        answered ones, and stopped ones too (the user stopped the answer, not the topic;
+        a follow-up after 停止 still leans on it). Rejected input is no context."""
+        out: list[Turn] = []
+        for e in self.exchanges:
+            if e.answer is not None:
+                out.append(e.answer.turn)
+            elif e.state == "stopped" and e.question.strip():
+                rewritten = e.rewritten if e.rewritten != e.question else ""
+                out.append(Turn(e.question, rewritten))
+        return out

@@ -39,7 +39,7 @@ from legalrag.errors import ConfigError, LegalRagError
 from legalrag.progress import ProgressFactory, terminal_progress
 from legalrag.retrieval.live import LiveRetriever
 from legalrag.web import api, views
-from legalrag.web.chat import ChatService
+from legalrag.web.chat import EMPTY_QUESTION, ChatService
 from legalrag.web.citecheck import CitationCheck
 from legalrag.web.history import History
 from legalrag.web.history_panel import HistoryPanel, owner
@@ -131,6 +131,7 @@ mark.lr-hl { background: #fef08a; color: inherit; padding: 0 .1em; }
 .lr-check-text { white-space: pre-wrap; line-height: 1.9; border: 1px solid
                  var(--border-color-primary); border-radius: 8px; padding: .6em .8em; }
 .lr-check-summary { margin: .3em 0 .5em; font-weight: 600; }
+.lr-check-scope { margin: -.3em 0 .5em; font-size: .9em; color: #666; }
 .lr-check-card summary { cursor: pointer; }
 """
 
@@ -346,6 +347,11 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
                    old_: bool, length_: int, browser_id: str, request: gr.Request
                    ) -> Iterator[tuple]:
             sess = sess if isinstance(sess, ChatSession) else ChatSession()
+            if isinstance(question, str) and not question.strip():
+                # an empty 提问 is a slip, not a question: a hint, no bubble, no history
+                gr.Info(EMPTY_QUESTION)
+                yield gr.skip(), gr.skip(), gr.skip(), sess
+                return
             options = ChatOptions(int(k_ or defaults.k), mode_ or defaults.mode, bool(old_),
                                   int(length_ or defaults.max_tokens))
             shown = None
@@ -356,6 +362,9 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
                 shown = view.sources
                 yield box_, view.messages, panel, sess
                 box_ = gr.skip()
+            if sess.exchanges and sess.exchanges[-1].state == "error":
+                # the question comes back to the box: shorten it or ask again, not retype it
+                yield question, gr.skip(), gr.skip(), sess
 
         def on_stop(sess: ChatSession | None) -> Any:
             if not isinstance(sess, ChatSession):
