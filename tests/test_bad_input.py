@@ -253,6 +253,9 @@ ASSISTANT_REFUSES = {
     "20,000 characters": "the question is 20000 characters long; the limit is 1000",
     "control characters": "control characters (U+0000, U+001B, U+007F, U+202E)",
     "lone surrogate": "control characters (U+D800)",
+    # the statutes are Chinese: told to ask in Chinese, not "nothing relevant found"
+    "emoji only": "the question has no Chinese characters",
+    "English": "the question has no Chinese characters",
 }
 
 
