@@ -435,3 +435,52 @@ def test_this_law_in_a_sentence_with_a_marker_means_that_source():
         ("本法第十九条", VERIFIED, "按本句所注来源[2]，指《劳动合同法》；来源[2]"),
         ("本法第三十九条", VERIFIED, "按上文指《劳动合同法》；来源[1]"),
     ]
+
+
+def test_a_sentence_that_cites_nothing_is_marked_even_after_a_verified_one(labour_facts):
+    """A dev answer (stard-396): the first sentence is 第二十七条 and earns its ✓; the
+    conclusion after 因此 cites nothing and is wrong (第二十六条 makes a contract obtained by
+    fraud void). It used to stand unmarked beside the ✓; now it carries 〔未引条文〕."""
+    from legalrag.answer.assistant import UNCITED_NOTE, compose
+    from legalrag.answer.check import uncited_sentences
+    from legalrag.vocab import UNCITED_MARK
+
+    sources = [labour_facts.lookup("劳动合同法", n)[0] for n in (27, 26)]
+    raw = ("根据《劳动合同法》第二十七条，劳动合同部分无效，不影响其他部分效力。"
+           "因此，员工简历造假，虚构学历或就业经历，劳动合同仍然有效。")
+    got = check_answer(raw, sources, labour_facts, KeywordSupport("部分无效"))
+    assert [(c.raw, c.label) for c in got if c.kind == "article"] == [
+        ("《劳动合同法》第二十七条", VERIFIED)]
+    spans = uncited_sentences(raw, got, sources)
+    assert [raw[s:e] for s, e in spans] == [
+        "因此，员工简历造假，虚构学历或就业经历，劳动合同仍然有效"]
+    text, notes = compose(raw, got, sources=sources)
+    assert text.startswith("根据《劳动合同法》第二十七条，劳动合同部分无效，不影响其他部分效力。"
+                           "因此，员工简历造假，虚构学历或就业经历，劳动合同仍然有效"
+                           f"{UNCITED_MARK}。")
+    assert UNCITED_NOTE.format(n=1) in notes
+    # Nothing uncited, no mark and no note.
+    alone = raw[:raw.index("因此")]
+    text, notes = compose(alone, check_answer(alone, sources, labour_facts), sources=sources)
+    assert UNCITED_MARK not in text and not any("未引条文" in n for n in notes)
+
+
+def test_what_does_not_count_as_an_uncited_sentence(labour_facts):
+    """A [n] after the full stop closes the sentence before it, not the one after; a list
+    item copied from a source (too short to be a copied passage), a line that introduces a
+    list, and a few words are not marked. An answer that cites nothing gets its own note
+    instead of a mark on every sentence."""
+    from legalrag.answer.check import uncited_sentences
+
+    sources = [labour_facts.lookup("劳动合同法", n)[0] for n in (26, 27)]
+    raw = ("劳动合同部分无效的，其他部分仍然有效。[2]因此简历造假不影响合同效力。\n"
+           "下列劳动合同无效的情形包括：\n"
+           "1. 用人单位免除自己的法定责任\n"
+           "2. **用人单位可以随意解除合同**\n"
+           "详见上文。")
+    got = check_answer(raw, sources, labour_facts)
+    assert [(c.raw, c.label) for c in got] == [("[2]", VERIFIED)]
+    assert [raw[s:e] for s, e in uncited_sentences(raw, got, sources)] == [
+        "因此简历造假不影响合同效力", "2. **用人单位可以随意解除合同**"]
+    plain = "简历造假不影响合同效力。劳动合同仍然有效。"
+    assert uncited_sentences(plain, check_answer(plain, sources, labour_facts), sources) == []

@@ -392,6 +392,27 @@ def test_one_log_line_per_question_without_the_question(small_settings, smol, tm
 # ---------------------------------------------------------------- rendering
 
 
+def test_a_sentence_that_cites_nothing_is_greyed_with_its_badge(small_index):
+    """The conclusion after a ✓ sentence cites nothing: on screen it is set apart (dotted,
+    grey, a 未引条文 badge with what it means), so the ✓ is not read as covering it."""
+    a19 = small_index.lookup("劳动合同法", 19)[0]
+    hits = (Hit(a19, 1.0, 1),)
+    sources = (Source(1, a19, a19.text, False),)
+    raw = ("根据《劳动合同法》第十九条，试用期不得超过六个月。"
+           "因此，公司可以约定一年的试用期。")
+    citations = tuple(check_answer(raw, [a19], CorpusFacts.from_articles(small_index.articles)))
+    text, notes = compose(raw, citations, sources=[a19])
+    answer = Answer("q", "q", hits, sources, text, raw, citations, False,
+                    Timings(1.0, 2.0, 3.0), "m", notes)
+    assert answer.uncited == [(raw.index("因此"), len(raw) - 1)]
+    html = render_answer(answer, turn=1)
+    title = "这句话没有引用条文，是模型自己的概括或推断，未经核实；请以条文原文为准"
+    assert (f'<span class="lr-uncited" title="{title}">因此，公司可以约定一年的试用期</span>'
+            f'<span class="lr-badge lr-uncited" title="{title}">未引条文</span>。') in html
+    assert "lr-badge lr-verified" in html  # the first sentence keeps its ✓
+    assert "已用〔未引条文〕标出" in html  # the note under the answer
+
+
 def test_every_citation_is_linked_and_labelled(small_index):
     picked = [("劳动合同法", 19), ("劳动合同法", 20), ("劳动合同法", 21), ("劳动合同法", 70),
               ("劳动法", 21)]

@@ -45,6 +45,12 @@ MARKS = {
     UNRESOLVED: f"〔{LABEL_NAMES[UNRESOLVED]}，未核对〕",
     INVALID: f"〔⚠{LABEL_NAMES[INVALID]}〕",
 }
+# A sentence of an answer that cites nothing (answer.check.uncited_sentences). It is not a
+# citation and has no label among LABELS: it is marked so that a ✓ before it is not read as
+# covering it. In the dev answers these were mostly the model's own conclusions (因此，…).
+UNCITED_NAME = "未引条文"
+UNCITED_MARK = f"〔{UNCITED_NAME}〕"
+UNCITED_TITLE = "这句话没有引用条文，是模型自己的概括或推断，未经核实；请以条文原文为准"
 # Labels shown in red: the citation is wrong, not merely unchecked.
 ERRORS = frozenset({INVENTED, REPEALED, MISQUOTED, INVALID})
 # The worst label of a group decides how a shared span ([1,9]) is shown.

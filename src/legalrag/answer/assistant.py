@@ -37,6 +37,7 @@ from legalrag.answer.check import (
     annotate,
     check_answer,
     repeal_notes,
+    uncited_sentences,
 )
 from legalrag.answer.grammar import citation_grammar
 from legalrag.answer.llm import ChatModel, Usage, load_chat_model
@@ -58,7 +59,7 @@ from legalrag.answer.support import SupportScorer
 from legalrag.config import Settings
 from legalrag.errors import QueryError
 from legalrag.index.embed import load_embedder
-from legalrag.records import Hit
+from legalrag.records import Article, Hit
 from legalrag.retrieval.abstain import AbstainRule, measure
 from legalrag.retrieval.rewrite import Turn, rewrite_query
 
@@ -71,6 +72,8 @@ NO_CITATION_NOTE = "注意：回答没有引用所给来源，请以来源条文
 UNCHECKED_NOTE = "注意：回答中有{n}处引用无法在法库中核实或不在所给来源中，已用〔〕标出。"
 # a source cited for a sentence the check could not confirm: the article is there
 UNSUPPORTED_NOTE = "注意：回答中有{n}处说法未能与所引来源条文核实，已用〔〕标出，请对照原文。"
+UNCITED_NOTE = ("注意：回答中有{n}句没有引用条文，已用〔未引条文〕标出；"
+                "这些是模型自己的概括或推断，未经核实，请以条文原文为准。")
 EMPTY_ANSWER = "模型没有生成回答。请参考检索到的来源条文。"
 TRUNCATED_NOTE = "（回答达到长度上限，已截断。）"
 LOOP_NOTE = "（模型开始重复，已停止生成。）"
@@ -139,6 +142,14 @@ class Answer:
         for c in self.citations:
             out[c.label] = out.get(c.label, 0) + 1
         return out
+
+    @property
+    def uncited(self) -> list[tuple[int, int]]:
+        """Where the sentences of raw_text that cite nothing are (check.uncited_sentences)."""
+        if self.abstained:
+            return []
+        return uncited_sentences(self.raw_text, self.citations,
+                                 [s.article for s in self.sources])
 
     def to_dict(self) -> dict:
         return {
@@ -267,9 +278,12 @@ def quote_provision(p: Passage) -> str:
 
 
 def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop",
-            provisions: Sequence[Passage] = ()) -> tuple[str, tuple[str, ...]]:
-    """The text to show for a generated answer, and the notes appended to it."""
-    body = annotate(raw, citations).strip() or EMPTY_ANSWER
+            provisions: Sequence[Passage] = (), sources: Sequence[Article] = ()
+            ) -> tuple[str, tuple[str, ...]]:
+    """The text to show for a generated answer, and the notes appended to it. sources: the
+    articles the model read, for the sentences that cite nothing (check.uncited_sentences)."""
+    uncited = uncited_sentences(raw, citations, sources)
+    body = annotate(raw, citations, uncited).strip() or EMPTY_ANSWER
     body = "".join(quote_provision(p) + "\n\n" for p in provisions) + body
     notes = [TRUNCATED_NOTE] if finish == "length" else [LOOP_NOTE] if finish == "loop" else []
     notes += repeal_notes(citations)
@@ -281,6 +295,8 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
         notes.append(UNSUPPORTED_NOTE.format(n=unsupported))
     if unchecked:
         notes.append(UNCHECKED_NOTE.format(n=unchecked))
+    if uncited:
+        notes.append(UNCITED_NOTE.format(n=len(uncited)))
     if raw.strip() and not any(c.label in (VERIFIED, UNSUPPORTED) for c in citations):
         notes.append(NO_CITATION_NOTE)
     return "\n\n".join([body, *notes, DISCLAIMER]), tuple(notes)
@@ -545,12 +561,12 @@ class Assistant:
             gen.close()
         end = time.perf_counter()
         raw = "".join(pieces)
-        citations = tuple(check_answer(raw, [src.article for src in sources],
-                                       self.facts(retriever), self.support.supports))
+        read = [src.article for src in sources]
+        citations = tuple(check_answer(raw, read, self.facts(retriever), self.support.supports))
         usage: Usage | None = gen.usage
         self._timed(model, usage)
         finish = "loop" if loop else usage.finish_reason if usage else "stop"
-        text, notes = compose(raw, citations, finish, quoted)
+        text, notes = compose(raw, citations, finish, quoted, read)
         timings = Timings(
             retrieval_ms, ((first or end) - t0) * 1000, (end - t0) * 1000,
             prompt_tokens=usage.prompt_tokens if usage else 0,

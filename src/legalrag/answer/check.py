@@ -59,6 +59,7 @@ from legalrag.vocab import (
     MISQUOTED,
     NOT_RETRIEVED,
     REPEALED,
+    UNCITED_MARK,
     UNRESOLVED,
     UNSUPPORTED,
     VERIFIED,
@@ -78,6 +79,11 @@ _ELLIPSIS_RE = re.compile(r"…+|\.{3,}")
 _NOT_WORD_RE = re.compile(r"[\W_]+")
 _WRITTEN_NUMBER_RE = re.compile(r"第\s*([^第条\s]+)\s*条")
 _SENTENCE_ENDS = "。！？!?；;\n"
+_LEADING_MARKERS_RE = re.compile(rf"(?:\s|{_MARKER_RE.pattern})+")  # [1] after a 。
+_HAN_RE = re.compile(r"[\u4e00-\u9fff]")
+_ENUMERATOR_RE = re.compile(r"\s*(?:\d{1,2}[.、．)）]|[（(][一二三四五六七八九十\d]{1,3}[）)]|"
+                            r"[一二三四五六七八九十]{1,3}、)\s*")
+UNCITED_MIN_HAN = 6
 # References that name no law: they mean the law of the passage they are copied from, or
 # of the citation before them.
 _DEICTIC = ("本法", "该法", "此法", "上述法", "本条例", "该条例", "本规定", "该规定",
@@ -276,11 +282,17 @@ def sentence_at(text: str, start: int, end: int) -> str:
     A sentence ends at 。！？； or a line break. An ``[n]`` marker written after the full
     stop (……一个月。[1]) closes the sentence before it.
 
-    >>> sentence_at("甲。试用期不得超过六个月[1]。乙。", 13, 16)
+    >>> sentence_at("甲。试用期不得超过六个月[1]。乙。", 12, 15)
     '试用期不得超过六个月[1]。'
-    >>> sentence_at("甲。试用期不得超过六个月。[1]乙", 14, 17)
+    >>> sentence_at("甲。试用期不得超过六个月。[1]乙", 13, 16)
     '试用期不得超过六个月。'
     """
+    left, right = sentence_span(text, start, end)
+    return text[left:right].strip()
+
+
+def sentence_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Where sentence_at's sentence lies in text (its closing 。 included)."""
     before = text[:start].rstrip()
     if _MARKER_RE.fullmatch(text[start:end]) and before and before[-1] in _SENTENCE_ENDS:
         left = right = len(before)  # the sentence that ends right before the marker
@@ -293,7 +305,46 @@ def sentence_at(text: str, start: int, end: int) -> str:
             right += 1
     while left > 0 and text[left - 1] not in _SENTENCE_ENDS:
         left -= 1
-    return text[left:right].strip()
+    return left, right
+
+
+def uncited_sentences(text: str, checked: Sequence[CheckedCitation],
+                      sources: Sequence[Article] = ()) -> list[tuple[int, int]]:
+    """(start, end) of every sentence of an answer that cites nothing, its closing 。 left out.
+
+    A ✓ covers the sentence of its citation and no more, so the sentence after it (因此，
+    合同仍然有效。) was shown as if it were covered too; in the dev answers such sentences
+    were most often the model's own conclusion, and often a wrong one. These sentences get
+    their own mark (vocab.UNCITED_MARK). Not marked: an answer that cites nothing at all
+    (its note says so), a sentence of fewer than UNCITED_MIN_HAN Chinese characters (一、,
+    例外情况：), a sentence whose words all occur in a source (a copy too short for
+    copied_passages; a list item's number aside), a line that only introduces what follows
+    (例外情况包括：), and a sentence with a citation, a [n] marker or a copied passage.
+
+    >>> t = "根据《劳动法》第三条，劳动者享有平等就业的权利。因此，公司不得拒绝录用女性。"
+    >>> c = CheckedCitation("article", "《劳动法》第三条", 2, 10, VERIFIED)
+    >>> [t[s:e] for s, e in uncited_sentences(t, [c])]
+    ['因此，公司不得拒绝录用女性']
+    """
+    if not checked:
+        return []
+    covered = [(c.start, c.end) if c.kind == "passage" else sentence_span(text, c.start, c.end)
+               for c in checked]
+    targets = [_normalized(a.text)[0] for a in sources]
+    out = []
+    for m in re.finditer(f"[^{_SENTENCE_ENDS}]+", text):
+        start, end = m.span()
+        lead = _LEADING_MARKERS_RE.match(text, start)
+        start = lead.end() if lead else start
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        enumerator = _ENUMERATOR_RE.match(text, start, end)
+        words = _normalized(text[enumerator.end() if enumerator else start:end])[0]
+        if (len(_HAN_RE.findall(words)) < UNCITED_MIN_HAN or _overlaps(start, end, covered)
+                or text[end - 1] in "：:" or any(words in t for t in targets)):
+            continue
+        out.append((start, end))
+    return out
 
 
 def _normalized(text: str) -> tuple[str, list[int]]:
@@ -658,17 +709,21 @@ def _check_law(raw: str, start: int, end: int, written: str,
                            note="法库中有此法，但不在检索来源中")
 
 
-def annotate(text: str, checked: Sequence[CheckedCitation]) -> str:
-    """text with a visible mark after every citation that is not verified."""
+def annotate(text: str, checked: Sequence[CheckedCitation],
+             uncited: Sequence[tuple[int, int]] = ()) -> str:
+    """text with a visible mark after every citation that is not verified, and at the end
+    of every sentence that cites nothing (uncited_sentences)."""
+    marks: dict[int, str] = {}
+    for c in sorted(checked, key=lambda c: c.end):
+        if c.label != VERIFIED and c.kind != "passage":
+            marks.setdefault(c.end, MARKS[c.label])  # one mark per span ([1,9] yields two)
+    for _, end in uncited:
+        marks[end] = marks.get(end, "") + UNCITED_MARK
     out: list[str] = []
     pos = 0
-    marked = -1
-    for c in sorted(checked, key=lambda c: c.end):
-        if c.label == VERIFIED or c.kind == "passage" or c.end <= marked:
-            continue  # one mark per span ([1,9] yields two)
-        out.append(text[pos:c.end])
-        out.append(MARKS[c.label])
-        pos = marked = c.end
+    for at in sorted(marks):
+        out += [text[pos:at], marks[at]]
+        pos = at
     out.append(text[pos:])
     return "".join(out)
 

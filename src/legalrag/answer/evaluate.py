@@ -61,6 +61,7 @@ class AnswerResult:
     gold_quoted: bool = False  # a provision quoted before the model's words is gold
     shown_articles: int = 0  # distinct articles cited by the model or quoted as provisions
     provision_ms: float | None = None  # question to the quoted provision (None: none)
+    uncited: int = 0  # sentences that cite nothing, marked 〔未引条文〕 (check.uncited_sentences)
 
     @property
     def gold_cited_or_quoted(self) -> bool:
@@ -82,6 +83,7 @@ class AnswerResult:
             "total_ms": round(self.total_ms, 1),
             "gold_quoted": self.gold_quoted, "shown_articles": self.shown_articles,
             "provision_ms": None if self.provision_ms is None else round(self.provision_ms, 1),
+            "uncited": self.uncited,
         }
 
 
@@ -114,7 +116,8 @@ def measure_answer(query: EvalQuery, golds: Sequence[Gold], answer: Answer, sour
         sources_ms=sources_ms, first_token_ms=first_token_ms, total_ms=total_ms,
         answer=answer, provision_ms=provision_ms,
         gold_quoted=any(_key(p.article) in gold_keys for p in answer.provisions),
-        shown_articles=len(cited | {_key(p.article) for p in answer.provisions}))
+        shown_articles=len(cited | {_key(p.article) for p in answer.provisions}),
+        uncited=len(answer.uncited))
 
 
 def _key(a: Article) -> tuple[str, int, int]:
@@ -173,6 +176,8 @@ class AnswerReport:
             "shown_articles_mean": (statistics.fmean(r.shown_articles for r in answered)
                                     if answered else 0.0),
             "no_verified_citation": (sum(not r.labels.get(VERIFIED) for r in answered) / n),
+            "with_uncited": sum(r.uncited > 0 for r in answered) / n,
+            "uncited_sentences": sum(r.uncited for r in answered),
             "loops": sum(r.loop for r in rs) / n,
             "truncated": sum(r.truncated for r in rs) / n,
             "template_leaks": sum(r.template_leak for r in rs),
@@ -241,6 +246,8 @@ def render_answer_markdown(report: AnswerReport) -> str:
         f"| gold article quoted as the provision | {_pct(s['gold_quoted'])} |",
         f"| gold article cited with ✓ or quoted | {_pct(s['gold_cited_or_quoted'])} |",
         f"| answered without any ✓ citation | {_pct(s['no_verified_citation'])} |",
+        f"| answers with sentences marked 未引条文 (sentences) | {_pct(s['with_uncited'])} "
+        f"({s['uncited_sentences']}) |",
         f"| distinct articles cited by the model (mean, answered) | "
         f"{s['cited_articles_mean']:.2f} |",
         f"| distinct articles cited or quoted (mean, answered) | "
@@ -280,7 +287,7 @@ def write_answer_report(report: AnswerReport, out_dir: Path) -> list[Path]:
         cols = ["id", "query", "golds", "abstained", "gold_in_sources", "gold_cited_verified",
                 "cited_articles", "labels", "loop", "truncated", "template_leak",
                 "sources_ms", "first_token_ms", "total_ms", "gold_quoted", "shown_articles",
-                "provision_ms"]
+                "provision_ms", "uncited"]
         w.writerow(cols)
         for r in report.results:
             row = r.row()

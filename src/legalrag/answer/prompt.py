@@ -198,14 +198,28 @@ def _longest_fitting(article: Article, n: int, text: str, room: int,
     return shorten(text, lo)
 
 
+_FIRST_PERSON_RE = re.compile(r"我们|我(?![国])")
+
+
+def addressed(question: str) -> str:
+    """The question as the model reads it: the asker's 我 becomes 您 (我们 你们), because the
+    model restates the question in its answer, and a browser session read
+    「因此，如果我还在试用期，我不能辞职」 as the assistant speaking of itself. 我国 stays.
+
+    >>> addressed("我在试用期，我们公司可以辞退我吗？我国法律怎么规定？")
+    '您在试用期，你们公司可以辞退您吗？我国法律怎么规定？'
+    """
+    return _FIRST_PERSON_RE.sub(lambda m: "你们" if m.group(0) == "我们" else "您", question)
+
+
 def user_message(question: str, sources: Sequence[Source], query: str | None = None,
                  reminder: str = REMINDER) -> str:
     """The user turn: source blocks, then the question (and its standalone rewrite when a
     follow-up was rewritten), then a one-line reminder of what to write."""
     parts = [SOURCES_INTRO, "", BLOCK_SEPARATOR.join(s.block for s in sources), SOURCES_END,
-             "", QUESTION_LABEL + question.strip()]
+             "", QUESTION_LABEL + addressed(question.strip())]
     if query and query.strip() != question.strip():
-        parts.append(CONTEXT_LABEL.format(query=query.strip()))
+        parts.append(CONTEXT_LABEL.format(query=addressed(query.strip())))
     parts.append(reminder)
     return defuse_template_tokens("\n".join(parts))
 

@@ -286,6 +286,9 @@ def answer_extra(answer: Answer) -> dict:
             "abstained": answer.abstained,
             "sources": [source_dict(h, h.rank <= shown) for h in answer.hits],
             "citations": [citation_dict(c) for c in answer.citations],
+            # sentences of the model's text that cite nothing, as [start, end) in it
+            "uncited": [{"start": s, "end": e, "text": answer.raw_text[s:e]}
+                        for s, e in answer.uncited],
             "labels": answer.labels(), "notes": list(answer.notes),
             "timings": answer.timings.to_dict()}
 

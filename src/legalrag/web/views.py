@@ -33,6 +33,8 @@ from legalrag.vocab import (
     MARKS,
     NOT_RETRIEVED,
     SEVERITY,
+    UNCITED_NAME,
+    UNCITED_TITLE,
     VERIFIED,
     VERIFIED_SCOPE,
 )
@@ -93,13 +95,17 @@ def render_answer(answer: Answer, turn: int) -> str:
     for c in answer.citations:
         if c.kind != "passage":  # a copied passage is not marked up; its citations are
             by_span.setdefault((c.start, c.end), []).append(c)
+    spans: list[tuple[int, int, list[CheckedCitation]]] = [
+        (s, e, group) for (s, e), group in by_span.items()]
+    spans += [(s, e, []) for s, e in answer.uncited]  # a sentence that cites nothing
     out: list[str] = []
     pos = 0
-    for (start, end), group in sorted(by_span.items()):
+    for start, end, group in sorted(spans, key=lambda t: (t[0], t[1])):
         if start < pos:  # overlapping spans: the first one wins
             continue
         out.append(md_esc(raw[pos:start]))
-        out.append(_citation(raw[start:end], group, answer, turn))
+        out.append(_citation(raw[start:end], group, answer, turn) if group
+                   else _uncited(raw[start:end]))
         pos = end
     out.append(md_esc(raw[pos:]))
     body = "".join(out).strip() or esc(EMPTY_ANSWER)
@@ -142,6 +148,13 @@ def _citation(text: str, group: Sequence[CheckedCitation], answer: Answer, turn:
     if worst.kind == "marker" and label == VERIFIED:
         return link  # a green [n] chip; the citation it follows carries the text label
     return f'{link}<span class="lr-badge lr-{label}">{esc(LABEL_TEXT.get(label, label))}</span>'
+
+
+def _uncited(sentence: str) -> str:
+    """A sentence that cites nothing: greyed, with a 未引条文 badge saying it is unchecked."""
+    return (f'<span class="lr-uncited" title="{esc(UNCITED_TITLE)}">{md_esc(sentence)}</span>'
+            f'<span class="lr-badge lr-uncited" title="{esc(UNCITED_TITLE)}">'
+            f'{esc(UNCITED_NAME)}</span>')
 
 
 def render_abstain(answer: Answer, turn: int) -> str:
