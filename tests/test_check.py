@@ -484,3 +484,29 @@ def test_what_does_not_count_as_an_uncited_sentence(labour_facts):
         "因此简历造假不影响合同效力", "2. **用人单位可以随意解除合同**"]
     plain = "简历造假不影响合同效力。劳动合同仍然有效。"
     assert uncited_sentences(plain, check_answer(plain, sources, labour_facts), sources) == []
+
+
+def test_a_verified_copy_without_its_proviso_shows_the_proviso_once():
+    """The ✓ stays (support.dropped_proviso, docs/evaluation.md "A fourth batch"), and the
+    exception the article adds is written after the citation, once per sentence even when
+    a [n] marker closes the same sentence."""
+    from legalrag.answer.assistant import PROVISO_NOTE, compose
+    from legalrag.vocab import PROVISO_MARK
+
+    m1245 = art("民法典", 1245, "饲养的动物造成他人损害的，动物饲养人或者管理人应当承担侵权责任；"
+                "但是，能够证明损害是因被侵权人故意或者重大过失造成的，可以不承担或者减轻责任。")
+    facts = CorpusFacts.from_articles([m1245])
+    raw = ("根据《民法典》第一千二百四十五条，饲养的动物造成他人损害的，"
+           "动物饲养人或者管理人应当承担侵权责任[1]。")
+    got = check_answer(raw, [m1245], facts, KeywordSupport("动物"))
+    assert [(c.raw, c.label, bool(c.proviso)) for c in got if c.kind != "passage"] == [
+        ("《民法典》第一千二百四十五条", VERIFIED, True), ("[1]", VERIFIED, False)]
+    proviso = "但是，能够证明损害是因被侵权人故意或者重大过失造成的，可以不承担或者减轻责任"
+    assert got[0].proviso == proviso
+    text, notes = compose(raw, got, sources=[m1245])
+    assert text.startswith("根据《民法典》第一千二百四十五条"
+                           + PROVISO_MARK.format(proviso=proviso) + "，饲养的动物")
+    assert PROVISO_NOTE.format(n=1) in notes
+    # The exception written out: nothing to add.
+    whole = raw.replace("责任[1]。", "责任；但被侵权人故意造成的，可以减轻责任[1]。")
+    assert not any(c.proviso for c in check_answer(whole, [m1245], facts, KeywordSupport("动物")))

@@ -413,6 +413,27 @@ def test_a_sentence_that_cites_nothing_is_greyed_with_its_badge(small_index):
     assert "已用〔未引条文〕标出" in html  # the note under the answer
 
 
+def test_a_verified_sentence_that_leaves_out_the_proviso_shows_it():
+    """A ✓ on a rule copied without its 但是 keeps the ✓ and gets a 另有例外 badge whose
+    hover text is the article's own proviso."""
+    from legalrag.records import Article
+
+    a = Article("中华人民共和国民法典", "民法典", "法律", "民法商法", (), 1248, 0,
+                "第一千二百四十八条", "动物园的动物造成他人损害的，动物园应当承担侵权责任；"
+                "但是，能够证明尽到管理职责的，不承担侵权责任。", "2021-01-01", True,
+                "民法典.md", 1)
+    raw = "根据《民法典》第一千二百四十八条，动物园的动物造成他人损害的，动物园应当承担侵权责任。"
+    citations = tuple(check_answer(raw, [a], CorpusFacts.from_articles([a])))
+    text, notes = compose(raw, citations, sources=[a])
+    answer = Answer("q", "q", (Hit(a, 1.0, 1),), (Source(1, a, a.text, False),), text, raw,
+                    citations, False, Timings(1.0, 2.0, 3.0), "m", notes)
+    html = render_answer(answer, turn=2)
+    assert ('《民法典》第一千二百四十八条</a><span class="lr-badge lr-verified">✓已核实</span>'
+            '<span class="lr-badge lr-proviso" title="所引条文接着规定：“但是，能够证明尽到'
+            '管理职责的，不承担侵权责任”；这句话没有写出，请对照原文">另有例外</span>') in html
+    assert "所引条文另有例外或但书" in html  # the note
+
+
 def test_every_citation_is_linked_and_labelled(small_index):
     picked = [("劳动合同法", 19), ("劳动合同法", 20), ("劳动合同法", 21), ("劳动合同法", 70),
               ("劳动法", 21)]

@@ -72,6 +72,8 @@ NO_CITATION_NOTE = "注意：回答没有引用所给来源，请以来源条文
 UNCHECKED_NOTE = "注意：回答中有{n}处引用无法在法库中核实或不在所给来源中，已用〔〕标出。"
 # a source cited for a sentence the check could not confirm: the article is there
 UNSUPPORTED_NOTE = "注意：回答中有{n}处说法未能与所引来源条文核实，已用〔〕标出，请对照原文。"
+PROVISO_NOTE = ("注意：回答中有{n}处已核实的说法，所引条文另有例外或但书而回答没有写出，"
+                "已在引用后注明。")
 UNCITED_NOTE = ("注意：回答中有{n}句没有引用条文，已用〔未引条文〕标出；"
                 "这些是模型自己的概括或推断，未经核实，请以条文原文为准。")
 EMPTY_ANSWER = "模型没有生成回答。请参考检索到的来源条文。"
@@ -295,6 +297,8 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
         notes.append(UNSUPPORTED_NOTE.format(n=unsupported))
     if unchecked:
         notes.append(UNCHECKED_NOTE.format(n=unchecked))
+    if provisos := sum(1 for c in written if c.label == VERIFIED and c.proviso):
+        notes.append(PROVISO_NOTE.format(n=provisos))
     if uncited:
         notes.append(UNCITED_NOTE.format(n=len(uncited)))
     if raw.strip() and not any(c.label in (VERIFIED, UNSUPPORTED) for c in citations):

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from legalrag.answer.support import dropped_proviso
 from legalrag.citations import (
     CitationRef,
     LawNames,
@@ -58,6 +59,7 @@ from legalrag.vocab import (
     MARKS,
     MISQUOTED,
     NOT_RETRIEVED,
+    PROVISO_MARK,
     REPEALED,
     UNCITED_MARK,
     UNRESOLVED,
@@ -209,6 +211,9 @@ class CheckedCitation:
     paragraph: int | None = None  # 第M款
     item: int | None = None  # 第K项
     article: Article | None = None  # the article it names (the version in force first)
+    # A ✓ sentence that copies a rule the article goes on to qualify (support.dropped_proviso):
+    # the qualification it leaves out, shown beside the ✓.
+    proviso: str = ""
 
     @property
     def citation(self) -> str:
@@ -234,7 +239,8 @@ class CheckedCitation:
                 "label": self.label, "law": self.law, "number": self.number,
                 "suffix": self.suffix, "paragraph": self.paragraph, "item": self.item,
                 "source": self.source, "note": self.note,
-                "article_id": self.article.id if self.article else None}
+                "article_id": self.article.id if self.article else None,
+                "proviso": self.proviso}
 
 
 # ---------------------------------------------------------------- structure of an article
@@ -474,6 +480,7 @@ def check_citations(text: str, facts: CorpusFacts, sources: Sequence[Article] | 
     if sources is not None:
         out = _check_support(text, out, sources, copies, support)
         out = _check_marker_agreement(text, out, sources)
+        out = note_provisos(text, out, sources, copies)
         out += [CheckedCitation("passage", text[s:e], s, e, VERIFIED, sources[n - 1].law,
                                 sources[n - 1].number, sources[n - 1].suffix, n,
                                 f"照录来源[{n}]{sources[n - 1].citation}的原文",
@@ -533,6 +540,30 @@ def _check_support(text: str, checked: list[CheckedCitation], sources: Sequence[
                 c = replace(c, label=UNSUPPORTED,
                             note=f"未能核实来源[{c.source}]{sources[c.source - 1].citation}"
                                  "支持这句话，请对照原文")
+        out.append(c)
+    return out
+
+
+def note_provisos(text: str, checked: list[CheckedCitation], sources: Sequence[Article],
+                   copies: Sequence[tuple[int, int, int]]) -> list[CheckedCitation]:
+    """The first ✓ citation of a sentence that copies a rule its source goes on to qualify
+    carries that qualification (support.dropped_proviso), once per sentence."""
+    done: set[tuple[int, int]] = set()
+    out = []
+    for c in sorted(checked, key=lambda c: (c.start, c.end)):
+        if (c.label == VERIFIED and c.source is not None and c.kind in ("article", "law",
+                                                                        "marker")
+                and not any(s <= c.start < e for s, e, _ in copies)):
+            span = sentence_span(text, c.start, c.end)
+            # the whole sentence, past a ；: 「……承担侵权责任；但……可以减轻责任。」 has it
+            ends = (text.find(ch, span[1] - 1) for ch in "。！？!?\n")
+            full = min((k for k in ends if k >= 0), default=len(text))
+            span = (span[0], max(span[1], full))
+            proviso = (None if span in done
+                       else dropped_proviso(text[span[0]:span[1]], sources[c.source - 1]))
+            if proviso:
+                c = replace(c, proviso=proviso)
+                done.add(span)
         out.append(c)
     return out
 
@@ -711,12 +742,15 @@ def _check_law(raw: str, start: int, end: int, written: str,
 
 def annotate(text: str, checked: Sequence[CheckedCitation],
              uncited: Sequence[tuple[int, int]] = ()) -> str:
-    """text with a visible mark after every citation that is not verified, and at the end
-    of every sentence that cites nothing (uncited_sentences)."""
+    """text with a visible mark after every citation that is not verified or whose
+    article adds an exception the sentence leaves out, and at the end of every sentence
+    that cites nothing (uncited_sentences)."""
     marks: dict[int, str] = {}
     for c in sorted(checked, key=lambda c: c.end):
         if c.label != VERIFIED and c.kind != "passage":
             marks.setdefault(c.end, MARKS[c.label])  # one mark per span ([1,9] yields two)
+        elif c.proviso:
+            marks.setdefault(c.end, PROVISO_MARK.format(proviso=c.proviso))
     for _, end in uncited:
         marks[end] = marks.get(end, "") + UNCITED_MARK
     out: list[str] = []

@@ -76,6 +76,7 @@ def _citation_lines(answer: Answer) -> tuple[list[str], str]:
             out.append(f"{c.citation} — {COPY_NOTE}")
             continue
         note = f"：{c.note}" if c.note else ""
+        note += f"；条文另有例外：{c.proviso}" if c.proviso else ""
         out.append(f"{LABEL_SIGNS[c.label]} {c.citation} — {LABEL_NAMES[c.label]}{note}")
     verified = any(c.label == VERIFIED and c.kind != "passage" for c in answer.citations)
     return out, (f"{LABEL_SIGNS[VERIFIED]} 的含义：{VERIFIED_SCOPE}" if verified else "")

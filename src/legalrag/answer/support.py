@@ -149,6 +149,58 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
     return before
 
 
+_PROVISO_START_RE = re.compile(r"[，,；;]\s*(但是|但)")
+_PROVISO_WORDS_RE = re.compile(r"除外|另有约定|另有规定|从其约定")
+_QUALIFIED_RE = re.compile(r"但|除外|另有|例外|从其约定")
+PROVISO_MAX = 80  # a following sentence longer than this is not read as the rule's proviso
+
+
+def dropped_proviso(sentence: str, article: Article) -> str | None:
+    """The proviso the sentence leaves out when it copies a rule that the article goes on
+    to qualify (；但是，……除外, or 另有约定的，从其约定 in the next sentence); None when it
+    does not. Such a sentence keeps its ✓: the calibration reviewers called these copies
+    supported and a later batch's did not (docs/evaluation.md, "A fourth batch"). The
+    check shows the proviso beside the ✓ instead (CheckedCitation.proviso).
+
+    >>> a = Article("中华人民共和国民法典", "民法典", "法律", "", (), 1245, 0, "第一千二百四十五条",
+    ...             "饲养的动物造成他人损害的，动物饲养人或者管理人应当承担侵权责任；但是，能够证明"
+    ...             "损害是因被侵权人故意或者重大过失造成的，可以不承担或者减轻责任。",
+    ...             "", True, "", 0)
+    >>> dropped_proviso("根据《民法典》第一千二百四十五条，饲养的动物造成他人损害的，动物饲养人"
+    ...                 "或者管理人应当承担侵权责任。", a)
+    '但是，能够证明损害是因被侵权人故意或者重大过失造成的，可以不承担或者减轻责任'
+    >>> dropped_proviso("动物饲养人应当承担侵权责任，但被侵权人故意的可以减轻。", a) is None
+    True
+    """
+    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
+    if _QUALIFIED_RE.search(claim):
+        return None  # the sentence states an exception of its own
+    text = article.text
+    where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
+    body = "".join(text[k] for k in where)
+    m = SequenceMatcher(None, claim, body, autojunk=False).find_longest_match()
+    if m.size < COPY_MIN or m.size < len(claim) / 2:
+        return None  # not a copy of the article
+    end = where[m.b + m.size - 1] + 1
+    stop = min((k for k in (text.find("。", end), text.find("\n", end)) if k >= 0),
+               default=len(text))
+    rest = text[end:stop]
+    if (found := _PROVISO_START_RE.search(rest)) is not None:
+        return rest[found.start(1):].strip()
+    if _PROVISO_WORDS_RE.search(rest):
+        return rest.lstrip("，,；; ").strip()
+    if stop < len(text) and text[stop] == "。":
+        following = text[stop + 1:].split("\n", 1)[0].split("。", 1)[0]
+        # 但是，法律另有规定的，依照其规定 and 入伙协议另有约定的，从其约定 qualify the rule
+        # before them; a sentence with a 但是 inside (设立居住权的住宅不得出租，但是…除外) is
+        # another rule with its own proviso.
+        following = following.strip()
+        if len(following) <= PROVISO_MAX and (following.startswith("但") or (
+                _PROVISO_WORDS_RE.search(following) and "但" not in following)):
+            return following
+    return None
+
+
 def changes_rule(sentence: str, article: Article) -> bool:
     """Whether the sentence copies the article but states another rule: a changed modal
     or number (altered), or a condition left out (dropped_condition). Never supported."""

@@ -32,6 +32,8 @@ from legalrag.vocab import (
     LABEL_SIGNS,
     MARKS,
     NOT_RETRIEVED,
+    PROVISO_NAME,
+    PROVISO_TITLE,
     SEVERITY,
     UNCITED_NAME,
     UNCITED_TITLE,
@@ -145,9 +147,14 @@ def _citation(text: str, group: Sequence[CheckedCitation], answer: Answer, turn:
     attrs = f'class="{classes}" title="{esc(title)}" data-check="{label}"'
     link = (f'<a {attrs} href="#{target}">{md_esc(text)}</a>' if target
             else f"<span {attrs}>{md_esc(text)}</span>")
+    proviso = next((c.proviso for c in group if c.proviso), "") if label == VERIFIED else ""
+    hint = esc(PROVISO_TITLE.format(proviso=proviso))
+    extra = (f'<span class="lr-badge lr-proviso" title="{hint}">{esc(PROVISO_NAME)}</span>'
+             if proviso else "")
     if worst.kind == "marker" and label == VERIFIED:
-        return link  # a green [n] chip; the citation it follows carries the text label
-    return f'{link}<span class="lr-badge lr-{label}">{esc(LABEL_TEXT.get(label, label))}</span>'
+        return link + extra  # a green [n] chip; the citation it follows carries the text label
+    return (f'{link}<span class="lr-badge lr-{label}">{esc(LABEL_TEXT.get(label, label))}</span>'
+            + extra)
 
 
 def _uncited(sentence: str) -> str:
