@@ -487,7 +487,7 @@ def test_what_does_not_count_as_an_uncited_sentence(labour_facts):
 
 
 def test_a_verified_copy_without_its_proviso_shows_the_proviso_once():
-    """The ✓ stays (support.dropped_proviso, docs/evaluation.md "A fourth batch"), and the
+    """The ✓ stays (support.omitted_proviso, docs/evaluation.md "A fourth batch"), and the
     exception the article adds is written after the citation, once per sentence even when
     a [n] marker closes the same sentence."""
     from legalrag.answer.assistant import PROVISO_NOTE, compose

@@ -264,14 +264,14 @@ M369 = Article("中华人民共和国民法典", "民法典", "法律", "民法�
     ("合伙合同一般会终止。", M977, None),
 ])
 def test_a_copy_that_leaves_out_the_proviso_after_it_is_found(sentence, article, proviso):
-    from legalrag.answer.support import dropped_proviso
+    from legalrag.answer.support import omitted_proviso
 
-    assert dropped_proviso(sentence, article) == proviso
+    assert omitted_proviso(sentence, article) == proviso
 
 
 @pytest.mark.fast
 def test_the_proviso_rule_on_the_labelled_pairs():
-    """dropped_proviso does not take a ✓ away (the calibration reviewers called such copies
+    """omitted_proviso does not take a ✓ away (the calibration reviewers called such copies
     supported, the fourth batch's did not); it shows the exception beside the ✓. On the
     fourth batch it finds exactly the three copies that batch labelled wrong for leaving
     out a proviso; on the calibration file, only copies whose article goes on with one."""
@@ -280,11 +280,11 @@ def test_the_proviso_rule_on_the_labelled_pairs():
     sys.path.insert(0, str(ROOT / "bench"))
     from calibrate_support import article_of, load_labelled
 
-    from legalrag.answer.support import dropped_proviso
+    from legalrag.answer.support import omitted_proviso
 
     def fired(name: str) -> list[tuple[dict, str]]:
         rows = [r for r in load_labelled(ROOT / "data" / "eval" / name) if r["kind"] == "cited"]
-        return [(r, p) for r in rows if (p := dropped_proviso(r["sentence"], article_of(r)))]
+        return [(r, p) for r in rows if (p := omitted_proviso(r["sentence"], article_of(r)))]
 
     test4 = fired("support_labels_test4.jsonl")
     assert sorted(r["article"] for r, _ in test4) == sorted([

@@ -52,7 +52,7 @@ UNCITED_NAME = "未引条文"
 UNCITED_MARK = f"〔{UNCITED_NAME}〕"
 UNCITED_TITLE = "这句话没有引用条文，是模型自己的概括或推断，未经核实；请以条文原文为准"
 # A ✓ sentence that copies a rule and leaves out the exception the article adds to it
-# (answer.support.dropped_proviso): the ✓ stays, and the exception is shown beside it.
+# (answer.support.omitted_proviso): the ✓ stays, and the exception is shown beside it.
 PROVISO_NAME = "另有例外"
 PROVISO_MARK = "〔所引条文另有例外：{proviso}〕"
 PROVISO_TITLE = "所引条文接着规定：“{proviso}”；这句话没有写出，请对照原文"

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from legalrag.answer.support import dropped_proviso
+from legalrag.answer.support import omitted_proviso
 from legalrag.citations import (
     CitationRef,
     LawNames,
@@ -211,7 +211,7 @@ class CheckedCitation:
     paragraph: int | None = None  # 第M款
     item: int | None = None  # 第K项
     article: Article | None = None  # the article it names (the version in force first)
-    # A ✓ sentence that copies a rule the article goes on to qualify (support.dropped_proviso):
+    # A ✓ sentence that copies a rule the article goes on to qualify (support.omitted_proviso):
     # the qualification it leaves out, shown beside the ✓.
     proviso: str = ""
 
@@ -547,7 +547,7 @@ def _check_support(text: str, checked: list[CheckedCitation], sources: Sequence[
 def note_provisos(text: str, checked: list[CheckedCitation], sources: Sequence[Article],
                    copies: Sequence[tuple[int, int, int]]) -> list[CheckedCitation]:
     """The first ✓ citation of a sentence that copies a rule its source goes on to qualify
-    carries that qualification (support.dropped_proviso), once per sentence."""
+    carries that qualification (support.omitted_proviso), once per sentence."""
     done: set[tuple[int, int]] = set()
     out = []
     for c in sorted(checked, key=lambda c: (c.start, c.end)):
@@ -560,7 +560,7 @@ def note_provisos(text: str, checked: list[CheckedCitation], sources: Sequence[A
             full = min((k for k in ends if k >= 0), default=len(text))
             span = (span[0], max(span[1], full))
             proviso = (None if span in done
-                       else dropped_proviso(text[span[0]:span[1]], sources[c.source - 1]))
+                       else omitted_proviso(text[span[0]:span[1]], sources[c.source - 1]))
             if proviso:
                 c = replace(c, proviso=proviso)
                 done.add(span)

@@ -155,7 +155,7 @@ _QUALIFIED_RE = re.compile(r"但|除外|另有|例外|从其约定")
 PROVISO_MAX = 80  # a following sentence longer than this is not read as the rule's proviso
 
 
-def dropped_proviso(sentence: str, article: Article) -> str | None:
+def omitted_proviso(sentence: str, article: Article) -> str | None:
     """The proviso the sentence leaves out when it copies a rule that the article goes on
     to qualify (；但是，……除外, or 另有约定的，从其约定 in the next sentence); None when it
     does not. Such a sentence keeps its ✓: the calibration reviewers called these copies
@@ -166,10 +166,10 @@ def dropped_proviso(sentence: str, article: Article) -> str | None:
     ...             "饲养的动物造成他人损害的，动物饲养人或者管理人应当承担侵权责任；但是，能够证明"
     ...             "损害是因被侵权人故意或者重大过失造成的，可以不承担或者减轻责任。",
     ...             "", True, "", 0)
-    >>> dropped_proviso("根据《民法典》第一千二百四十五条，饲养的动物造成他人损害的，动物饲养人"
+    >>> omitted_proviso("根据《民法典》第一千二百四十五条，饲养的动物造成他人损害的，动物饲养人"
     ...                 "或者管理人应当承担侵权责任。", a)
     '但是，能够证明损害是因被侵权人故意或者重大过失造成的，可以不承担或者减轻责任'
-    >>> dropped_proviso("动物饲养人应当承担侵权责任，但被侵权人故意的可以减轻。", a) is None
+    >>> omitted_proviso("动物饲养人应当承担侵权责任，但被侵权人故意的可以减轻。", a) is None
     True
     """
     claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
