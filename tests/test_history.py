@@ -251,6 +251,23 @@ def test_feedback_and_export_in_the_browser(small_settings, tmp_path):
             got = page.request.get(href if href.startswith("http") else app.url + href.lstrip("/"))
             md = got.text()
             assert got.ok and f"> {Q19}" in md and "## 附录：所引条文全文" in md
+            # A reload shows the conversation that was on screen, not an empty chat; a
+            # follow-up then continues it, and 新对话 then a reload stays empty.
+            page.reload()
+            page.wait_for_function(
+                "document.querySelectorAll('#lr-chat .lr-disclaimer').length === 2")
+            chat_text = page.locator("#lr-chat").inner_text()
+            assert Q19 in chat_text and "劳动法第三十六条是怎么规定的？" in chat_text
+            page.wait_for_selector("#lr-sources #lr-t2-h1")
+            page.get_by_role("button", name="新对话").click()
+            page.wait_for_function(
+                "document.querySelectorAll('#lr-chat .lr-disclaimer').length === 0")
+            page.wait_for_function("localStorage.getItem('legalrag-current') !== null")
+            page.wait_for_timeout(500)
+            page.reload()
+            page.wait_for_selector("#lr-question textarea")
+            page.wait_for_timeout(3000)  # what a restore would have shown by now
+            assert Q19 not in page.locator("#lr-chat").inner_text()
         finally:
             browser.close()
             app.stop()

@@ -26,6 +26,10 @@ from legalrag.web.history import (
 )
 from legalrag.web.session import ChatSession, Exchange
 
+# What `current` holds when no conversation is on screen. Not "": Gradio's BrowserState
+# leaves local storage as it was when given an empty value, so a reload after 新对话
+# reopened the conversation before it.
+NO_CONVERSATION = "-"
 NOTE = ("对话保存在本服务器上，只有您自己（同一浏览器，或登录后的同一账号）能看到。"
         "清除浏览器数据后，本浏览器以前的对话将无法再打开。")
 
@@ -39,6 +43,7 @@ def owner(request: gr.Request | None, browser_id: object) -> str:
 class HistoryPanel:
     history: History
     browser: gr.BrowserState
+    current: gr.BrowserState  # the conversation on screen, reopened after a reload
     past: gr.Radio
     delete: gr.Button
     delete_all: gr.Button
@@ -57,6 +62,7 @@ class HistoryPanel:
     @classmethod
     def build(cls, history: History) -> HistoryPanel:
         browser = gr.BrowserState("", storage_key="legalrag-owner", secret=history.secret())
+        current = gr.BrowserState("", storage_key="legalrag-current", secret=history.secret())
         with gr.Sidebar(label="历史对话", open=False, elem_id="lr-sidebar"):
             gr.HTML("<b>历史对话</b>")
             past = gr.Radio([], show_label=False, elem_id="lr-history", container=False)
@@ -84,7 +90,7 @@ class HistoryPanel:
                                      placeholder="例如：应适用《劳动合同法》第二十条")
                 submit = gr.Button("提交反馈", size="sm", elem_id="lr-feedback-submit")
             gr.HTML(f'<div class="lr-notice">{NOTE}</div>')
-        return cls(history, browser, past, delete, delete_all, confirm, cancel, message,
+        return cls(history, browser, current, past, delete, delete_all, confirm, cancel, message,
                    export_md, export_docx, exported, right, wrong, comment, submit, turn)
 
     def choices(self, who: str, current: str | None = None) -> Any:
@@ -98,24 +104,33 @@ class HistoryPanel:
         """Connect the panel: fill it on load and after each answer, reopen on click."""
         history = self.history
 
-        def on_load(browser_id: str, request: gr.Request) -> tuple:
+        def on_load(browser_id: str, cid: str, request: gr.Request) -> tuple:
+            """Fill the list; a reload (or a new tab) shows the conversation that was on
+            screen, as it was saved, rather than an empty chat."""
             if not owner(request, browser_id) and not getattr(request, "username", None):
                 browser_id = new_browser_id()  # stored in this browser's local storage
-            return browser_id, self.choices(owner(request, browser_id))
+            who = owner(request, browser_id)
+            sess = history.load(who, cid) if cid and cid != NO_CONVERSATION and who else None
+            if sess is None:
+                return browser_id, self.choices(who), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            view = chat.view(sess)
+            return (browser_id, self.choices(who, sess.id), sess, view.messages, view.sources,
+                    gr.update(interactive=True))
 
         def on_asked(browser_id: str, sess: ChatSession | None, request: gr.Request) -> tuple:
             current = sess.id if isinstance(sess, ChatSession) else None
             return self.choices(owner(request, browser_id), current), gr.update(
-                interactive=current is not None)
+                interactive=current is not None), current or NO_CONVERSATION
 
         def on_open(cid: str | None, browser_id: str, request: gr.Request) -> tuple:
             sess = history.load(owner(request, browser_id), cid) if cid else None
             if sess is None:
                 return (gr.skip(), gr.skip(), gr.skip(),
                         '<div class="lr-error">这个对话已不存在（可能已在其他标签页删除）。</div>',
-                        self.choices(owner(request, browser_id)), gr.skip())
+                        self.choices(owner(request, browser_id)), gr.skip(), gr.skip())
             view = chat.view(sess)
-            return sess, view.messages, view.sources, "", gr.skip(), gr.update(interactive=True)
+            return (sess, view.messages, view.sources, "", gr.skip(), gr.update(interactive=True),
+                    sess.id)
 
         def fresh() -> tuple:
             sess = ChatSession()
@@ -125,30 +140,35 @@ class HistoryPanel:
             who = owner(request, browser_id)
             if isinstance(sess, ChatSession) and who:
                 history.delete(who, sess.id)
-            return (*fresh(), self.choices(who), gr.update(interactive=False), "")
+            return (*fresh(), self.choices(who), gr.update(interactive=False), "",
+                    NO_CONVERSATION)
 
         def on_delete_all(browser_id: str, request: gr.Request) -> tuple:
             who = owner(request, browser_id)
             n = history.delete_all(who) if who else 0
             return (*fresh(), self.choices(who), gr.update(interactive=False),
                     f'<div class="lr-ok">已删除 {n} 个对话。</div>',
-                    gr.update(visible=False), gr.update(visible=False))
+                    gr.update(visible=False), gr.update(visible=False), NO_CONVERSATION)
 
         def ask_confirm(show: bool) -> tuple:
             return gr.update(visible=show), gr.update(visible=show)
 
         opts: dict[str, Any] = dict(api_name=False, show_progress="hidden")
-        demo.load(on_load, [self.browser], [self.browser, self.past], **opts)
+        demo.load(on_load, [self.browser, self.current],
+                  [self.browser, self.past, session, chatbot, sources, self.delete], **opts)
         for event in asked:
-            event.then(on_asked, [self.browser, session], [self.past, self.delete], **opts)
+            event.then(on_asked, [self.browser, session], [self.past, self.delete, self.current],
+                       **opts)
         self.past.input(on_open, [self.past, self.browser],
-                        [session, chatbot, sources, self.message, self.past, self.delete],
-                        **opts)
-        new.click(lambda: (gr.update(value=None), gr.update(interactive=False)), None,
-                  [self.past, self.delete], **opts)
+                        [session, chatbot, sources, self.message, self.past, self.delete,
+                         self.current], **opts)
+        for cleared in (new.click, chatbot.clear):  # 新对话, or the chat's own 🗑
+            cleared(lambda: (gr.update(value=None), gr.update(interactive=False),
+                             NO_CONVERSATION), None, [self.past, self.delete, self.current],
+                    **opts)
         self.delete.click(on_delete, [session, self.browser],
-                          [session, chatbot, sources, self.past, self.delete, self.message],
-                          **opts)
+                          [session, chatbot, sources, self.past, self.delete, self.message,
+                           self.current], **opts)
         self.delete_all.click(lambda: ask_confirm(True), None, [self.confirm, self.cancel],
                               **opts)
         self.cancel.click(lambda: ask_confirm(False), None, [self.confirm, self.cancel], **opts)
@@ -236,4 +256,4 @@ class HistoryPanel:
                          [self.exported, self.message], **opts)
         self.confirm.click(on_delete_all, [self.browser],
                            [session, chatbot, sources, self.past, self.delete, self.message,
-                            self.confirm, self.cancel], **opts)
+                            self.confirm, self.cancel, self.current], **opts)
