@@ -109,3 +109,23 @@ def test_a_gold_provision_counts_as_quoted_not_as_cited_by_the_model():
     assert s["provision_ms_median"] == 25.0 and s["provision_ms_max"] == 30.0
     assert "| gold article quoted as the provision | 50.0% |" in render_answer_markdown(
         AnswerReport((r, other), "m"))
+
+
+def test_sentences_that_cite_nothing_and_shown_provisos_are_counted(tmp_path):
+    from dataclasses import replace
+
+    raw = "根据《劳动合同法》第三十八条，劳动者可以解除劳动合同。因此，公司必须支付双倍工资。"
+    tick = replace(cite("article", VERIFIED, "劳动合同法", 38, 1), start=2, end=15,
+                   proviso="但是，……除外")
+    r = measure_answer(Q, GOLD, answer([tick], raw=raw), 5.0, 400.0, 900.0)
+    assert (r.uncited, r.provisos) == (1, 1)
+    plain = measure_answer(Q, GOLD, answer([replace(tick, proviso="")],
+                                           raw=raw[:raw.index("因此")]), 5.0, 400.0, 900.0)
+    assert (plain.uncited, plain.provisos) == (0, 0)
+    report = AnswerReport((r, plain), "m", "q.jsonl")
+    s = report.summary()
+    assert (s["with_uncited"], s["uncited_sentences"], s["provisos"]) == (0.5, 1, 1)
+    md = render_answer_markdown(report)
+    assert "| answers with sentences marked 未引条文 (sentences) | 50.0% (1) |" in md
+    rows = list(csv.DictReader(write_answer_report(report, tmp_path)[2].open(encoding="utf-8")))
+    assert [(row["uncited"], row["provisos"]) for row in rows] == [("1", "1"), ("0", "0")]

@@ -62,6 +62,7 @@ class AnswerResult:
     shown_articles: int = 0  # distinct articles cited by the model or quoted as provisions
     provision_ms: float | None = None  # question to the quoted provision (None: none)
     uncited: int = 0  # sentences that cite nothing, marked 〔未引条文〕 (check.uncited_sentences)
+    provisos: int = 0  # ✓ citations shown with the exception their article adds (另有例外)
 
     @property
     def gold_cited_or_quoted(self) -> bool:
@@ -83,7 +84,7 @@ class AnswerResult:
             "total_ms": round(self.total_ms, 1),
             "gold_quoted": self.gold_quoted, "shown_articles": self.shown_articles,
             "provision_ms": None if self.provision_ms is None else round(self.provision_ms, 1),
-            "uncited": self.uncited,
+            "uncited": self.uncited, "provisos": self.provisos,
         }
 
 
@@ -117,7 +118,8 @@ def measure_answer(query: EvalQuery, golds: Sequence[Gold], answer: Answer, sour
         answer=answer, provision_ms=provision_ms,
         gold_quoted=any(_key(p.article) in gold_keys for p in answer.provisions),
         shown_articles=len(cited | {_key(p.article) for p in answer.provisions}),
-        uncited=len(answer.uncited))
+        uncited=len(answer.uncited),
+        provisos=sum(1 for c in answer.citations if c.label == VERIFIED and c.proviso))
 
 
 def _key(a: Article) -> tuple[str, int, int]:
@@ -178,6 +180,7 @@ class AnswerReport:
             "no_verified_citation": (sum(not r.labels.get(VERIFIED) for r in answered) / n),
             "with_uncited": sum(r.uncited > 0 for r in answered) / n,
             "uncited_sentences": sum(r.uncited for r in answered),
+            "provisos": sum(r.provisos for r in answered),
             "loops": sum(r.loop for r in rs) / n,
             "truncated": sum(r.truncated for r in rs) / n,
             "template_leaks": sum(r.template_leak for r in rs),
@@ -248,6 +251,8 @@ def render_answer_markdown(report: AnswerReport) -> str:
         f"| answered without any ✓ citation | {_pct(s['no_verified_citation'])} |",
         f"| answers with sentences marked 未引条文 (sentences) | {_pct(s['with_uncited'])} "
         f"({s['uncited_sentences']}) |",
+        f"| ✓ citations shown with the exception their article adds (另有例外) | "
+        f"{s['provisos']} |",
         f"| distinct articles cited by the model (mean, answered) | "
         f"{s['cited_articles_mean']:.2f} |",
         f"| distinct articles cited or quoted (mean, answered) | "
@@ -287,7 +292,7 @@ def write_answer_report(report: AnswerReport, out_dir: Path) -> list[Path]:
         cols = ["id", "query", "golds", "abstained", "gold_in_sources", "gold_cited_verified",
                 "cited_articles", "labels", "loop", "truncated", "template_leak",
                 "sources_ms", "first_token_ms", "total_ms", "gold_quoted", "shown_articles",
-                "provision_ms", "uncited"]
+                "provision_ms", "uncited", "provisos"]
         w.writerow(cols)
         for r in report.results:
             row = r.row()
