@@ -122,6 +122,11 @@ def test_looping():
     paragraph = "".join(f"{i}. 第{i}条规定的情形，依照合同约定处理。\n" for i in range(1, 6))
     assert looping("答：\n" + paragraph + "适用条件：\n" + paragraph)
     assert not looping("".join(f"第{i}点，情况各不相同。" for i in range(40)))
+    # A dev answer (stard-518) ran to the length limit repeating one numbered item.
+    item = "该驰名商标属于商标法第十一条、第十二条规定不得作为商标注册的情形。"
+    assert looping("但是，只有在以下情况下才会支持：\n\n"
+                   + "".join(f"{i}. {item}\n\n" for i in range(1, 8)))
+    assert not looping("".join(f"{i}. {item[:-8]}第{i}种情形。\n" for i in range(1, 8)))
 
 
 def test_abstain_text_lists_candidates(small_index):

@@ -84,6 +84,7 @@ CANDIDATES_SHOWN = 3
 # often whole paragraphs restated once (bench: a 5-item list written twice to max_tokens),
 # so two occurrences suffice; 80 identical characters twice is never worth waiting for.
 LOOP_WINDOW = 80
+_LIST_NUMBER_RE = re.compile(r"(?m)^(\s*)\d{1,3}(?=[.、．)）])")
 LOOP_TIMES = 2
 PROVISION_INTRO = "依据"
 PROVISION_FROM = 3  # the quoted paragraph comes from one of the best three sources
@@ -264,6 +265,9 @@ def looping(text: str, window: int = LOOP_WINDOW, times: int = LOOP_TIMES) -> bo
     """
     if len(text) < window * times:
         return False
+    # A numbered list that repeats one item (2. 该驰名商标属于…的情形。 3. 该驰名商标属于…) is
+    # a loop whose every copy starts with a new number: the numbers do not count.
+    text = _LIST_NUMBER_RE.sub(r"\g<1>#", text)
     return text.count(text[-window:]) >= times
 
 
