@@ -200,6 +200,11 @@ def test_bad_input_keeps_the_question_and_an_empty_one_adds_nothing(app, page):
     assert "问题太长（1,190 字，上限 1,000 字）" in page.locator("#lr-chat .lr-error").inner_text()
     page.wait_for_function("document.querySelector('#lr-question textarea').value.length > 0")
     assert box.input_value() == long  # back in the box, to be shortened
+    # An error is no answer: no 👍/👎 under it (a browser session found them there), but
+    # its copy button stays. Answers keep theirs (test_history rates one).
+    bot_buttons = page.locator("#lr-chat .message-buttons-left button")
+    assert [b.get_attribute("aria-label") for b in bot_buttons.all() if b.is_visible()] == \
+        ["复制消息"]
 
 
 def test_upload_a_statute_then_ask_about_it(app, page, tmp_path):

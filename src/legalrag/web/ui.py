@@ -80,6 +80,9 @@ a.lr-cite { text-decoration: underline dotted; cursor: pointer; }
 .lr-abstain-title { font-weight: 700; color: #475569; }
 .lr-error { border-left: 4px solid #dc2626; background: #fef2f2; color: #991b1b;
             padding: .4em .8em; border-radius: 6px; }
+/* An error message is no answer to rate: only its copy button (the first) stays. */
+#lr-chat .bot-row:has(.lr-error) + .message-buttons .icon-button:not(:first-of-type) {
+    display: none; }
 .lr-ok { border-left: 4px solid #16a34a; background: #f0fdf4; color: #166534;
          padding: .4em .8em; border-radius: 6px; }
 .lr-queue { border-left: 4px solid #d97706; background: #fffbeb; color: #92400e;
