@@ -48,6 +48,7 @@ from legalrag.answer.support import (  # noqa: E402
     SupportModel,
     changes_rule,
     features,
+    quotes_clauses,
 )
 from legalrag.records import Article  # noqa: E402
 
@@ -216,6 +217,9 @@ def fit(rows: list[dict], embed, target: float) -> tuple[SupportModel, dict]:
     # A copy that changes the article's modal or a number is never supported (altered):
     # the decision is the score and that rule, so both are fitted and reported together.
     ok = np.array([not changes_rule(r["sentence"], article_of(r)) for r in rows])
+    # A whole-clause quotation is supported whatever its score (quotes_clauses): it is
+    # part of the decision reported, not of the threshold's choice.
+    quoted = np.array([quotes_clauses(r["sentence"], article_of(r)) for r in rows])
     parts = np.array([part_of(r["question_id"]) for r in rows])
     fit_rows, held = parts == "fit", parts == "held_out"
     mean, scale = x[fit_rows].mean(0), x[fit_rows].std(0)
@@ -237,7 +241,7 @@ def fit(rows: list[dict], embed, target: float) -> tuple[SupportModel, dict]:
     report = {}
     for name, mask in (("fit", fit_rows & cited), ("held_out", held & cited),
                        ("held_out_with_swapped", held)):
-        pred = (model.probability(x[mask]) >= threshold) & ok[mask]
+        pred = ((model.probability(x[mask]) >= threshold) | quoted[mask]) & ok[mask]
         precision, recall = precision_recall(y[mask], pred)
         # The other label: a citation without ✓ is marked 未能核实此说法. How often was the
         # sentence in fact supported? (This is why the mark says "not verified", not
@@ -251,19 +255,25 @@ def fit(rows: list[dict], embed, target: float) -> tuple[SupportModel, dict]:
     report["weights"] = dict(zip(FEATURES, (round(w, 4) for w in model.weights), strict=True))
     report["threshold"] = round(threshold, 6)
     report["altered_copies"] = {"cited": int((~ok & cited).sum()), "all": int((~ok).sum())}
+    report["quoted_clauses"] = {"cited": int((quoted & ok & cited).sum()),
+                                "all": int((quoted & ok).sum())}
     return model, report
 
 
-def test(rows: list[dict], model: SupportModel, embed) -> dict:
+def test(rows: list[dict], model: SupportModel, embed, quote_rule: bool = True) -> dict:
     """A fitted model (the shipped one by default) on labelled pairs it was not fitted on:
     precision of ✓ with its Wilson 95% interval, recall, and how often a citation left
-    without ✓ was in fact supported. Cited pairs only, the real distribution."""
+    without ✓ was in fact supported. Cited pairs only, the real distribution. Without
+    quote_rule, a quotation of whole clauses (quotes_clauses) is left to the score, as it
+    was before 2026-12-05."""
     from scipy.stats import binomtest
 
     rows = [r for r in rows if r.get("kind", "cited") == "cited"]
     x = features([(r["sentence"], article_of(r)) for r in rows], embed)
     ok = np.array([not changes_rule(r["sentence"], article_of(r)) for r in rows])
-    pred = (model.probability(x) >= model.threshold) & ok
+    quoted = np.array([quote_rule and quotes_clauses(r["sentence"], article_of(r))
+                       for r in rows], dtype=bool)
+    pred = ((model.probability(x) >= model.threshold) | quoted) & ok
     y = np.array([r["label"] == "supported" for r in rows])
     precision, recall = precision_recall(y, pred)
     right, given = int((pred & y).sum()), int(pred.sum())
@@ -325,12 +335,20 @@ def main() -> int:
                    help="only the pairs from this row of the file on (a later batch)")
     t.add_argument("--model", type=Path,
                    help="a support.json (default: the shipped src/legalrag/data/support.json)")
+    t.add_argument("--part", choices=("fit", "held_out"),
+                   help="only the pairs of this part of the calibration file (part_of)")
+    t.add_argument("--no-quote-rule", action="store_true",
+                   help="leave quotations of whole clauses to the score (the decision before "
+                        "quotes_clauses)")
     args = ap.parse_args()
     if args.cmd == "test":
         model = (SupportModel.from_dict(json.loads(args.model.read_text(encoding="utf-8")))
                  if args.model else SupportModel.default())
         rows = load_labelled(args.labels)[args.first_row:]
-        print(json.dumps(test(rows, model, default_embed()), ensure_ascii=False, indent=1))
+        if args.part:
+            rows = [r for r in rows if part_of(r["question_id"]) == args.part]
+        print(json.dumps(test(rows, model, default_embed(), not args.no_quote_rule),
+                         ensure_ascii=False, indent=1))
         return 0
     if args.cmd == "pairs":
         pairs = make_pairs(args.answers, corpus_facts())

@@ -93,12 +93,14 @@ def test_the_shipped_weights_keep_their_precision_on_held_out_labels(scorer):
     rows = [r for r in load_labelled(ROOT / "data" / "eval" / "support_labels.jsonl")
             if part_of(r["question_id"]) == "held_out" and r.get("kind", "cited") == "cited"]
     assert len(rows) >= 20
-    from legalrag.answer.support import changes_rule
+    from legalrag.answer.support import changes_rule, quotes_clauses
 
     x = features([(r["sentence"], article_of(r)) for r in rows], scorer.embed)
     # the decision as the check makes it (SupportScorer.supports): the score and the rules
     kept = np.array([not changes_rule(r["sentence"], article_of(r)) for r in rows])
-    given = (scorer.model.probability(x) >= scorer.model.threshold) & kept
+    quoted = np.array([quotes_clauses(r["sentence"], article_of(r)) for r in rows])
+    given = ((scorer.model.probability(x) >= scorer.model.threshold) | quoted) & kept
+    assert list(given) == [scorer.supports(r["sentence"], article_of(r)) for r in rows]
     truth = np.array([r["label"] == "supported" for r in rows])
     assert given.any(), "the scorer supports nothing: a ✓ would never be shown"
     assert (given & truth).sum() / given.sum() >= 0.95
@@ -296,3 +298,60 @@ def test_the_proviso_rule_on_the_labelled_pairs():
     for r, proviso in calibration:
         assert proviso in article_of(r).text and proviso not in r["sentence"]
         assert any(w in proviso for w in ("但", "除外", "另有"))
+
+
+M1003 = Article("中华人民共和国民法典", "民法典", "法律", "民法商法", (), 1003, 0, "第一千零三条",
+                "自然人享有身体权。自然人的身体完整和行动自由受法律保护。任何组织或者个人不得侵害"
+                "他人的身体权。", "2021-01-01", True, "民法典.md", 1)
+G14 = Article("工伤保险条例", "工伤保险条例", "行政法规", "社会法", (), 14, 0, "第十四条",
+              "职工有下列情形之一的，应当认定为工伤：\n（一）在工作时间和工作场所内，因工作原因受到"
+              "事故伤害的；\n（四）患职业病的；", "2010-12-20", True, "工伤保险条例.md", 1)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("sentence", "article", "quoted"), [
+    # a short sentence that is the article's first sentence, word for word
+    ("根据《民法典》第一千零三条，自然人享有身体权。", M1003, True),
+    ("自然人享有身体权[1]。", M1003, True),
+    # a whole later sentence, its punctuation changed
+    ("依照《民法典》第一千零三条 任何组织或者个人，不得侵害他人的身体权", M1003, True),
+    # a list's lead with 以下 where the article says 下列
+    ("根据《工伤保险条例》第十四条，职工有以下情形之一的，应当认定为工伤：", G14, True),
+    # starts inside a sentence: what came before it is left out
+    ("根据《劳动合同法》第十九条，试用期不得超过六个月。", A19, False),
+    ("身体完整和行动自由受法律保护。", M1003, False),
+    # ends inside a clause
+    ("根据《民法典》第一千零三条，自然人享有身体", M1003, False),
+    # too short to be a rule, and a paraphrase
+    ("自然人享有", M1003, False),
+    ("根据《民法典》第一千零三条，身体权包括身体完整和行动自由。", M1003, False),
+])
+def test_quotes_clauses(sentence, article, quoted):
+    from legalrag.answer.support import quotes_clauses
+
+    assert quotes_clauses(sentence, article) is quoted
+
+
+def test_a_quotation_of_whole_clauses_is_supported_and_adds_no_wrong_tick(scorer):
+    """A sentence that quotes whole clauses of its article from a sentence's start gets ✓
+    even when it is too short for the score (自然人享有身体权). On every labelled cited pair
+    (calibration file and fourth batch), each ✓ the rule adds to the score's is a pair the
+    reviewers found supported, and it adds some."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from calibrate_support import article_of, load_labelled
+
+    from legalrag.answer.support import changes_rule, quotes_clauses
+
+    assert scorer.supports("根据《民法典》第一千零三条，自然人享有身体权。", M1003)
+    assert scorer.score("根据《民法典》第一千零三条，自然人享有身体权。", M1003) \
+        < scorer.model.threshold
+    rows = [r for name in ("support_labels.jsonl", "support_labels_test4.jsonl")
+            for r in load_labelled(ROOT / "data" / "eval" / name) if r["kind"] == "cited"]
+    added = [r for r in rows if quotes_clauses(r["sentence"], article_of(r))
+             and not changes_rule(r["sentence"], article_of(r))
+             and scorer.score(r["sentence"], article_of(r)) < scorer.model.threshold]
+    assert added, "the rule adds no ✓ to the labelled pairs"
+    wrong = [r["pair"] for r in added if r["label"] != "supported"]
+    assert not wrong, f"the rule gives ✓ to unsupported sentences: {wrong}"

@@ -149,6 +149,47 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
     return before
 
 
+# quotes_clauses: a quotation this short is a phrase (自然人享有), not a rule.
+QUOTE_MIN_HAN = 6
+# The words a model swaps in a copied list's lead (有以下情形之一的 for 有下列情形之一的).
+_LIST_LEAD_SWAPS = (("以下", "下列"),)
+
+
+def quotes_clauses(sentence: str, article: Article) -> bool:
+    """Whether the sentence's claim is the article's own words, whole clauses that start
+    one of its sentences: it begins where the article (or a sentence, or a line of it)
+    begins and ends where a clause ends. Such a sentence says what the article says, however
+    short; its score can miss it (自然人享有身体权, eight characters of 《民法典》第一千零三条,
+    scores low for its length). A copy that starts inside a sentence (试用期不得超过六个月 out
+    of 三年以上固定期限……的劳动合同，试用期不得超过六个月) leaves out what came before it and is
+    left to the score; one that changes the rule is caught by changes_rule first.
+
+    >>> a = Article("中华人民共和国民法典", "民法典", "法律", "", (), 1003, 0, "第一千零三条",
+    ...             "自然人享有身体权。自然人的身体完整和行动自由受法律保护。", "", True, "", 0)
+    >>> quotes_clauses("根据《民法典》第一千零三条，自然人享有身体权。", a)
+    True
+    >>> quotes_clauses("身体完整和行动自由受法律保护。", a)  # starts inside a sentence
+    False
+    """
+    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
+    if len(_CJK_RE.findall(claim)) < QUOTE_MIN_HAN:
+        return False
+    text = article.text
+    where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
+    body = "".join(text[k] for k in where)
+    variants = {claim, *(claim.replace(a, b) for a, b in _LIST_LEAD_SWAPS)}
+    for variant in variants:
+        i = body.find(variant)
+        while i >= 0:
+            before = text[:where[i]].rstrip()
+            after = text[where[i + len(variant) - 1] + 1:].lstrip()
+            if (not before or before[-1] in "。；;：:\n") and \
+                    (not after or after[0] in "，,。；;：:、"):
+                return True
+            i = body.find(variant, i + 1)
+    return False
+
+
 _PROVISO_START_RE = re.compile(r"[，,；;]\s*(但是|但)")
 _PROVISO_WORDS_RE = re.compile(r"除外|另有约定|另有规定|从其约定")
 _QUALIFIED_RE = re.compile(r"但|除外|另有|例外|从其约定")
@@ -324,4 +365,5 @@ class SupportScorer:
     def supports(self, sentence: str, article: Article) -> bool:
         if changes_rule(sentence, article):
             return False
-        return self.score(sentence, article) >= self.model.threshold
+        return quotes_clauses(sentence, article) or \
+            self.score(sentence, article) >= self.model.threshold
