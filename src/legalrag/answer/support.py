@@ -34,6 +34,7 @@ from importlib import resources
 import numpy as np
 
 from legalrag.citations import find_citations
+from legalrag.numerals import to_chinese
 from legalrag.records import Article
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
@@ -57,6 +58,12 @@ _MODALS = {"forbids": ("不得", "禁止", "不能", "无权", "不可", "不应
            "requires": ("应当", "必须", "应", "须"), "permits": ("可以", "有权", "可")}
 _NUMERAL_RES = (re.compile(r"[零一二三四五六七八九十百千万两半]"), re.compile(r"[0-9]"))
 _ALIGN_RE = re.compile(r"[\u4e00-\u9fff0-9]")
+# Numbers a model writes in digits (试用期不得超过2个月) where the article writes them in
+# words (一个月): altered compares both in words. Runs of up to three digits only, not part
+# of a decimal (1.5倍) or a year (2008年); 两 before a measure word is 二.
+_DIGITS_RE = re.compile(r"(?<![0-9.．])[0-9]{1,3}(?![0-9.．])")
+_TWO_RE = re.compile(r"两(?=[个年月日天倍人次周])")
+_FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 # An alteration is a replacement of at most this many characters on either side, next to
 # at least ALTER_FLANK characters copied from the article.
 ALTER_WIDTH, ALTER_FLANK = 4, 3
@@ -83,8 +90,8 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
     >>> altered("保管人发现入库仓储物有变质的，必须催告存货人。", a) is None  # same class
     True
     """
-    claim = "".join(_ALIGN_RE.findall(claim_text(sentence)))
-    body = "".join(_ALIGN_RE.findall(article.text))
+    claim = "".join(_ALIGN_RE.findall(numbers_in_words(claim_text(sentence))))
+    body = "".join(_ALIGN_RE.findall(numbers_in_words(article.text)))
     ops = SequenceMatcher(None, claim, body, autojunk=False).get_opcodes()
 
     def copied(k: int) -> bool:
@@ -108,6 +115,63 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
                     r.search(said) and r.search(written) for r in _NUMERAL_RES):
                 return said, written
     return None
+
+
+_NUMBER_RE = re.compile(r"[零〇一二三四五六七八九十百千万]+")
+# changed_number: the words before a number must be at least this long to be the article's.
+NUMBER_CONTEXT = 4
+
+
+def changed_number(sentence: str, article: Article) -> tuple[str, str] | None:
+    """(the sentence's number, the article's) where the sentence states a number right
+    after words it copies from the article, and the article, wherever it has those words,
+    has another number after them; None when it does not.
+
+    The words are the longest run (at least NUMBER_CONTEXT characters) before the number
+    that the article also has, so a copy that joins one clause's condition to another
+    clause's number is caught: 《劳动合同法》第十九条 has 试用期不得超过 three times (一个月,
+    二个月, 六个月), but 劳动合同期限三个月以上不满一年的，试用期不得超过 only before 一个月.
+    Both texts are compared with digits written in words (numbers_in_words).
+
+    >>> a = Article("中华人民共和国劳动合同法", "劳动合同法", "法律", "", (), 19, 0, "第十九条",
+    ...             "劳动合同期限三个月以上不满一年的，试用期不得超过一个月；劳动合同期限一年以上"
+    ...             "不满三年的，试用期不得超过二个月。", "", True, "", 0)
+    >>> changed_number("劳动合同期限三个月以上不满一年的，试用期不得超过2个月。", a)
+    ('二', '一')
+    >>> changed_number("试用期不得超过二个月。", a) is None
+    True
+    """
+    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(numbers_in_words(claim_text(sentence)))))
+    body = "".join(_ALIGN_RE.findall(numbers_in_words(article.text)))
+    for m in _NUMBER_RE.finditer(claim):
+        before = claim[:m.start()]
+        k = len(before)
+        while k >= NUMBER_CONTEXT and before[-k:] not in body:
+            k -= 1
+        if k < NUMBER_CONTEXT:
+            continue
+        context = before[-k:]
+        written = set()
+        for at in re.finditer(re.escape(context), body):
+            run = _NUMBER_RE.match(body, at.end())
+            if run is None:
+                break  # the article has these words without a number after them somewhere
+            written.add(run.group())
+        else:
+            if written and m.group() not in written:
+                return m.group(), sorted(written)[0]
+    return None
+
+
+def numbers_in_words(text: str) -> str:
+    """text with its short digit numbers written in Chinese numerals, as statutes write them.
+
+    >>> numbers_in_words("试用期不得超过2个月，拘留5日以上15日以下，1.5倍，2008年，两个月")
+    '试用期不得超过二个月，拘留五日以上十五日以下，1.5倍，2008年，二个月'
+    """
+    text = _DIGITS_RE.sub(lambda m: to_chinese(int(m.group())),
+                          text.translate(_FULL_WIDTH_DIGITS))
+    return _TWO_RE.sub("二", text)
 
 
 def dropped_condition(sentence: str, article: Article) -> str | None:
@@ -171,10 +235,10 @@ def quotes_clauses(sentence: str, article: Article) -> bool:
     >>> quotes_clauses("身体完整和行动自由受法律保护。", a)  # starts inside a sentence
     False
     """
-    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
+    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(numbers_in_words(claim_text(sentence)))))
     if len(_CJK_RE.findall(claim)) < QUOTE_MIN_HAN:
         return False
-    text = article.text
+    text = numbers_in_words(article.text)
     where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
     body = "".join(text[k] for k in where)
     variants = {claim, *(claim.replace(a, b) for a, b in _LIST_LEAD_SWAPS)}
@@ -244,8 +308,10 @@ def omitted_proviso(sentence: str, article: Article) -> str | None:
 
 def changes_rule(sentence: str, article: Article) -> bool:
     """Whether the sentence copies the article but states another rule: a changed modal
-    or number (altered), or a condition left out (dropped_condition). Never supported."""
+    or number (altered, changed_number), or a condition left out (dropped_condition).
+    Never supported."""
     return altered(sentence, article) is not None or \
+        changed_number(sentence, article) is not None or \
         dropped_condition(sentence, article) is not None
 
 
