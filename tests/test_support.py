@@ -402,3 +402,41 @@ def test_a_copy_with_its_number_changed_in_digits_is_not_supported(scorer):
     assert scorer.score(sentence, A19) >= scorer.model.threshold
     assert not scorer.supports(sentence, A19)
     assert scorer.supports(sentence.replace("2个月", "一个月"), A19)
+
+
+L82 = Article("中华人民共和国劳动合同法", "劳动合同法", "法律", "社会法", (), 82, 0, "第八十二条",
+              "用人单位自用工之日起超过一个月不满一年未与劳动者订立书面劳动合同的，应当向劳动者每月"
+              "支付二倍的工资。\n用人单位违反本法规定不与劳动者订立无固定期限劳动合同的，自应当订立"
+              "无固定期限劳动合同之日起向劳动者每月支付二倍的工资。", "2012-12-28", True,
+              "劳动合同法.md", 1)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("sentence", "change"), [
+    # a negation left out of the copied words, or added to them
+    ("用人单位自用工之日起超过一个月满一年未与劳动者订立书面劳动合同的，应当向劳动者每月支付二倍的工资。",
+     ("", "不")),
+    ("用人单位自用工之日起超过一个月不满一年与劳动者订立书面劳动合同的，应当向劳动者每月支付二倍的工资。",
+     ("", "未")),
+    ("用人单位违反本法规定没有不与劳动者订立无固定期限劳动合同的，应当支付二倍的工资。",
+     ("没有", "")),
+    # the copy as it stands, and one that leaves out a whole stretch: not a negation
+    ("用人单位自用工之日起超过一个月不满一年未与劳动者订立书面劳动合同的，应当向劳动者每月支付二倍的工资。",
+     None),
+    ("用人单位违反本法规定不与劳动者订立无固定期限劳动合同的，向劳动者每月支付二倍的工资。", None),
+])
+def test_altered_sees_a_negation_added_or_left_out(sentence, change):
+    from legalrag.answer.support import altered
+
+    assert altered(sentence, L82) == change
+
+
+def test_a_copy_without_its_negation_is_not_supported(scorer):
+    """Found by hand: 满一年 for the article's 不满一年 scores at the threshold (0.893 to
+    0.903 with the embedding backends here, threshold 0.894): only the rule keeps it off."""
+    a82 = _article("社会法/劳动合同法(2012-12-28).md", 82)
+    sentence = ("根据《劳动合同法》第八十二条，用人单位自用工之日起超过一个月满一年未与劳动者订立"
+                "书面劳动合同的，应当向劳动者每月支付二倍的工资。")
+    assert scorer.score(sentence, a82) >= scorer.model.threshold - 0.02
+    assert not scorer.supports(sentence, a82)
+    assert scorer.supports(sentence.replace("一个月满", "一个月不满"), a82)

@@ -64,6 +64,11 @@ _ALIGN_RE = re.compile(r"[\u4e00-\u9fff0-9]")
 _DIGITS_RE = re.compile(r"(?<![0-9.．])[0-9]{1,3}(?![0-9.．])")
 _TWO_RE = re.compile(r"两(?=[个年月日天倍人次周])")
 _FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
+# A negation (不, 未, 无, 非, 否, 没有) of at most NEGATION_WIDTH characters that the sentence
+# adds to or leaves out of words it copies reverses the rule: 超过一个月满一年 for the
+# article's 超过一个月不满一年.
+_NEGATION_RE = re.compile(r"[不未无非否]|没有")
+NEGATION_WIDTH = 2
 # An alteration is a replacement of at most this many characters on either side, next to
 # at least ALTER_FLANK characters copied from the article.
 ALTER_WIDTH, ALTER_FLANK = 4, 3
@@ -80,8 +85,9 @@ def _modal(text: str) -> str | None:
 
 def altered(sentence: str, article: Article) -> tuple[str, str] | None:
     """(the sentence's words, the article's words) where the sentence copies the article
-    but changes what it allows, requires or forbids (可以 for 应当) or a number in it; None
-    when it does not. Such a sentence is never supported, whatever its score.
+    but changes what it allows, requires or forbids (可以 for 应当), a number in it, or
+    adds or leaves out a negation (满一年 for 不满一年; one side is then ""); None when it
+    does not. Such a sentence is never supported, whatever its score.
 
     >>> a = Article("中华人民共和国民法典", "民法典", "法律", "", (), 913, 0, "第九百一十三条",
     ...             "保管人发现入库仓储物有变质的，应当催告存货人作出必要的处置。", "", True, "", 0)
@@ -89,6 +95,8 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
     ('可以', '应当')
     >>> altered("保管人发现入库仓储物有变质的，必须催告存货人。", a) is None  # same class
     True
+    >>> altered("保管人发现入库仓储物没有变质的，应当催告存货人。", a)  # a negation added
+    ('没', '')
     """
     claim = "".join(_ALIGN_RE.findall(numbers_in_words(claim_text(sentence))))
     body = "".join(_ALIGN_RE.findall(numbers_in_words(article.text)))
@@ -98,6 +106,12 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
         return 0 <= k < len(ops) and ops[k][0] == "equal" and ops[k][2] - ops[k][1] >= ALTER_FLANK
 
     for k, (tag, i1, i2, j1, j2) in enumerate(ops):
+        # a negation added (不满 for 满) or left out (满 for 不满) inside copied words
+        if tag in ("delete", "insert") and max(i2 - i1, j2 - j1) <= NEGATION_WIDTH \
+                and copied(k - 1) and copied(k + 1) \
+                and (_NEGATION_RE.search(claim[i1:i2] + body[j1:j2])
+                     or claim[i1:i2 + 1].endswith("没有") or body[j1:j2 + 1].endswith("没有")):
+            return claim[i1:i2], body[j1:j2]
         if tag != "replace" or i2 - i1 > ALTER_WIDTH:
             continue
         said = claim[i1:i2]
