@@ -440,3 +440,63 @@ def test_a_copy_without_its_negation_is_not_supported(scorer):
     assert scorer.score(sentence, a82) >= scorer.model.threshold - 0.02
     assert not scorer.supports(sentence, a82)
     assert scorer.supports(sentence.replace("一个月满", "一个月不满"), a82)
+
+
+X264 = Article("中华人民共和国刑法", "刑法", "法律", "刑法", (), 264, 0, "第二百六十四条",
+               "盗窃公私财物，数额较大的，或者多次盗窃、入户盗窃、携带凶器盗窃、扒窃的，处三年以下"
+               "有期徒刑、拘役或者管制，并处或者单处罚金。", "2020-12-26", True, "刑法.md", 1)
+L37 = Article("中华人民共和国劳动合同法", "劳动合同法", "法律", "社会法", (), 37, 0, "第三十七条",
+              "劳动者提前三十日以书面形式通知用人单位，可以解除劳动合同。劳动者在试用期内提前三日"
+              "通知用人单位，可以解除劳动合同。", "2012-12-28", True, "劳动合同法.md", 1)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("sentence", "article", "change"), [
+    ("根据《刑法》第二百六十四条，盗窃公私财物，数额较大的，处三年以上有期徒刑、拘役或者管制。",
+     X264, ("以上", "以下")),
+    ("盗窃公私财物，数额较小的，或者多次盗窃、入户盗窃的，处三年以下有期徒刑。", X264,
+     ("较小", "较大")),
+    ("盗窃公私财物，数额较大的，处三年以下有期徒刑、拘役并且管制。", X264, ("并且", "或者")),
+    ("用人单位提前三十日以书面形式通知劳动者，可以解除劳动合同。", L37, ("用人单位", "劳动者")),
+    # the copy itself, and words of the same meaning
+    ("盗窃公私财物，数额较大的，处三年以下有期徒刑、拘役或者管制，并处或者单处罚金。", X264, None),
+    ("劳动者提前三十日以书面形式通知用人单位，就可以解除劳动合同。", L37, None),
+])
+def test_altered_sees_one_word_swapped_for_its_opposite(sentence, article, change):
+    from legalrag.answer.support import altered
+
+    assert altered(sentence, article) == change
+
+
+def test_copies_with_one_detail_changed_rarely_get_a_tick(scorer):
+    """bench/perturbed_copies.py on 80 articles: the first sentence of each, copied as a
+    model copies it and changed in one detail (a number, a modal, a negation, a bound, the
+    parties, 或者); the faithful copies mostly get ✓ and the changed ones almost never. Before
+    the rules of 2026-12-05 the changed copies got ✓ in 28% of 538 cases (400 articles)."""
+    import random
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from perturbed_copies import perturbations
+
+    from legalrag.index.corpus import parse_corpus
+
+    articles = [a for a in parse_corpus(ROOT / "corpus").articles
+                if a.in_force and a.level in ("法律", "司法解释")]
+    random.Random(1).shuffle(articles)
+    faithful = changed = faithful_ticks = changed_ticks = 0
+    for a in articles:
+        first = a.text.split("。")[0].split("\n")[0]
+        if not 12 <= len(first) <= 90:
+            continue
+        frame = f"根据《{a.law}》{a.label}，"
+        faithful += 1
+        faithful_ticks += scorer.supports(frame + first + "。", a)
+        for text in perturbations(first).values():
+            changed += 1
+            changed_ticks += scorer.supports(frame + text + "。", a)
+        if faithful == 80:
+            break
+    assert changed >= 60
+    assert faithful_ticks / faithful >= 0.85
+    assert changed_ticks / changed <= 0.06, f"{changed_ticks} ✓ of {changed} changed copies"

@@ -64,6 +64,44 @@ _ALIGN_RE = re.compile(r"[\u4e00-\u9fff0-9]")
 _DIGITS_RE = re.compile(r"(?<![0-9.．])[0-9]{1,3}(?![0-9.．])")
 _TWO_RE = re.compile(r"两(?=[个年月日天倍人次周])")
 _FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
+# Words of which one stands where the article has the other: a bound, an order, a degree,
+# a connective or a party. 处三年以上有期徒刑 for the article's 三年以下, 原告 for 被告, 并且
+# for 或者. A sentence that copies an article and swaps one for the other states another rule.
+CONTRASTS = (
+    ("以上", "以下"), ("以前", "以后"), ("之前", "之后"), ("较大", "较小"), ("高于", "低于"),
+    ("多于", "少于"), ("最高", "最低"), ("从重", "从轻"), ("加重", "减轻"), ("增加", "减少"),
+    ("有效", "无效"), ("合法", "非法"), ("有权", "无权"), ("应予", "不予"),
+    ("或者", "并且", "而且", "和", "及"),
+    ("原告", "被告"), ("出卖人", "买受人"), ("出租人", "承租人"), ("债权人", "债务人"),
+    ("发包人", "承包人"), ("委托人", "受托人"), ("贷款人", "借款人"), ("出借人", "借款人"),
+    ("抵押权人", "抵押人"), ("质权人", "出质人"), ("用人单位", "劳动者"),
+    ("保险人", "投保人", "被保险人"), ("赠与人", "受赠人"), ("承运人", "托运人"),
+    ("保管人", "寄存人"), ("甲方", "乙方"), ("买方", "卖方"), ("夫", "妻"),
+)
+
+
+def _word_over(text: str, start: int, end: int, words: tuple[str, ...]) -> str | None:
+    """The word of words (longest first) that text has over the span [start, end)."""
+    for w in sorted(words, key=len, reverse=True):
+        at = text.find(w, max(0, start - len(w) + 1))
+        while 0 <= at < end:
+            if at + len(w) > start:
+                return w
+            at = text.find(w, at + 1)
+    return None
+
+
+def _contrast(claim: str, i1: int, i2: int, body: str, j1: int, j2: int
+              ) -> tuple[str, str] | None:
+    """(the sentence's word, the article's) when a replacement swaps one word of a
+    CONTRASTS group for another of the same group."""
+    for group in CONTRASTS:
+        said, written = _word_over(claim, i1, i2, group), _word_over(body, j1, j2, group)
+        if said and written and said != written and not (said in written or written in said):
+            return said, written
+    return None
+
+
 # A negation (不, 未, 无, 非, 否, 没有) of at most NEGATION_WIDTH characters that the sentence
 # adds to or leaves out of words it copies reverses the rule: 超过一个月满一年 for the
 # article's 超过一个月不满一年.
@@ -98,17 +136,23 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
     >>> altered("保管人发现入库仓储物没有变质的，应当催告存货人。", a)  # a negation added
     ('没', '')
     """
-    claim = "".join(_ALIGN_RE.findall(numbers_in_words(claim_text(sentence))))
+    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(numbers_in_words(claim_text(sentence)))))
     body = "".join(_ALIGN_RE.findall(numbers_in_words(article.text)))
     ops = SequenceMatcher(None, claim, body, autojunk=False).get_opcodes()
 
     def copied(k: int) -> bool:
         return 0 <= k < len(ops) and ops[k][0] == "equal" and ops[k][2] - ops[k][1] >= ALTER_FLANK
 
+    def flanked(k: int) -> bool:
+        """Copied words on both sides, or on one side and the sentence's start or end on
+        the other (不同行政区域 copied as 同行政区域)."""
+        return (copied(k - 1) or k == 0) and (copied(k + 1) or k == len(ops) - 1) \
+            and (copied(k - 1) or copied(k + 1))
+
     for k, (tag, i1, i2, j1, j2) in enumerate(ops):
         # a negation added (不满 for 满) or left out (满 for 不满) inside copied words
         if tag in ("delete", "insert") and max(i2 - i1, j2 - j1) <= NEGATION_WIDTH \
-                and copied(k - 1) and copied(k + 1) \
+                and flanked(k) \
                 and (_NEGATION_RE.search(claim[i1:i2] + body[j1:j2])
                      or claim[i1:i2 + 1].endswith("没有") or body[j1:j2 + 1].endswith("没有")):
             return claim[i1:i2], body[j1:j2]
@@ -119,6 +163,9 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
         # sentence may also leave out words of the article just before or after them).
         places = ([(body[max(j1, j2 - ALTER_WIDTH):j2], True)] if copied(k + 1) else []) + \
                  ([(body[j1:min(j2, j1 + ALTER_WIDTH)], False)] if copied(k - 1) else [])
+        if j2 - j1 <= ALTER_WIDTH and (copied(k - 1) or copied(k + 1)) and \
+                (contrast := _contrast(claim, i1, i2, body, j1, j2)):
+            return contrast
         for written, at_end in places:
             modal_said, modal_written = _modal(said), _modal(written)
             if modal_said and modal_written and modal_said != modal_written and (
@@ -336,11 +383,22 @@ def _modal_at(text: str, end: bool) -> bool:
     return any(text.endswith(w) if end else text.startswith(w) for w in words)
 
 
+# A citation without 《》 is read from the start of its run of Chinese characters
+# (人民法院应当认定为民法典第十条); the claim keeps the run up to its last modal word.
+_CLAIM_MODAL_RE = re.compile(r".*(?:应当|可以|不得|必须|有权|无权|不能|禁止)")
+
+
 def claim_text(sentence: str) -> str:
-    """The sentence without its citations and markers: what it claims."""
+    """The sentence without its citations and markers: what it claims.
+
+    >>> claim_text("根据《民法典》第十条，人民法院应当认定为民法典第十条规定的习惯[1]。")
+    '根据，人民法院应当规定的习惯。'
+    """
     out = sentence
     for ref in reversed(find_citations(sentence)):
-        out = out[: ref.end - len(ref.raw)] + out[ref.end:]
+        start = ref.end - len(ref.raw)
+        kept = _CLAIM_MODAL_RE.match(ref.raw) if not ref.bracketed else None
+        out = out[:start + (kept.end() if kept else 0)] + out[ref.end:]
     out = _MARKER_RE.sub("", out)
     return re.sub(r"《[^《》]{1,60}》", "", out)
 

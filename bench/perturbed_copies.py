@@ -1,0 +1,157 @@
+"""How often does the support check give ✓ to a copy of an article with one detail changed?
+
+    .venv/bin/python bench/perturbed_copies.py [-n 400] [--seed 0] [--list] [--out FILE]
+
+A ✓ must mean that the sentence says what its article says. A sentence that copies an
+article word for word but changes one detail (二个月 for 一个月, 可以 for 应当, 满一年 for
+不满一年, the parties swapped) states a rule the article does not, and every overlap score
+rates it almost as high as the faithful copy. This script measures that risk on the corpus
+itself, with no model but the embedding model:
+
+1. it draws n in-force articles of laws and judicial interpretations (seeded) and takes
+   the first sentence of each (to the first 。, 12 to 90 characters) as a faithful copy,
+   written as the model writes it: 根据《法》第N条，<sentence>;
+2. it changes one detail of the copy, in each way below that the sentence allows:
+
+   - number: the first number before a unit (个月, 年, 日, 倍, 元...) plus one;
+   - modal: 应当 → 可以, 可以 → 应当, 不得 → 可以, 有权 → 无权;
+   - negation_out: a 不 or 未 left out (not the 不 of 不得);
+   - negation_in: 不 put before the first of 承担, 支付, 属于, 适用, 予以;
+   - bound: 以上 ↔ 以下, 较大 ↔ 较小, 之前 ↔ 之后, 以前 ↔ 以后;
+   - parties: the two sides of a pair (用人单位/劳动者, 出租人/承租人, ...) exchanged;
+   - scope: 或者 → 并且;
+
+3. it asks the product's check (`SupportScorer.default(...).supports`, the score and the
+   rules) about each, and counts ✓ per kind. The faithful copies' ✓ rate is the recall
+   side; every ✓ on a changed copy is a wrong ✓.
+
+Some changes leave the meaning as it was (或者 → 并且 in a list of one, the parties
+exchanged in a sentence about both), so a few ✓ on them may be right; --list prints every
+✓ given to a changed copy so that each can be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_UNIT = r"(?=个月|个工作日|年|日|天|倍|元|万元|人|次|周|小时|以上|以下)"
+_NUMBER_RE = re.compile(r"[一二三四五六七八九十百千]+" + _UNIT)
+MODALS = (("应当", "可以"), ("可以", "应当"), ("不得", "可以"), ("有权", "无权"))
+BOUNDS = (("以上", "以下"), ("以下", "以上"), ("较大", "较小"), ("之前", "之后"),
+          ("之后", "之前"), ("以前", "以后"), ("以后", "以前"))
+PARTIES = (("用人单位", "劳动者"), ("出租人", "承租人"), ("出卖人", "买受人"),
+           ("债权人", "债务人"), ("原告", "被告"), ("发包人", "承包人"),
+           ("委托人", "受托人"), ("贷款人", "借款人"), ("保险人", "投保人"),
+           ("行政机关", "当事人"), ("抵押权人", "抵押人"), ("质权人", "出质人"))
+_NOT_RE = re.compile(r"[不未](?!得)")
+_VERB_RE = re.compile(r"承担|支付|属于|适用|予以")
+
+
+def perturbations(sentence: str) -> dict[str, str]:
+    """Each kind of change the sentence allows, applied once (the first place it fits)."""
+    from legalrag.numerals import parse_numeral, to_chinese
+
+    out: dict[str, str] = {}
+    m = _NUMBER_RE.search(sentence)
+    if m:
+        try:
+            value = parse_numeral(m.group())
+        except ValueError:
+            value = None
+        if value is not None:
+            out["number"] = sentence[:m.start()] + to_chinese(value + 1) + sentence[m.end():]
+    for old, new in MODALS:
+        if old in sentence:
+            out["modal"] = sentence.replace(old, new, 1)
+            break
+    m = _NOT_RE.search(sentence)
+    if m:
+        out["negation_out"] = sentence[:m.start()] + sentence[m.end():]
+    m = _VERB_RE.search(sentence)
+    if m and sentence[m.start() - 1:m.start()] not in ("不", "未"):
+        out["negation_in"] = sentence[:m.start()] + "不" + sentence[m.start():]
+    for old, new in BOUNDS:
+        if old in sentence:
+            out["bound"] = sentence.replace(old, new, 1)
+            break
+    for a, b in PARTIES:
+        if (a in sentence) != (b in sentence) or (a in sentence and b in sentence):
+            if a in b or b in a:
+                continue
+            swapped = sentence.replace(a, "\0").replace(b, a).replace("\0", b)
+            if swapped != sentence:
+                out["parties"] = swapped
+                break
+    if "或者" in sentence:
+        out["scope"] = sentence.replace("或者", "并且", 1)
+    return out
+
+
+def main() -> int:
+    from calibrate_support import default_embed
+
+    from legalrag.answer.support import SupportScorer
+    from legalrag.index.corpus import parse_corpus
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", type=int, default=400, help="articles drawn")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--list", action="store_true", help="print every ✓ on a changed copy")
+    ap.add_argument("--out", type=Path, help="write the counts here (JSON)")
+    args = ap.parse_args()
+    articles = [a for a in parse_corpus(ROOT / "corpus").articles
+                if a.in_force and a.level in ("法律", "司法解释")]
+    random.Random(args.seed).shuffle(articles)
+    scorer = SupportScorer.default(default_embed())
+    given: Counter[str] = Counter()
+    asked: Counter[str] = Counter()
+    wrong: list[dict] = []
+    drawn = 0
+    for a in articles:
+        if drawn == args.n:
+            break
+        first = a.text.split("。")[0].split("\n")[0]
+        if not 12 <= len(first) <= 90:
+            continue
+        drawn += 1
+        frame = f"根据《{a.law}》{a.label}，"
+        for kind, text in {"faithful": first, **perturbations(first)}.items():
+            asked[kind] += 1
+            if scorer.supports(frame + text + "。", a):
+                given[kind] += 1
+                if kind != "faithful":
+                    wrong.append({"kind": kind, "article": a.citation, "copy": text,
+                                  "article_text": first})
+    rows = {k: {"copies": asked[k], "ticks": given[k],
+                "share": round(given[k] / asked[k], 4) if asked[k] else 0.0}
+            for k in asked}
+    changed = sum(asked[k] for k in asked if k != "faithful")
+    changed_ticks = sum(given[k] for k in given if k != "faithful")
+    for k, r in rows.items():
+        print(f"{k:>13}: {r['ticks']:>4} ✓ of {r['copies']:>4} ({r['share']:.1%})")
+    print(f"{'changed, all':>13}: {changed_ticks:>4} ✓ of {changed:>4} "
+          f"({changed_ticks / max(1, changed):.1%})")
+    if args.list:
+        for w in wrong:
+            print(f"{w['kind']}\t{w['article']}\t{w['copy']}\t(article: {w['article_text']})")
+    if args.out:
+        args.out.write_text(json.dumps({"n": drawn, "seed": args.seed, "kinds": rows,
+                                        "changed_ticks": wrong}, ensure_ascii=False,
+                                       indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
