@@ -510,3 +510,34 @@ def test_a_verified_copy_without_its_proviso_shows_the_proviso_once():
     # The exception written out: nothing to add.
     whole = raw.replace("责任[1]。", "责任；但被侵权人故意造成的，可以减轻责任[1]。")
     assert not any(c.proviso for c in check_answer(whole, [m1245], facts, KeywordSupport("动物")))
+
+
+X264 = art("刑法", 264, "盗窃公私财物，数额较大的，或者多次盗窃、入户盗窃、携带凶器盗窃、扒窃的，"
+           "处三年以下有期徒刑、拘役或者管制，并处或者单处罚金。")
+
+
+def test_a_copy_with_a_word_changed_is_misquoted_not_a_verified_copy():
+    """Two runs copied word for word around a changed word (以上 for the article's 以下):
+    each run alone is the article's, the sentence is not. The runs are misquoted, with a
+    note naming the change; the text gets one mark and the answer a note. The same copy
+    without the change stays a verified copy, and a sentence that copies and then goes on
+    in its own words is not a changed copy."""
+    from legalrag.answer.assistant import CHANGED_COPY_NOTE, compose
+    from legalrag.answer.check import changed_copies
+
+    facts = CorpusFacts.from_articles([X264])
+    raw = ("盗窃公私财物，数额较大的，或者多次盗窃、入户盗窃、携带凶器盗窃、扒窃的，处三年以上"
+           "有期徒刑、拘役或者管制，并处或者单处罚金。所以不要偷东西。")
+    got = [c for c in check_answer(raw, [X264], facts) if c.kind == "passage"]
+    assert len(got) == 2 and {c.label for c in got} == {MISQUOTED}
+    assert "原文为“以下”，此处为“以上”" in got[0].note
+    ((start, end, group),) = changed_copies(raw, got)
+    assert raw[start:end].endswith("并处或者单处罚金") and "以上" in raw[start:end]
+    assert annotate(raw, got).count(MARKS[MISQUOTED]) == 1
+    text, notes = compose(raw, check_answer(raw, [X264], facts), sources=[X264])
+    assert CHANGED_COPY_NOTE.format(n=1) in notes and MARKS[MISQUOTED] in text
+    faithful = raw.replace("三年以上", "三年以下")
+    assert {c.label for c in check_answer(faithful, [X264], facts)
+            if c.kind == "passage"} == {VERIFIED}
+    own = "盗窃公私财物，数额较大的，或者多次盗窃、入户盗窃的，应当依法追究刑事责任，这是我的理解。"
+    assert not changed_copies(own, check_answer(own, [X264], facts))

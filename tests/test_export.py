@@ -77,6 +77,24 @@ def test_copies_and_quoted_provisions_as_the_screen_shows_them(answer, small_ind
     assert appendix.index(f"### {other.citation}") < appendix.index("### 《劳动合同法》第十九条")
 
 
+def test_a_copy_with_a_word_changed_is_not_listed_as_word_for_word(answer, small_index):
+    """A copy of 第十九条 whose number was changed (二个月 for the article's 一个月 after the
+    same words) is listed as 引文与条文不符 with the change, never as 与条文逐字一致."""
+    import dataclasses
+
+    a19 = answer.sources[0].article
+    copied = a19.text.split("\n")[0]
+    assert "试用期不得超过一个月" in copied
+    raw = copied.replace("试用期不得超过一个月", "试用期不得超过两个月")
+    sources = [s.article for s in answer.sources]
+    citations = tuple(check_answer(raw, sources, CorpusFacts.from_articles(small_index.articles)))
+    changed = dataclasses.replace(answer, raw_text=raw, citations=citations, provisions=())
+    listed = to_markdown([Exported("试用期最长多久？", changed)])
+    listed = listed[listed.index("**引用核对**"):listed.index("## 附录")]
+    assert "- ✗ 《劳动合同法》第十九条 — 引文与条文不符：抄录来源[1]" in listed
+    assert "逐字一致" not in listed
+
+
 def test_docx_holds_the_same(answer, tmp_path):
     from docx import Document
 

@@ -434,6 +434,27 @@ def test_a_verified_sentence_that_leaves_out_the_proviso_shows_it():
     assert "所引条文另有例外或但书" in html  # the note
 
 
+def test_a_copy_with_a_word_changed_is_labelled_on_screen():
+    """Words copied from a source with one changed (以上 for 以下) are not shown as plain
+    text: the whole stretch links to its source with a 引文与条文不符 badge whose hover text
+    names the change."""
+    from legalrag.records import Article
+
+    a = Article("中华人民共和国刑法", "刑法", "法律", "刑法", (), 264, 0, "第二百六十四条",
+                "盗窃公私财物，数额较大的，或者多次盗窃、入户盗窃、携带凶器盗窃、扒窃的，处三年以下"
+                "有期徒刑、拘役或者管制，并处或者单处罚金。", "2020-12-26", True, "刑法.md", 1)
+    raw = ("盗窃公私财物，数额较大的，或者多次盗窃、入户盗窃、携带凶器盗窃、扒窃的，处三年以上"
+           "有期徒刑、拘役或者管制，并处或者单处罚金。")
+    citations = tuple(check_answer(raw, [a], CorpusFacts.from_articles([a])))
+    text, notes = compose(raw, citations, sources=[a])
+    answer = Answer("q", "q", (Hit(a, 1.0, 1),), (Source(1, a, a.text, False),), text, raw,
+                    citations, False, Timings(1.0, 2.0, 3.0), "m", notes)
+    html = render_answer(answer, turn=2)
+    assert 'data-check="misquoted"' in html and "原文为“以下”，此处为“以上”" in html
+    assert html.count('<span class="lr-badge lr-misquoted">') == 1
+    assert "照抄条文时改动了原文的字词" in html  # the note
+
+
 def test_every_citation_is_linked_and_labelled(small_index):
     picked = [("劳动合同法", 19), ("劳动合同法", 20), ("劳动合同法", 21), ("劳动合同法", 70),
               ("劳动法", 21)]

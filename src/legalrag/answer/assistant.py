@@ -35,6 +35,7 @@ from legalrag.answer.check import (
     CheckedCitation,
     CorpusFacts,
     annotate,
+    changed_copies,
     check_answer,
     repeal_notes,
     uncited_sentences,
@@ -74,6 +75,8 @@ UNCHECKED_NOTE = "注意：回答中有{n}处引用无法在法库中核实或�
 UNSUPPORTED_NOTE = "注意：回答中有{n}处说法未能与所引来源条文核实，已用〔〕标出，请对照原文。"
 PROVISO_NOTE = ("注意：回答中有{n}处已核实的说法，所引条文另有例外或但书而回答没有写出，"
                 "已在引用后注明。")
+CHANGED_COPY_NOTE = ("注意：回答中有{n}处照抄条文时改动了原文的字词"
+                     "（数字、否定、上下限或当事人等），已用〔〕标出，请以条文原文为准。")
 UNCITED_NOTE = ("注意：回答中有{n}句没有引用条文，已用〔未引条文〕标出；"
                 "这些是模型自己的概括或推断，未经核实，请以条文原文为准。")
 EMPTY_ANSWER = "模型没有生成回答。请参考检索到的来源条文。"
@@ -301,6 +304,8 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
         notes.append(UNSUPPORTED_NOTE.format(n=unsupported))
     if unchecked:
         notes.append(UNCHECKED_NOTE.format(n=unchecked))
+    if changed := changed_copies(raw, citations):
+        notes.append(CHANGED_COPY_NOTE.format(n=len(changed)))
     if provisos := sum(1 for c in written if c.label == VERIFIED and c.proviso):
         notes.append(PROVISO_NOTE.format(n=provisos))
     if uncited:

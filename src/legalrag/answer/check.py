@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from legalrag.answer.support import omitted_proviso
+from legalrag.answer.support import copy_change, omitted_proviso
 from legalrag.citations import (
     CitationRef,
     LawNames,
@@ -481,12 +481,46 @@ def check_citations(text: str, facts: CorpusFacts, sources: Sequence[Article] | 
         out = _check_support(text, out, sources, copies, support)
         out = _check_marker_agreement(text, out, sources)
         out = note_provisos(text, out, sources, copies)
-        out += [CheckedCitation("passage", text[s:e], s, e, VERIFIED, sources[n - 1].law,
-                                sources[n - 1].number, sources[n - 1].suffix, n,
-                                f"照录来源[{n}]{sources[n - 1].citation}的原文",
-                                article=sources[n - 1]) for s, e, n in copies]
+        out += _copied(text, copies, sources)
     out.sort(key=lambda c: (c.start, c.end))
     return out
+
+
+def _copied(text: str, copies: Sequence[tuple[int, int, int]],
+            sources: Sequence[Article]) -> list[CheckedCitation]:
+    """A ``passage`` entry per run of words copied from a source: verified, unless the
+    sentence around it changes a word of the copy (support.copy_change: 以上 for 以下
+    between two copied runs, 2个月 for 一个月, a 不 left out). Each run is then word for word
+    the article's, but what the sentence says is not, so the runs are ``misquoted``."""
+    out = []
+    for s, e, n in copies:
+        a = sources[n - 1]
+        label, note = VERIFIED, f"照录来源[{n}]{a.citation}的原文"
+        left = _sentence_start(text, s)
+        right = min((i for i in (text.find(ch, e) for ch in _SENTENCE_ENDS) if i >= 0),
+                    default=len(text))
+        change = copy_change(text[left:right], a)
+        if change is not None:
+            said, written = change
+            label = MISQUOTED
+            note = (f"抄录来源[{n}]{a.citation}时改了字：" + (
+                f"原文为“{written}”，此处为“{said}”" if said and written
+                else f"原文的“{written}”被略去" if written else f"多出了原文没有的“{said}”"))
+        out.append(CheckedCitation("passage", text[s:e], s, e, label, a.law, a.number,
+                                   a.suffix, n, note, article=a))
+    return out
+
+
+def changed_copies(text: str, checked: Sequence[CheckedCitation]
+                   ) -> list[tuple[int, int, list[CheckedCitation]]]:
+    """(start, end, passages) of every stretch of text that copies a source with a word
+    changed: the ``misquoted`` passages of one source in one sentence, from the first one's
+    start to the last one's end (the changed word lies between or next to them)."""
+    groups: dict[tuple[int, int | None], list[CheckedCitation]] = {}
+    for c in checked:
+        if c.kind == "passage" and c.label == MISQUOTED:
+            groups.setdefault((_sentence_start(text, c.start), c.source), []).append(c)
+    return sorted((min(c.start for c in g), max(c.end for c in g), g) for g in groups.values())
 
 
 def _sentence_start(text: str, pos: int) -> int:
@@ -746,6 +780,8 @@ def annotate(text: str, checked: Sequence[CheckedCitation],
     article adds an exception the sentence leaves out, and at the end of every sentence
     that cites nothing (uncited_sentences)."""
     marks: dict[int, str] = {}
+    for _, end, _group in changed_copies(text, checked):
+        marks[end] = MARKS[MISQUOTED]
     for c in sorted(checked, key=lambda c: c.end):
         if c.label != VERIFIED and c.kind != "passage":
             marks.setdefault(c.end, MARKS[c.label])  # one mark per span ([1,9] yields two)

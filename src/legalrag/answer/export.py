@@ -72,7 +72,7 @@ def _citation_lines(answer: Answer) -> tuple[list[str], str]:
         if key in seen:
             continue
         seen.add(key)
-        if c.kind == "passage":
+        if c.kind == "passage" and c.label == VERIFIED:
             out.append(f"{c.citation} — {COPY_NOTE}")
             continue
         note = f"：{c.note}" if c.note else ""

@@ -136,8 +136,7 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
     >>> altered("保管人发现入库仓储物没有变质的，应当催告存货人。", a)  # a negation added
     ('没', '')
     """
-    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(numbers_in_words(claim_text(sentence)))))
-    body = "".join(_ALIGN_RE.findall(numbers_in_words(article.text)))
+    claim, body = _comparable(claim_text(sentence)), _comparable(article.text, lead=False)
     ops = SequenceMatcher(None, claim, body, autojunk=False).get_opcodes()
 
     def copied(k: int) -> bool:
@@ -202,8 +201,7 @@ def changed_number(sentence: str, article: Article) -> tuple[str, str] | None:
     >>> changed_number("试用期不得超过二个月。", a) is None
     True
     """
-    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(numbers_in_words(claim_text(sentence)))))
-    body = "".join(_ALIGN_RE.findall(numbers_in_words(article.text)))
+    claim, body = _comparable(claim_text(sentence)), _comparable(article.text, lead=False)
     for m in _NUMBER_RE.finditer(claim):
         before = claim[:m.start()]
         k = len(before)
@@ -222,6 +220,19 @@ def changed_number(sentence: str, article: Article) -> tuple[str, str] | None:
             if written and m.group() not in written:
                 return m.group(), sorted(written)[0]
     return None
+
+
+# A list item's number, the article's （三） or a model's "3." at the start of a line: a
+# copy that skips or renumbers items (……（七）) changes no rule.
+_ENUMERATOR_RE = re.compile(r"[（(][一二三四五六七八九十]{1,3}[）)]|^\s*[0-9]{1,2}[.．、]",
+                            re.MULTILINE)
+
+
+def _comparable(text: str, lead: bool = True) -> str:
+    """text as altered and changed_number compare it: list numbers out, digits in words,
+    Chinese characters and digits only, and (lead) a leading 根据/依照 left out."""
+    out = "".join(_ALIGN_RE.findall(numbers_in_words(_ENUMERATOR_RE.sub("", text))))
+    return _LEAD_RE.sub("", out) if lead else out
 
 
 def numbers_in_words(text: str) -> str:
@@ -365,6 +376,13 @@ def omitted_proviso(sentence: str, article: Article) -> str | None:
                 _PROVISO_WORDS_RE.search(following) and "但" not in following)):
             return following
     return None
+
+
+def copy_change(sentence: str, article: Article) -> tuple[str, str] | None:
+    """(the sentence's words, the article's) where the sentence copies the article with a
+    word changed (altered, changed_number); None when it does not. Unlike a dropped
+    condition, such a change makes the copy itself untrue to the article."""
+    return altered(sentence, article) or changed_number(sentence, article)
 
 
 def changes_rule(sentence: str, article: Article) -> bool:

@@ -23,7 +23,7 @@ from legalrag.answer.assistant import (
     EMPTY_ANSWER,
     Answer,
 )
-from legalrag.answer.check import CheckedCitation
+from legalrag.answer.check import CheckedCitation, changed_copies
 from legalrag.answer.provision import Passage
 from legalrag.records import Hit
 from legalrag.vocab import (
@@ -99,6 +99,8 @@ def render_answer(answer: Answer, turn: int) -> str:
             by_span.setdefault((c.start, c.end), []).append(c)
     spans: list[tuple[int, int, list[CheckedCitation]]] = [
         (s, e, group) for (s, e), group in by_span.items()]
+    # words copied from a source with one of them changed: the whole stretch, labelled
+    spans += changed_copies(raw, answer.citations)
     spans += [(s, e, []) for s, e in answer.uncited]  # a sentence that cites nothing
     out: list[str] = []
     pos = 0
