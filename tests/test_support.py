@@ -458,8 +458,10 @@ L37 = Article("中华人民共和国劳动合同法", "劳动合同法", "法律
      ("较小", "较大")),
     ("盗窃公私财物，数额较大的，处三年以下有期徒刑、拘役并且管制。", X264, ("并且", "或者")),
     ("用人单位提前三十日以书面形式通知劳动者，可以解除劳动合同。", L37, ("用人单位", "劳动者")),
-    # the copy itself, and words of the same meaning
+    # the copy itself, and words of the same meaning (和 and 及 are both "and")
     ("盗窃公私财物，数额较大的，处三年以下有期徒刑、拘役或者管制，并处或者单处罚金。", X264, None),
+    ("劳动者及用人单位", Article("x", "x", "法律", "", (), 1, 0, "第一条", "劳动者和用人单位", "",
+                          True, "", 0), None),
     ("劳动者提前三十日以书面形式通知用人单位，就可以解除劳动合同。", L37, None),
 ])
 def test_altered_sees_one_word_swapped_for_its_opposite(sentence, article, change):
