@@ -20,6 +20,8 @@ itself, with no model but the embedding model:
    - bound: 以上 ↔ 以下, 较大 ↔ 较小, 之前 ↔ 之后, 以前 ↔ 以后;
    - parties: the two sides of a pair (用人单位/劳动者, 出租人/承租人, ...) exchanged;
    - scope: 或者 → 并且;
+   - splice: the first half of the article's first sentence and the second half of its
+     second, joined inside a clause;
 
 3. it asks the product's check (`SupportScorer.default(...).supports`, the score and the
    rules) about each, and counts ✓ per kind. The faithful copies' ✓ rate is the recall
@@ -99,6 +101,23 @@ def perturbations(sentence: str) -> dict[str, str]:
     return out
 
 
+def splice(text: str) -> str | None:
+    """The first half of the article's first sentence joined to the second half of its
+    second one, inside a clause on both sides (the 管理人 given the 施工人's defence), or
+    None when the article has no two sentences of 12 characters or more."""
+    parts = [p for p in re.split(r"[。；\n]", text) if len(p) >= 12]
+    if len(parts) < 2:
+        return None
+    a, b = parts[0], parts[1]
+    cut_a = next((k for k in range(len(a) // 2, len(a) - 3) if a[k] not in "，、：" and
+                  a[k - 1] not in "，、："), None)
+    cut_b = next((k for k in range(len(b) // 2, len(b) - 3) if b[k] not in "，、：" and
+                  b[k - 1] not in "，、："), None)
+    if cut_a is None or cut_b is None or a[:cut_a] + b[cut_b:] in text:
+        return None
+    return a[:cut_a] + b[cut_b:]
+
+
 def main() -> int:
     from calibrate_support import default_embed
 
@@ -127,7 +146,10 @@ def main() -> int:
             continue
         drawn += 1
         frame = f"根据《{a.law}》{a.label}，"
-        for kind, text in {"faithful": first, **perturbations(first)}.items():
+        changed = perturbations(first)
+        if (joined := splice(a.text)) is not None:
+            changed["splice"] = joined
+        for kind, text in {"faithful": first, **changed}.items():
             asked[kind] += 1
             if scorer.supports(frame + text + "。", a):
                 given[kind] += 1

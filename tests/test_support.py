@@ -226,12 +226,14 @@ def test_the_rules_never_reject_a_sentence_the_reviewers_found_supported():
     sys.path.insert(0, str(ROOT / "bench"))
     from calibrate_support import article_of, load_labelled
 
-    from legalrag.answer.support import altered, dropped_condition
+    from legalrag.answer.support import altered, dropped_condition, spliced
 
     rows = [r for name in ("support_labels.jsonl", "support_labels_test4.jsonl")
             for r in load_labelled(ROOT / "data" / "eval" / name) if r["kind"] == "cited"]
     fired = {name: [r for r in rows if rule(r["sentence"], article_of(r)) is not None]
-             for name, rule in (("altered", altered), ("dropped", dropped_condition))}
+             for name, rule in (("altered", altered), ("dropped", dropped_condition),
+                                ("spliced", spliced))}
+    assert "stard-613:1" in {r["pair"] for r in fired["spliced"]}  # 第一千二百五十八条
     for name, hits in fired.items():
         assert hits, f"{name} catches none of the labelled copies it was written for"
         wrong = [r["pair"] for r in hits if r["label"] == "supported"]
@@ -473,13 +475,14 @@ def test_altered_sees_one_word_swapped_for_its_opposite(sentence, article, chang
 def test_copies_with_one_detail_changed_rarely_get_a_tick(scorer):
     """bench/perturbed_copies.py on 80 articles: the first sentence of each, copied as a
     model copies it and changed in one detail (a number, a modal, a negation, a bound, the
-    parties, 或者); the faithful copies mostly get ✓ and the changed ones almost never. Before
-    the rules of 2026-12-05 the changed copies got ✓ in 28% of 538 cases (400 articles)."""
+    parties, 或者), or two sentences spliced; the faithful copies mostly get ✓ and the
+    changed ones almost never. Before the rules of 2026-12-05 the changed copies got ✓ in
+    23.5% of 783 cases (400 articles)."""
     import random
     import sys
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from perturbed_copies import perturbations
+    from perturbed_copies import perturbations, splice
 
     from legalrag.index.corpus import parse_corpus
 
@@ -494,7 +497,8 @@ def test_copies_with_one_detail_changed_rarely_get_a_tick(scorer):
         frame = f"根据《{a.law}》{a.label}，"
         faithful += 1
         faithful_ticks += scorer.supports(frame + first + "。", a)
-        for text in perturbations(first).values():
+        joined = splice(a.text)
+        for text in [*perturbations(first).values(), *([joined] if joined else [])]:
             changed += 1
             changed_ticks += scorer.supports(frame + text + "。", a)
         if faithful == 80:

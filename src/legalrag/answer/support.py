@@ -378,6 +378,66 @@ def omitted_proviso(sentence: str, article: Article) -> str | None:
     return None
 
 
+# spliced: each part must be at least this many characters of the article (commas counted).
+SPLICE_MIN = 6
+_CLAUSE_MARKS = str.maketrans({",": "，", "、": "，", "：": "，", ":": "，"})
+
+
+def _with_commas(text: str) -> str:
+    """Chinese characters and digits (numbers in words, list numbers out) with every clause
+    mark as one ，: what spliced compares."""
+    text = numbers_in_words(_ENUMERATOR_RE.sub("", text)).translate(_CLAUSE_MARKS)
+    return re.sub("，+", "，", "".join(re.findall(r"[\u4e00-\u9fff0-9，]", text)))
+
+
+def spliced(sentence: str, article: Article) -> tuple[str, str] | None:
+    """(the end of the first part, the start of the second) where the sentence joins the
+    start of one sentence of the article to the rest of another, inside a clause; None
+    when it does not.
+
+    《民法典》第一千二百五十八条 gives the 施工人 one defence (已经设置明显标志和采取安全措施)
+    and the 管理人 of a manhole another (尽到管理职责). 窨井等地下设施造成他人损害，管理人不能
+    证明已经设置明显标志和采取安全措施的，应当承担侵权责任 is made of the article's words, but
+    gives the 管理人 the 施工人's defence. Parts joined at a clause mark (……的，应当……) or
+    whole sentences one after the other are not caught.
+
+    >>> a = Article("中华人民共和国民法典", "民法典", "法律", "", (), 1258, 0, "第一千二百五十八条",
+    ...             "挖掘地下设施造成他人损害，施工人不能证明已经设置明显标志的，应当承担责任。\\n"
+    ...             "窨井等地下设施造成他人损害，管理人不能证明尽到管理职责的，应当承担责任。",
+    ...             "", True, "", 0)
+    >>> spliced("窨井等地下设施造成他人损害，管理人不能证明已经设置明显标志的，应当承担责任。", a)
+    ('管理人不能证明', '已经设置明显标志的')
+    >>> spliced("窨井等地下设施造成他人损害，管理人不能证明尽到管理职责的，应当承担责任。", a)
+    """
+    claim = re.sub(r"^(根据|依照|依据|按照)?，?", "", _with_commas(claim_text(sentence)))
+    parts = [p for p in (_with_commas(t).strip("，") for t in re.split(r"[。；;\n]", article.text))
+             if p]
+    pieces = []  # the claim cut, left to right, into the longest runs found in the article
+    i = 0
+    while i < len(claim):
+        k = i + 1
+        while k <= len(claim) and any(claim[i:k] in p for p in parts):
+            k += 1
+        if k - 1 - i >= SPLICE_MIN:
+            pieces.append((i, k - 1))
+            i = k - 1
+        else:
+            i += 1
+    for (a1, a2), (b1, b2) in zip(pieces, pieces[1:], strict=False):
+        first, second = claim[a1:a2], claim[b1:b2]
+        if a2 != b1 or first.endswith("，") or second.startswith("，"):
+            continue  # the model's own words between them, or joined where a clause ends
+        homes1 = {n for n, p in enumerate(parts) if first in p}
+        homes2 = {n for n, p in enumerate(parts) if second in p}
+        if homes1 & homes2:
+            continue
+        if any(parts[n].endswith(first) for n in homes1) and \
+                any(parts[n].startswith(second) for n in homes2):
+            continue  # whole sentences, one after the other
+        return first[first.rfind("，") + 1:], second.split("，")[0]
+    return None
+
+
 def copy_change(sentence: str, article: Article) -> tuple[str, str] | None:
     """(the sentence's words, the article's) where the sentence copies the article with a
     word changed (altered, changed_number); None when it does not. Unlike a dropped
@@ -391,7 +451,8 @@ def changes_rule(sentence: str, article: Article) -> bool:
     Never supported."""
     return altered(sentence, article) is not None or \
         changed_number(sentence, article) is not None or \
-        dropped_condition(sentence, article) is not None
+        dropped_condition(sentence, article) is not None or \
+        spliced(sentence, article) is not None
 
 
 def _modal_at(text: str, end: bool) -> bool:
