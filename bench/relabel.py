@@ -5,9 +5,10 @@
 Reads `legalrag eval-answers` answers.json files, checks each answer's raw text again
 against its own sources with the product's check and the shipped support scorer
 (`check.check_answer`, `SupportScorer.default`), and counts the labels before (as saved)
-and after. With --list it prints every citation whose label changed, with its sentence,
-so that each change can be read. No chat model is loaded; the embedding model is (the
-scorer's cosine).
+and after, and the headline of eval-answers (a gold article cited with ✓ by the model,
+or quoted as the provision) as saved and as today's check gives it. With --list it prints
+every citation whose label changed, with its sentence, so that each change can be read.
+No chat model is loaded; the embedding model is (the scorer's cosine).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main() -> int:
 
     from legalrag.answer.check import check_answer, sentence_at
     from legalrag.answer.support import SupportScorer
+    from legalrag.citations import find_citations
+    from legalrag.vocab import VERIFIED
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("answers", nargs="+", type=Path)
@@ -42,16 +45,32 @@ def main() -> int:
         before: Counter[str] = Counter()
         after: Counter[str] = Counter()
         moves: Counter[tuple[str, str]] = Counter()
-        for row in json.loads(path.read_text(encoding="utf-8"))["questions"]:
+        rows = json.loads(path.read_text(encoding="utf-8"))["questions"]
+        headline = {"as saved": 0, "now": 0}
+        for row in rows:
             ans = row["answer"]
+            headline["as saved"] += row["gold_cited_verified"] or row["gold_quoted"]
             if ans["abstained"]:
                 continue
+            golds = {(facts.names.resolve(r.law), r.number, r.suffix)
+                     for g in row["golds"] for r in find_citations(g)}
+            gold_verified = False
             hits = {h["id"]: h for h in ans["hits"]}
             sources = [article_from(hits[s["id"]]) if s["id"] in hits else by_id[s["id"]]
                        for s in ans["sources"]]
             saved = {(c["start"], c["end"], c["kind"]): c["label"] for c in ans["citations"]}
             raw = ans["raw_text"]
             for c in check_answer(raw, sources, facts, scorer.supports):
+                if c.label == VERIFIED:
+                    # the article cited, as eval-answers keys it (answer.evaluate)
+                    if c.kind == "article" and c.number > 0:
+                        key = (c.law, c.number, c.suffix)
+                    elif c.kind == "marker" and c.source and 1 <= c.source <= len(sources):
+                        a = sources[c.source - 1]
+                        key = (a.law, a.number, a.suffix)
+                    else:
+                        key = None
+                    gold_verified |= key in golds
                 old = saved.get((c.start, c.end, c.kind), "(new)")
                 before[old] += 1
                 after[c.label] += 1
@@ -60,6 +79,9 @@ def main() -> int:
                     if args.list:
                         print(f"{row['id']}\t{old} -> {c.label}\t{c.raw}\t"
                               f"{sentence_at(raw, c.start, c.end)}")
+            headline["now"] += gold_verified or row["gold_quoted"]
+        print(f"{path}: gold cited with ✓ or quoted: as saved "
+              f"{headline['as saved'] / len(rows):.1%}, now {headline['now'] / len(rows):.1%}")
         print(f"{path}: labels as saved {dict(before.most_common())}; "
               f"now {dict(after.most_common())}; changed "
               f"{', '.join(f'{a} -> {b}: {n}' for (a, b), n in moves.most_common()) or 'none'}")

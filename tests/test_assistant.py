@@ -111,6 +111,24 @@ def test_compose_a_source_cited_for_an_unconfirmed_claim_is_not_called_missing()
     assert compose("", [])[0].startswith("模型没有生成回答。")
 
 
+def test_compose_heads_the_first_quote_as_the_basis_and_a_second_as_related():
+    """Two quoted provisions: the first is the answer's basis (依据), the second a related
+    provision the retrieval was less sure of (另见), each verbatim with its citation."""
+    from legalrag.answer.provision import split_passages
+
+    a38 = art("劳动合同法", 38, "用人单位未及时足额支付劳动报酬的，劳动者可以解除劳动合同。")
+    a46 = art("劳动合同法", 46,
+              "劳动者依照本法第三十八条规定解除劳动合同的，用人单位应当支付经济补偿。")
+    quoted = [split_passages(a38)[0], split_passages(a46)[0]]
+    text, _ = compose("可以。", [], provisions=quoted)
+    first, second, rest = text.split("\n\n", 2)
+    assert first == f"依据《劳动合同法》第三十八条：“{a38.text}”"
+    assert second == f"另见《劳动合同法》第四十六条：“{a46.text}”"
+    assert rest.startswith("可以。")
+    alone, _ = compose("可以。", [], provisions=quoted[1:])
+    assert alone.startswith("依据《劳动合同法》第四十六条")
+
+
 def test_compose_notes_truncation_and_loops():
     assert compose("甲", [], "length")[1][0] == "（回答达到长度上限，已截断。）"
     assert compose("甲", [], "loop")[1][0] == "（模型开始重复，已停止生成。）"

@@ -413,6 +413,21 @@ def test_a_sentence_that_cites_nothing_is_greyed_with_its_badge(small_index):
     assert "已用〔未引条文〕标出" in html  # the note under the answer
 
 
+def test_a_second_quoted_provision_is_headed_as_related(small_index):
+    """The first quoted paragraph is the basis (依据), a second one from another source is
+    headed 另见; both link to their cards."""
+    from legalrag.answer.provision import split_passages
+    from legalrag.web.views import render_provision
+
+    a19, a20 = (small_index.lookup("劳动合同法", n)[0] for n in (19, 20))
+    hits = (Hit(a19, 1.0, 1), Hit(a20, 0.9, 2))
+    first, second = (render_provision(split_passages(a)[0], hits, 3, i == 0)
+                     for i, a in enumerate((a19, a20)))
+    assert '<div class="lr-provision-head">依据 <a class="lr-cite" href="#' in first
+    assert '<div class="lr-provision-head">另见 <a class="lr-cite" href="#' in second
+    assert "《劳动合同法》第二十条</a> 原文：" in second
+
+
 def test_a_verified_sentence_that_leaves_out_the_proviso_shows_it():
     """A ✓ on a rule copied without its 但是 keeps the ✓ and gets a 另有例外 badge whose
     hover text is the article's own proviso."""

@@ -90,7 +90,11 @@ LOOP_WINDOW = 80
 _LIST_NUMBER_RE = re.compile(r"(?m)^(\s*)\d{1,3}(?=[.、．)）])")
 LOOP_TIMES = 2
 PROVISION_INTRO = "依据"
-PROVISION_FROM = 3  # the quoted paragraph comes from one of the best three sources
+# A second quoted paragraph is a related provision, less sure than the first: it says so.
+SECOND_INTRO = "另见"
+# The quoted paragraphs come from the best five sources (their passage scores carry the
+# rank discount, provision.RANK_DECAY); chosen with provision.SECOND_PROVISION, below.
+PROVISION_FROM = 5
 # Prompt tokens per second assumed when no prefill could be timed (a backend that reports
 # no usage). A process times the shared prompt prefix at warm_up or before its first
 # question (Assistant._read_prefix); the 1.5B model reads 40 a second on two AVX2 cores.
@@ -274,8 +278,9 @@ def looping(text: str, window: int = LOOP_WINDOW, times: int = LOOP_TIMES) -> bo
     return text.count(text[-window:]) >= times
 
 
-def quote_provision(p: Passage) -> str:
+def quote_provision(p: Passage, first: bool = True) -> str:
     """The provision as the first lines of an answer's text: citation, then its words.
+    A second one (first=False) is introduced as related (另见), not as the basis.
 
     >>> from legalrag.records import Article
     >>> a = Article("中华人民共和国劳动法", "劳动法", "法律", "", (), 3, 0, "第三条",
@@ -283,7 +288,7 @@ def quote_provision(p: Passage) -> str:
     >>> print(quote_provision(Passage(a, 1, None, "", a.text)))
     依据《劳动法》第三条：“劳动者享有平等就业的权利。”
     """
-    return f"{PROVISION_INTRO}{p.citation}：“{p.quote}”"
+    return f"{PROVISION_INTRO if first else SECOND_INTRO}{p.citation}：“{p.quote}”"
 
 
 def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop",
@@ -293,7 +298,7 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
     articles the model read, for the sentences that cite nothing (check.uncited_sentences)."""
     uncited = uncited_sentences(raw, citations, sources)
     body = annotate(raw, citations, uncited).strip() or EMPTY_ANSWER
-    body = "".join(quote_provision(p) + "\n\n" for p in provisions) + body
+    body = "".join(quote_provision(p, i == 0) + "\n\n" for i, p in enumerate(provisions)) + body
     notes = [TRUNCATED_NOTE] if finish == "length" else [LOOP_NOTE] if finish == "loop" else []
     notes += repeal_notes(citations)
     # Repealed citations have their own note; a copied passage is no citation written.

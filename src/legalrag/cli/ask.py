@@ -47,8 +47,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 print(f" [{h.rank}] {a.citation}  {' › '.join(a.path)}{old}")
             print()
         elif isinstance(event, Provision):
-            for p in event.passages:
-                print(quote_provision(p) + "\n", flush=True)
+            for i, p in enumerate(event.passages):
+                print(quote_provision(p, i == 0) + "\n", flush=True)
         elif isinstance(event, Reading):
             print(f"（正在阅读 {event.sources} 条条文，约 {max(round(event.seconds), 1)} 秒）",
                   file=sys.stderr, flush=True)

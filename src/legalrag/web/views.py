@@ -21,6 +21,8 @@ from legalrag.answer.assistant import (
     CANDIDATES_SHOWN,
     DISCLAIMER,
     EMPTY_ANSWER,
+    PROVISION_INTRO,
+    SECOND_INTRO,
     Answer,
 )
 from legalrag.answer.check import CheckedCitation, changed_copies
@@ -181,14 +183,16 @@ def render_abstain(answer: Answer, turn: int) -> str:
             f'<div class="lr-disclaimer">{esc(DISCLAIMER)}</div>')
 
 
-def render_provision(p: Passage, hits: Sequence[Hit], turn: int) -> str:
+def render_provision(p: Passage, hits: Sequence[Hit], turn: int, first: bool = True) -> str:
     """The quoted provision at the top of an answer: its citation (linked to its card in
-    the sources panel, where the same words are highlighted) and its words verbatim."""
+    the sources panel, where the same words are highlighted) and its words verbatim. A
+    second one (first=False) is headed 另见, a related provision, not the basis."""
     target = next((anchor(turn, h.rank) for h in hits if h.article.id == p.article.id), None)
     cite = (f'<a class="lr-cite" href="#{target}">{md_esc(p.citation)}</a>' if target
             else md_esc(p.citation))
     lines = "".join(f"<p>{md_esc(line)}</p>" for line in p.lines)
-    return (f'<div class="lr-provision"><div class="lr-provision-head">依据 {cite} 原文：'
+    return (f'<div class="lr-provision"><div class="lr-provision-head">'
+            f"{PROVISION_INTRO if first else SECOND_INTRO} {cite} 原文："
             f"</div><blockquote>{lines}</blockquote></div>")
 
 
@@ -408,7 +412,7 @@ def render_exchange(ex: Exchange) -> str:
     else:
         body = render_error(ex.error or "出错了")
     if ex.state != "error":
-        head += [render_provision(p, ex.hits, ex.n) for p in quoted]
+        head += [render_provision(p, ex.hits, ex.n, i == 0) for i, p in enumerate(quoted)]
     html = "\n\n".join([*head, body])
     if ex.finished:
         ex._html = html
