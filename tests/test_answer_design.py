@@ -16,6 +16,7 @@ import pytest
 
 from legalrag.answer.assistant import (
     DEFAULT_PREFILL_TPS,
+    PROVISION_FROM,
     Assistant,
     Final,
     Provision,
@@ -197,10 +198,11 @@ def test_the_provision_comes_before_the_model(brief):
     quoted = events[1].passages
     answer = events[-1].answer
     assert answer.provisions == quoted and 1 <= len(quoted) <= 2
-    assert all(p.article in [h.article for h in answer.hits[:3]] for p in quoted)
+    assert all(p.article in [h.article for h in answer.hits[:PROVISION_FROM]] for p in quoted)
     assert len({p.article.id for p in quoted}) == len(quoted)  # two quotes: two articles
-    assert answer.text.startswith("".join(f"依据{p.citation}：“{p.quote}”\n\n"
-                                          for p in quoted))
+    # the first quote is the basis (依据), a second one a related provision (另见)
+    assert answer.text.startswith("".join(f"{'依据' if i == 0 else '另见'}{p.citation}："
+                                          f"“{p.quote}”\n\n" for i, p in enumerate(quoted)))
     assert events[1].ms <= answer.timings.first_token_ms
     assert events[2].sources == len(answer.sources) and events[2].tokens > 0
     # The model read the quoted paragraphs, as sources [1] (and [2]).
