@@ -472,6 +472,41 @@ def test_altered_sees_one_word_swapped_for_its_opposite(sentence, article, chang
     assert altered(sentence, article) == change
 
 
+M81 = Article("中华人民共和国民事诉讼法", "民事诉讼法", "法律", "诉讼与非诉讼程序法", (), 81, 0,
+              "第八十一条", "当事人对鉴定意见有异议或者人民法院认为鉴定人有必要出庭的，"
+              "鉴定人应当出庭作证。", "2023-09-01", True, "民事诉讼法.md", 1)
+P44 = Article("中华人民共和国行政诉讼法", "行政诉讼法", "法律", "诉讼与非诉讼程序法", (), 44, 0,
+              "第四十四条", "对属于人民法院受案范围的行政案件，公民、法人或者其他组织可以先向"
+              "行政机关申请复议，对复议决定不服的，再向人民法院提起诉讼。", "2017-06-27", True,
+              "行政诉讼法.md", 1)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("sentence", "article", "change"), [
+    # an authority where the article has a person, or another kind of authority
+    ("根据《民事诉讼法》第八十一条，行政机关对鉴定意见有异议的，鉴定人应当出庭作证。", M81,
+     ("行政机关", "当事人")),
+    ("当事人对鉴定意见有异议或者人民检察院认为鉴定人有必要出庭的，鉴定人应当出庭作证。", M81,
+     ("人民检察院", "人民法院")),
+    ("对属于人民法院受案范围的行政案件，公民、法人或者其他组织可以先向人民法院申请复议，对复议"
+     "决定不服的，再向人民法院提起诉讼。", P44, ("人民法院", "行政机关")),
+    # the same kind of actor in other words, or a kind of the article's person: no change
+    ("当事人对鉴定意见有异议或者法院认为鉴定人有必要出庭的，鉴定人应当出庭作证。", M81, None),
+    ("原告对鉴定意见有异议或者人民法院认为鉴定人有必要出庭的，鉴定人应当出庭作证。", M81, None),
+    ("对属于人民法院受案范围的行政案件，公民、法人或者其他组织可以先向人民政府申请复议，对复议"
+     "决定不服的，再向人民法院提起诉讼。", P44, None),
+    # a negation after the one word both begin with
+    ("对不属于人民法院受案范围的行政案件，公民、法人或者其他组织可以先向行政机关申请复议。", P44,
+     ("不", "")),
+])
+def test_altered_sees_an_actor_of_another_kind(sentence, article, change):
+    """Who acts is part of the rule: 当事人 ↔ 行政机关 got ✓ in nine of 66 party swaps of
+    bench/perturbed_copies.py (2026-12-05), since the two are no pair of opposites."""
+    from legalrag.answer.support import altered
+
+    assert altered(sentence, article) == change
+
+
 def test_copies_with_one_detail_changed_rarely_get_a_tick(scorer):
     """bench/perturbed_copies.py on 80 articles: the first sentence of each, copied as a
     model copies it and changed in one detail (a number, a modal, a negation, a bound, the
@@ -505,4 +540,4 @@ def test_copies_with_one_detail_changed_rarely_get_a_tick(scorer):
             break
     assert changed >= 60
     assert faithful_ticks / faithful >= 0.85
-    assert changed_ticks / changed <= 0.06, f"{changed_ticks} ✓ of {changed} changed copies"
+    assert changed_ticks / changed <= 0.02, f"{changed_ticks} ✓ of {changed} changed copies"

@@ -78,6 +78,19 @@ CONTRASTS = (
     ("保险人", "投保人", "被保险人"), ("赠与人", "受赠人"), ("承运人", "托运人"),
     ("保管人", "寄存人"), ("甲方", "乙方"), ("买方", "卖方"), ("夫", "妻"),
 )
+# Who acts: a court, a procuratorate, an arbitration body, an administrative organ (the
+# government and the police are such organs), a supervisory organ; and the private persons
+# a rule addresses. One put where the article has another of a different kind is another
+# rule: 行政机关对鉴定意见有异议的 for the article's 当事人对鉴定意见有异议的. Persons against
+# persons are left to the pairs above, since one may name a kind of the other (原告 for
+# 当事人).
+AUTHORITIES = (("人民法院", "法院", "法庭"), ("人民检察院", "检察院", "检察机关"),
+               ("仲裁委员会", "仲裁机构", "仲裁庭"),
+               ("行政机关", "人民政府", "政府", "公安机关", "主管部门"), ("监察机关", "监察委员会"))
+PERSONS = ("当事人", "利害关系人", "第三人", "申请人", "被申请人", "原告", "被告", "上诉人",
+           "被上诉人", "公民", "法人", "犯罪嫌疑人", "被告人", "被害人", "劳动者", "用人单位",
+           "消费者", "经营者", "监护人", "近亲属")
+_AUTHORITY_OF = {w: i for i, group in enumerate(AUTHORITIES) for w in group}
 
 
 def _word_over(text: str, start: int, end: int, words: tuple[str, ...]) -> str | None:
@@ -99,6 +112,11 @@ def _contrast(claim: str, i1: int, i2: int, body: str, j1: int, j2: int
         said, written = _word_over(claim, i1, i2, group), _word_over(body, j1, j2, group)
         if said and written and said != written and not (said in written or written in said):
             return said, written
+    actors = (*_AUTHORITY_OF, *PERSONS)
+    said, written = _word_over(claim, i1, i2, actors), _word_over(body, j1, j2, actors)
+    if said and written and not (said in written or written in said) and \
+            _AUTHORITY_OF.get(said, -1) != _AUTHORITY_OF.get(written, -1):
+        return said, written  # two kinds of actor, at least one of them an authority
     return None
 
 
@@ -142,10 +160,15 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
     def copied(k: int) -> bool:
         return 0 <= k < len(ops) and ops[k][0] == "equal" and ops[k][2] - ops[k][1] >= ALTER_FLANK
 
+    def at_start(k: int) -> bool:
+        """Nothing before op k, or only words that both the sentence and the article begin
+        with (the 对 of 对不属于…, the article's 对属于…)."""
+        return k == 0 or (k == 1 and ops[0][0] == "equal" and ops[0][1] == ops[0][3] == 0)
+
     def flanked(k: int) -> bool:
         """Copied words on both sides, or on one side and the sentence's start or end on
         the other (不同行政区域 copied as 同行政区域)."""
-        return (copied(k - 1) or k == 0) and (copied(k + 1) or k == len(ops) - 1) \
+        return (copied(k - 1) or at_start(k)) and (copied(k + 1) or k == len(ops) - 1) \
             and (copied(k - 1) or copied(k + 1))
 
     for k, (tag, i1, i2, j1, j2) in enumerate(ops):
