@@ -26,7 +26,7 @@ from legalrag.answer.assistant import (
     Token,
 )
 from legalrag.answer.check import CorpusFacts
-from legalrag.answer.grammar import citation_grammar
+from legalrag.answer.grammar import citation_grammar, titles_in
 from legalrag.answer.llm.base import Cancelled, Message, TurnQueue
 from legalrag.answer.llm.llama import PREFILL_CHUNK, LlamaCppModel
 from legalrag.answer.modelfile import gemma3_path, smollm2_path
@@ -344,6 +344,34 @@ def test_the_grammar_keeps_a_source_number_from_growing_a_suffix(gemma, facts):
     assert "三分之一" in bound, bound
     cited = {(r.law, r.number, r.suffix) for r in find_citations(bound)}
     assert cited <= {("劳动合同法", 20, 0)}, bound
+
+
+TITLE = ("Repeat exactly, nothing else: "
+         "未持有《房地产经纪机构批准书》的，依照《劳动合同法》第十九条处理。")
+
+
+def test_a_title_from_the_question_may_be_written_but_never_cited(gemma, facts):
+    """stard-1369 asks about 《房地产经纪机构批准书》; with only the sources' laws allowed
+    after 《, the 1.5B model wrote 《城市房地产管理法》第三十七条规定的 again and again in its
+    place. A title the question or a source writes may be written, but no article number
+    may follow it: it is no citation."""
+    a19 = article(facts, "劳动合同法", 19)
+    messages = [Message("user", TITLE)]
+    titles = titles_in(TITLE, [a19])
+    assert titles == ["房地产经纪机构批准书"]
+    without = gemma.stream(messages, max_tokens=48, temperature=0.0,
+                           grammar=citation_grammar([a19])).text()
+    assert "《房地产经纪机构批准书》" not in without, without
+    bound = gemma.stream(messages, max_tokens=48, temperature=0.0,
+                         grammar=citation_grammar([a19], titles=titles)).text()
+    assert "《房地产经纪机构批准书》" in bound, bound
+    assert {(r.law, r.number) for r in find_citations(bound)} <= {("劳动合同法", 19)}, bound
+    # a law the sources mention is a title too: it may be named, not cited
+    named = "Repeat exactly, nothing else: 依照《民事诉讼法》第十条和《劳动合同法》第十九条。"
+    bound = gemma.stream([Message("user", named)], max_tokens=48, temperature=0.0,
+                         grammar=citation_grammar([a19], titles=["民事诉讼法"])).text()
+    assert not re.search("《民事诉讼法》第", bound), bound
+    assert {(r.law, r.number) for r in find_citations(bound)} <= {("劳动合同法", 19)}, bound
 
 
 class StopAfter(threading.Event):

@@ -40,7 +40,7 @@ from legalrag.answer.check import (
     repeal_notes,
     uncited_sentences,
 )
-from legalrag.answer.grammar import citation_grammar
+from legalrag.answer.grammar import citation_grammar, titles_in
 from legalrag.answer.llm import ChatModel, Usage, load_chat_model
 from legalrag.answer.prompt import (
     BRIEF_REMINDER,
@@ -555,8 +555,10 @@ class Assistant:
             self._read_prefix(model, stop)  # the read limit needs this machine's speed
         sources, messages = self.build_prompt(q, query, hits, retriever, ranked, model,
                                               len(quoted))
-        grammar = (citation_grammar([src.article for src in sources],
-                                    s.answer_opening if self.brief else "")
+        read = [src.article for src in sources]
+        grammar = (citation_grammar(read, s.answer_opening if self.brief else "",
+                                    titles_in("\n".join([q, query, *(src.text for src in sources)]),
+                                              read))
                    if s.answer_grammar and sources else None)
         unread = max(model.count_tokens(messages[1].content), 0)
         yield Reading(len(sources), unread, unread / self.prefill_tps)
@@ -579,7 +581,6 @@ class Assistant:
             gen.close()
         end = time.perf_counter()
         raw = "".join(pieces)
-        read = [src.article for src in sources]
         citations = tuple(check_answer(raw, read, self.facts(retriever), self.support.supports))
         usage: Usage | None = gen.usage
         self._timed(model, usage)

@@ -17,6 +17,7 @@ llama-server's ``grammar`` request field for the HTTP backend).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from legalrag.records import Article
@@ -52,12 +53,33 @@ def law_names(article: Article) -> list[str]:
     return list(dict.fromkeys((article.law, article.law_title)))
 
 
-def citation_grammar(sources: Sequence[Article], opening: str = "") -> str:
+# A title in 《》 that the question or a source writes: 《房地产经纪机构批准书》, or a law the
+# sources refer to (《中华人民共和国民事诉讼法》). No 《》 inside, no line break.
+_TITLE_RE = re.compile(r"《([^《》\n]{1,40})》")
+
+
+def titles_in(text: str, sources: Sequence[Article] = ()) -> list[str]:
+    """The titles written in 《》 in text that are not a source's law name, in order.
+
+    >>> titles_in("未持有《房地产经纪机构批准书》的，依照《民事诉讼法》第十条")
+    ['房地产经纪机构批准书', '民事诉讼法']
+    """
+    known = {n for a in sources for n in law_names(a)}
+    return [t for t in dict.fromkeys(_TITLE_RE.findall(text)) if t not in known]
+
+
+def citation_grammar(sources: Sequence[Article], opening: str = "",
+                     titles: Sequence[str] = ()) -> str:
     """The GBNF grammar for an answer over these sources (numbered 1..n in order).
 
     opening (e.g. 根据): the answer must begin with it and a citation of one of the
     sources, so it always names its basis; the 1.5B model otherwise often wrote a
-    sentence with no citation at all, or 第21条 without the law."""
+    sentence with no citation at all, or 第21条 without the law.
+
+    titles (titles_in the question and the sources): other words the model may write in
+    《》, never followed by an article number. Without them a model that set out to
+    write 《房地产经纪机构批准书》 from the question was forced into a source's law name
+    and repeated 《城市房地产管理法》第三十七条规定的 until the loop detector stopped it."""
     by_law: dict[str, list[Article]] = {}
     for a in sources:
         by_law.setdefault(a.law, []).append(a)
@@ -92,6 +114,9 @@ def citation_grammar(sources: Sequence[Article], opening: str = "") -> str:
         rules.append(f"law{i} ::= ({_alternatives(names)}) \"》\" "
                      f"(({_alternatives(law_labels)}) suffixless | after)")
         cites.append(f"law{i}")
+    if titles:
+        rules.append(f"title ::= ({_alternatives(list(titles))}) \"》\" after")
+        cites.append("title")
     rules.append(f"cite ::= \"《\" ({' | '.join(cites)})")
     numbers = [str(n) for n in range(1, len(sources) + 1)]
     rules.append(f"mark ::= \"[\" ({_alternatives(numbers)}) \"]\"")
@@ -103,4 +128,4 @@ def _class_escape(chars: str) -> str:
     return "".join("\\" + c if c in "[]\\^-" else c for c in chars)
 
 
-__all__ = ["OPENERS", "citation_grammar", "gbnf_string", "law_names"]
+__all__ = ["OPENERS", "citation_grammar", "gbnf_string", "law_names", "titles_in"]
