@@ -185,6 +185,20 @@ def test_law_mentions_without_article():
     ]
 
 
+def test_a_title_that_names_no_legal_instrument_is_no_citation():
+    """《房地产经纪机构批准书》 (a licence the question asks about, stard-1369) and
+    《民法典百问百答》 (a book a question quotes, stard-584) are no laws the corpus lacks: the
+    answer repeats them, and marking them 法库中无此条文 would tell the reader a law was made
+    up. A title written as a law's name is still checked, and invented when unknown."""
+    text = ("房地产经纪公司未持有《房地产经纪机构批准书》的；据《民法典百问百答》；"
+            "《星际法》与《星际安全条例（试行）》不存在；《劳动合同法》保护劳动者。")
+    assert labels(text) == [
+        ("law", "《星际法》", INVENTED, "星际法", 0, None),
+        ("law", "《星际安全条例（试行）》", INVENTED, "星际安全条例（试行）", 0, None),
+        ("law", "《劳动合同法》", VERIFIED, "劳动合同法", 0, 1),
+    ]
+
+
 def test_no_citation_is_left_unmarked_unless_verified():
     text = ("《劳动合同法》第十九条[1]；《合同法》第五十二条；《劳动合同法》第九百条[7]；"
             "劳动合同法第三十九条。")

@@ -471,7 +471,9 @@ def check_citations(text: str, facts: CorpusFacts, sources: Sequence[Article] | 
                                        note="条号写法有误，无法核对"))
             taken.append((m.start(), m.end()))
     for m in _LAW_MENTION_RE.finditer(text):
-        if not _overlaps(m.start(), m.end(), taken):
+        if not _overlaps(m.start(), m.end(), taken) and (
+                names_instrument(m.group("law"))
+                or facts.names.resolve(m.group("law"), bracketed=True) is not None):
             out.append(_check_law(m.group(0), m.start(), m.end(), m.group("law"), sources,
                                   facts))
     if sources is not None:
@@ -747,6 +749,29 @@ def _malformed(ref: CitationRef) -> str:
     m = _WRITTEN_NUMBER_RE.search(ref.raw)
     what = f"条号“{m.group(1)}”" if m else "条号"
     return f"{what}写法有误，无法核对"
+
+
+# How the names of legal instruments end: those of the corpus (法, 典, 条例, 规定, 解释, 办法,
+# 细则, 规则, 决定, 批复, 安排, 修正案, 解答, 规范, 通知, 令) and kinds it may lack. A title in
+# 《》 that ends otherwise names a document, a form or a book (《房地产经纪机构批准书》,
+# 《民法典百问百答》): the answer repeats it from the question or a source, and it is no
+# citation to check. One that does is checked as a law, and 法库中没有 it when the corpus
+# lacks it.
+INSTRUMENT_ENDINGS = ("法", "典", "条例", "规定", "解释", "办法", "细则", "规则", "决定", "批复",
+                      "安排", "修正案", "解答", "规范", "通知", "令", "意见", "纪要", "答复",
+                      "决议", "公约", "协定", "条约", "章程", "规程", "守则", "准则", "指引")
+_TRAILING_NOTE_RE = re.compile(r"[（(][^（）()]*[）)]$")
+
+
+def names_instrument(title: str) -> bool:
+    """Whether a title in 《》 is written as a legal instrument's name.
+
+    >>> names_instrument("劳动保护法"), names_instrument("民间借贷规定（试行）")
+    (True, True)
+    >>> names_instrument("房地产经纪机构批准书"), names_instrument("民法典百问百答")
+    (False, False)
+    """
+    return _TRAILING_NOTE_RE.sub("", title.strip()).endswith(INSTRUMENT_ENDINGS)
 
 
 def _check_law(raw: str, start: int, end: int, written: str,
