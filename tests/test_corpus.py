@@ -6,7 +6,7 @@ import pytest
 from conftest import CORPUS, copy_corpus
 
 from legalrag.errors import CorpusError
-from legalrag.index.corpus import parse_corpus, parse_file, short_title
+from legalrag.index.corpus import metadata_key, parse_corpus, parse_file, short_title
 
 pytestmark = pytest.mark.fast  # pure functions: the fast tier (scripts/test.sh --fast)
 
@@ -64,6 +64,23 @@ def test_expired_law_is_not_in_force(real):
     arts = [a for a in real.articles if a.law == law]
     assert arts and not any(a.in_force for a in arts)
     assert arts[0].level == "司法解释"
+
+
+def test_a_repealed_interpretation_is_found_under_its_short_title(tmp_path):
+    # laws.sqlite3 names it 最高人民法院关于适用《担保法》若干问题的解释 (expired since the
+    # 民法典); the file's title writes 《中华人民共和国担保法》. Unjoined, its 134 articles
+    # were in force and quoted as an answer's basis.
+    old = "最高人民法院关于适用《中华人民共和国担保法》若干问题的解释"
+    new = "最高人民法院关于适用《中华人民共和国民法典》有关担保制度的解释"
+    report = parse_corpus(copy_corpus(tmp_path, [
+        "司法解释/最高人民法院关于适用《担保法》若干问题的解释(2000-12-08).md",
+        "司法解释/最高人民法院关于适用《民法典》有关担保制度的解释(2020-12-31).md",
+        "laws.sqlite3"]))
+    repealed = [a for a in report.articles if a.law == old]
+    current = [a for a in report.articles if a.law == new]
+    assert len(repealed) == 134 and not any(a.in_force for a in repealed)
+    assert current and all(a.in_force for a in current)
+    assert metadata_key(old) == "最高人民法院关于适用《担保法》若干问题的解释"
 
 
 def test_metadata_fills_level_and_version(real):

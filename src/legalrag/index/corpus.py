@@ -63,6 +63,18 @@ def short_title(title: str) -> str:
     return t.removeprefix(PRC) or t
 
 
+def metadata_key(name: str) -> str:
+    """The key that joins a law to its laws.sqlite3 row: spaces collapsed, and a title
+    quoted inside the name without 中华人民共和国, since the database writes
+    最高人民法院关于适用《担保法》若干问题的解释 for the file's
+    最高人民法院关于适用《中华人民共和国担保法》若干问题的解释.
+
+    >>> metadata_key("最高人民法院关于适用《中华人民共和国担保法》若干问题的解释")
+    '最高人民法院关于适用《担保法》若干问题的解释'
+    """
+    return SPACES_RE.sub(" ", name).strip().replace(f"《{PRC}", "《")
+
+
 @dataclass(frozen=True, slots=True)
 class LawMeta:
     """One row of laws.sqlite3."""
@@ -299,7 +311,7 @@ def load_metadata(root: Path) -> dict[str, list[LawMeta]]:
             "SELECT name, level, COALESCE(publish,''), COALESCE(valid_from,''), expired FROM law"
         )
         for name, level, publish, valid_from, expired in rows:
-            key = SPACES_RE.sub(" ", name).strip()
+            key = metadata_key(name)
             out[key].append(LawMeta(key, level, publish or "", valid_from or "", bool(expired)))
     finally:
         con.close()
@@ -345,7 +357,7 @@ def reconcile(
         resolved: list[tuple[ParsedFile, str, LawMeta | None]] = []
         for pf in files:
             # A code split by 编 is listed per part: "民法典 总则".
-            rows = meta.get(f"{law} {pf.part}" if pf.part else law, [])
+            rows = meta.get(metadata_key(f"{law} {pf.part}" if pf.part else law), [])
             row = _pick_row(rows, pf.version)
             version = pf.version or (row.publish if row else "") or pf.preamble_date
             resolved.append((pf, version, row))
