@@ -12,6 +12,12 @@ is collected once, with the product's reranker features and these extra ones:
 - prf, prf_gap: the cosine to the mean of the five best articles by the tuned cosine
   (pseudo-relevance feedback in vector space): an article like the consensus of the top.
 
+- prior, prior_seen: how many tune questions have the candidate as a gold article (log(1 + n))
+  and whether any has; cogold: how often it is gold beside one of the five best articles by
+  cosine. Counted over the training questions only, each leaving itself out (with_prior),
+  and tried both as a feature and added to the linear model's score with a fixed weight
+  (as the product's setting article_prior does).
+
 Pools come three ways: tune questions through the index's encoder (it learned them: "in
 sample"), tune questions through an encoder trained on the other half of the tune part
 (bench/tune_fusion.py's fold encoders: "out of fold"), and dev questions through the index's
@@ -31,6 +37,7 @@ import os
 import pickle
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,7 +48,46 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 EXTRA = ("base", "base_gap", "prf", "prf_gap")
+PRIOR = ("prior", "prior_seen", "cogold")
 PRF_TOP = 5
+PRIOR_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5)
+
+
+def with_prior(rows: list[dict], source: list[dict]) -> list[dict]:
+    """rows with the PRIOR columns, counted over the source questions' gold articles:
+    log(1 + how many have the candidate as a gold article), whether any has, and
+    log(1 + how often the candidate is a gold article beside one of the five best articles
+    by cosine). A question never counts itself (leave one out), so a training pool's gold
+    articles look as they will for a new question."""
+    from legalrag.retrieval.rerank import FEATURES
+
+    counts: Counter = Counter()
+    pairs: Counter = Counter()
+    seen = set()
+    for r in source:
+        if r["id"] not in seen:
+            seen.add(r["id"])
+            counts.update(r["gold"])
+            pairs.update((a, b) for a in r["gold"] for b in r["gold"] if a != b)
+    dense = FEATURES.index("dense")
+    out = []
+    for r in rows:
+        own = r["id"] in seen
+        n = np.array([counts.get(k, 0) for k in r["keys"]], dtype=np.float64)
+        if own:
+            n -= np.array([k in r["gold"] for k in r["keys"]], dtype=np.float64)
+        top = [r["keys"][j] for j in np.argsort(-r["x"][:, dense], kind="stable")[:PRF_TOP]]
+        co = np.zeros(len(r["keys"]))
+        for j, k in enumerate(r["keys"]):
+            for t in top:
+                if t != k:
+                    c = pairs.get((t, k), 0)
+                    if own and t in r["gold"] and k in r["gold"]:
+                        c -= 1
+                    co[j] += c
+        out.append({**r, "x": np.hstack([r["x"], np.log1p(n)[:, None], (n > 0)[:, None],
+                                         np.log1p(co)[:, None]])})
+    return out
 
 
 def extras(pool, vectors: np.ndarray, base_vec: np.ndarray) -> np.ndarray:
@@ -88,7 +134,8 @@ def collect(questions: list[dict], encoders: Path) -> list[dict]:
             x = np.hstack([features(pool, r.meta, q["query"]), extras(pool, vectors, base_vec)])
             rows.append({"id": q["id"], "kind": kind, "fold": fold_of(q["id"]), "x": x,
                          "y": np.array([keys[d] in gold for d in pool.ids]),
-                         "n": len(q["relevant"])})
+                         "n": len(q["relevant"]), "keys": [keys[d] for d in pool.ids],
+                         "gold": gold})
         if (i + 1) % 100 == 0:
             print(f"{i + 1} questions, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return rows
@@ -114,6 +161,15 @@ def linear(cols):
     def fit(rows):
         model = train([(r["x"][:, cols], r["y"]) for r in rows])
         return lambda x: model.score(x[:, cols])
+    return fit
+
+
+def plus_prior(cols, prior: int, weight: float):
+    """The linear model over cols, then weight * the prior column added to its score (as
+    the product adds settings.article_prior)."""
+    def fit(rows):
+        scorer = linear(cols)(rows)
+        return lambda x: scorer(x) + weight * x[:, prior]
     return fit
 
 
@@ -149,35 +205,50 @@ def main() -> int:
         rows = collect(questions, args.encoders)
         if args.cache:
             args.cache.write_bytes(pickle.dumps(rows))
-    names = (*FEATURES, *EXTRA)
+    names = (*FEATURES, *EXTRA, *PRIOR)
     product = list(range(len(FEATURES)))
     col = {n: i for i, n in enumerate(names)}
     variants = {
         "linear, product features": linear(product),
         "linear + base": linear([*product, col["base"], col["base_gap"]]),
         "linear + prf": linear([*product, col["prf"], col["prf_gap"]]),
-        "linear + base + prf": linear(list(range(len(names)))),
+        "linear + base + prf": linear([col[n] for n in (*FEATURES, *EXTRA)]),
+        "linear + prior": linear([*product, col["prior"]]),
+        "linear + prior + seen": linear([*product, col["prior"], col["prior_seen"]]),
+        "linear + cogold": linear([*product, col["cogold"]]),
+        "linear + prior + cogold": linear([*product, col["prior"], col["cogold"]]),
+        **{f"linear, then {w} x prior added": plus_prior(product, col["prior"], w)
+           for w in PRIOR_WEIGHTS},
+        **{f"linear, then {w} x cogold added": plus_prior(product, col["cogold"], w)
+           for w in PRIOR_WEIGHTS},
         "boosted, product features": boosted(product, max_iter=200, learning_rate=0.05,
                                              max_leaf_nodes=15, min_samples_leaf=200),
-        "boosted + base + prf": boosted(list(range(len(names))), max_iter=200,
+        "boosted + base + prf": boosted([col[n] for n in (*FEATURES, *EXTRA)], max_iter=200,
                                         learning_rate=0.05, max_leaf_nodes=15,
                                         min_samples_leaf=200),
     }
     train_rows = [r for r in rows if r["kind"] in ("in", "oof")]
     dev = [r for r in rows if r["kind"] == "dev"]
+    sets = []  # (training rows, rows scored) for fold 0, fold 1, then all tune and dev
+    for fold in (0, 1):
+        source = [r for r in train_rows if r["fold"] != fold]
+        sets.append((with_prior(source, source),
+                     with_prior([r for r in train_rows if r["fold"] == fold
+                                 and r["kind"] == "oof"], source)))
+    sets.append((with_prior(train_rows, train_rows), with_prior(dev, train_rows)))
     results = {}
     for name, fit in variants.items():
         t0 = time.perf_counter()
-        cv = []
-        for fold in (0, 1):
-            scorer = fit([r for r in train_rows if r["fold"] != fold])
-            cv.append(metrics([r for r in train_rows if r["fold"] == fold
-                               and r["kind"] == "oof"], scorer))
+        cv = [metrics(scored, fit(trained)) for trained, scored in sets[:2]]
         cv_mean = {k: round((cv[0][k] + cv[1][k]) / 2, 4) for k in cv[0]}
-        scorer = fit(train_rows)
-        results[name] = {"tune out of fold (2-fold CV)": cv_mean, "dev": metrics(dev, scorer),
+        trained, scored = sets[2]
+        results[name] = {"tune out of fold (2-fold CV)": cv_mean,
+                         "dev": metrics(scored, fit(trained)),
                          "seconds": round(time.perf_counter() - t0, 1)}
-        print(f"{name}: CV {cv_mean}\n    dev {results[name]['dev']}", flush=True)
+        chosen_by = round(cv_mean["R@5"] + cv_mean["R@10"] + cv_mean["MRR@10"], 4)
+        results[name]["R@5 + R@10 + MRR@10, out of fold"] = chosen_by
+        print(f"{name}: CV {cv_mean} (sum {chosen_by})\n    dev {results[name]['dev']}",
+              flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0

@@ -1,13 +1,14 @@
 """The query-encoder tune stage on a small real corpus with real STARD questions."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import ROOT, copy_corpus, make_settings
 
 from legalrag.index.build import build_index
-from legalrag.index.tune import make_examples, split_of
+from legalrag.index.tune import gold_counts, make_examples, read_prior, split_of
 from legalrag.retrieval.retriever import Retriever
 
 FILES = ["社会法/劳动合同法(2012-12-28).md", "社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
@@ -43,6 +44,28 @@ def test_dev_questions_never_reach_training(questions, tmp_path):
     assert all(split_of(r["id"]) == "tune" for r in rows if r["query"] in tune_q)
 
 
+def test_article_prior_counts_tune_questions_only(questions, tmp_path):
+    from legalrag.index.corpus import parse_corpus
+
+    articles = parse_corpus(copy_corpus(tmp_path / "c", FILES)).articles
+    rows = [json.loads(x) for x in questions.read_text().splitlines()]
+    counts = gold_counts(rows, articles, "tune")
+    label = {(a.law, a.label): (a.law, a.number, a.suffix) for a in articles if a.in_force}
+    by_hand: dict = {}
+    for r in rows:
+        if split_of(r["id"]) == "tune":
+            for g in set(r["relevant"]):
+                law = "劳动合同法" if "劳动合同法》" in g else "劳动法"
+                key = label[(law, g[g.rindex("》") + 1:])]
+                by_hand[key] = by_hand.get(key, 0) + 1
+    assert counts == by_hand
+    # An article that only dev questions have as gold is not counted.
+    dev_only = {label[("劳动合同法" if "劳动合同法》" in g else "劳动法", g[g.rindex("》") + 1:])]
+                for r in rows if split_of(r["id"]) == "dev" for g in r["relevant"]}
+    dev_only -= set(by_hand)
+    assert dev_only and not dev_only & set(counts)
+
+
 @pytest.mark.slow
 def test_tune_stage_trains_stores_and_is_kept_by_updates(questions, tmp_path):
     corpus = copy_corpus(tmp_path / "corpus", FILES)
@@ -58,6 +81,7 @@ def test_tune_stage_trains_stores_and_is_kept_by_updates(questions, tmp_path):
     base = Retriever.open(make_settings(tmp_path, corpus, tune_questions=str(questions),
                                         query_encoder="base")).embedder.encode([q])
     assert not np.allclose(tuned, base, atol=1e-3)  # the tuned encoder really differs
+    check_article_prior(settings, questions)
 
     def stages(**kw):
         seen: list[str] = []
@@ -111,3 +135,34 @@ def test_mix_blends_trained_and_base_weights(tmp_path):
     assert moved  # training changed the weights
     for k in floats:
         assert torch.allclose(m[k], 0.25 * t[k] + 0.75 * b[k], atol=1e-6), k
+
+
+def check_article_prior(settings, questions) -> None:
+    """The tune stage keeps the tune part's gold counts beside the encoder; the reranker's
+    score gains article_prior * log(1 + count); with the weight 0 the order is the
+    reranker's own, exactly."""
+    from dataclasses import replace
+
+    from conftest import ranking_from_stages
+
+    from legalrag.index.tune import load_questions
+
+    r = Retriever.open(settings)
+    counts = read_prior(Path(r.query_encoder))
+    assert counts == gold_counts(load_questions(questions), r.articles, "tune")
+    assert counts and r.article_prior is not None
+    for i, a in enumerate(r.articles):
+        expected = settings.article_prior * np.log1p(counts.get((a.law, a.number, a.suffix), 0))
+        assert r.article_prior[i] == pytest.approx(expected)
+    plain = replace(settings, cross_encoder="", cross_references=False)
+    q = "劳动合同期满用人单位不续签要给经济补偿吗？"
+    off = Retriever.open(replace(plain, article_prior=0.0))
+    assert off.article_prior is None
+    assert [h.article for h in off.search(q, k=50)] == [
+        off.articles[d] for d in ranking_from_stages(off, q, rerank=True)[:50]]
+    on = Retriever.open(replace(plain, article_prior=5.0))
+    hits = on.search(q, k=50)
+    boosted = [h for h in hits if on.article_prior[on.articles.index(h.article)] > 0]
+    assert boosted  # gold articles of the tune questions are among the candidates
+    assert [h.article for h in hits] != [h.article for h in off.search(q, k=50)]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)

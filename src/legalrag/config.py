@@ -50,6 +50,10 @@ class Settings:
     top_k: int = 10
     retrieval_mode: str = "hybrid"
     use_priors: bool = True  # prior, fusion weights and reranker from data/fusion.json
+    # added to the reranker's score: weight * log(1 + how many of the tune questions have
+    # the article as a gold one), counted by the tune stage and kept with the query encoder
+    # (docs/evaluation.md, "The article prior"); 0 for the reranker's order alone
+    article_prior: float = 0.75
     include_old_versions: bool = False
     # articles the best candidates cite (依照本法第X条) join the ranking below them, and an
     # exact lookup is followed by what the article cites and what cites it
@@ -242,6 +246,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "embedding_max_length": (8, 8192),
     "embedding_batch_size": (1, 4096),
     "top_k": (1, 100),
+    "article_prior": (0.0, 10.0),
     "llm_context": (256, 1 << 20),
     "llm_threads": (0, 1024),
     "llm_max_tokens": (1, None),

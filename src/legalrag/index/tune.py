@@ -16,7 +16,8 @@ uses a fixed thread count, so a rerun on the same machine reproduces the weights
 
 It runs as the last stage of `legalrag index build` when the setting tune_questions names
 a question file (the STARD training split by default); the encoder is stored inside the
-index, and retrieval embeds questions with it.
+index, and retrieval embeds questions with it. Beside it the stage keeps how many tune
+questions have each article as a gold one (``write_prior``): the reranker's article prior.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import random
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from legalrag.records import Article
 log = logging.getLogger(__name__)
 
 DEV_SHARE = 5  # one question in five is dev
+PRIOR_FILE = "article-prior.json"  # beside the tuned encoder: how often each article is gold
 
 
 def split_of(query_id: str) -> str:
@@ -103,6 +106,41 @@ def make_examples(questions: Sequence[dict], articles: Sequence[Article], split:
         if gold:
             examples.append(Example(q["query"], tuple(sorted(gold))))
     return examples, rows
+
+
+def gold_counts(questions: Sequence[dict], articles: Sequence[Article], split: str = "tune"
+                ) -> dict[tuple[str, int, int], int]:
+    """How many questions of one split have each in-force article among their gold ones."""
+    names = LawNames(sorted({a.law for a in articles}))
+    known = {(a.law, a.number, a.suffix) for a in articles if a.in_force}
+    counts: Counter = Counter()
+    for q in questions:
+        if split_of(q["id"]) != split:
+            continue
+        keys = {(names.resolve(ref.law), ref.number, ref.suffix)
+                for cite in q["relevant"] for ref in find_citations(cite)}
+        counts.update(keys & known)
+    return dict(counts)
+
+
+def write_prior(questions: Path, articles: Sequence[Article], out: Path) -> None:
+    """Write the tune split's gold counts (gold_counts) to out/PRIOR_FILE."""
+    counts = gold_counts(load_questions(questions), articles, "tune")
+    rows = [[law, number, suffix, n] for (law, number, suffix), n in sorted(counts.items())]
+    (out / PRIOR_FILE).write_text(json.dumps(
+        {"questions": questions.name, "split": "tune", "counts": rows}, ensure_ascii=False),
+        encoding="utf-8")
+
+
+def read_prior(folder: Path) -> dict[tuple[str, int, int], int] | None:
+    """The counts write_prior kept in folder; None when it has none (an encoder trained
+    before the prior existed, or one trained elsewhere)."""
+    path = folder / PRIOR_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {(law, int(number), int(suffix)): int(n)
+            for law, number, suffix, n in data["counts"]}
 
 
 def fine_tune_queries(model_path: Path, examples: Sequence[Example], doc_vectors, out: Path,
@@ -208,4 +246,5 @@ def tune_for_index(settings, articles: Sequence[Article], vectors, questions: Pa
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(cached, out)
+    write_prior(questions, articles, out)
     return json.loads((out / "legalrag-tune.json").read_text())

@@ -41,6 +41,7 @@ from legalrag.index.store import (
     read_articles,
     read_manifest,
 )
+from legalrag.index.tune import PRIOR_FILE, read_prior
 from legalrag.records import Article, Hit
 from legalrag.retrieval.cross import CrossEncoder
 from legalrag.retrieval.crossref import CrossRefs, Key, follow, related
@@ -115,10 +116,25 @@ class Retriever:
         cited = json.loads((build_dir / LAWS).read_text(encoding="utf-8"))
         self.prior = np.array([self.fusion.prior(a.level, cited.get(a.law, 0))
                                for a in self.articles], dtype=np.float64)
+        self.article_prior = self._article_prior() if tuned else None
         self._embedder: Embedder | None = None
         self._lock = threading.Lock()
         self._derived: dict[str, object] = {}
         self._derived_lock = threading.Lock()
+
+    def _article_prior(self) -> np.ndarray | None:
+        """settings.article_prior * log(1 + gold count) per article row, from the counts the
+        tune stage kept beside the query encoder; None when off or there are none."""
+        if self.settings.article_prior <= 0 or not self.settings.use_priors:
+            return None
+        counts = read_prior(Path(self.query_encoder))
+        if counts is None:
+            log.info("the query encoder has no %s: no article prior (rebuild the index "
+                     "to add it)", PRIOR_FILE)
+            return None
+        n = np.array([counts.get((a.law, a.number, a.suffix), 0) for a in self.articles],
+                     dtype=np.float64)
+        return self.settings.article_prior * np.log1p(n)
 
     def derived(self, key: str, make: Callable[[], T]) -> T:
         """A value computed once per loaded build (make() on first use) and shared by every
@@ -233,7 +249,10 @@ class Retriever:
             pool = self.pool(query, rankings, raw, vec)
             x = features(pool, self.meta, query)
             rerank_scores = reranker.score(x)
-            fused = [(pool.ids[j], float(rerank_scores[j])) for j in reranker.order(x)]
+            if self.article_prior is not None:
+                rerank_scores = rerank_scores + self.article_prior[pool.ids]
+            order = np.argsort(-rerank_scores, kind="stable")  # reranker.order with the prior
+            fused = [(pool.ids[j], float(rerank_scores[j])) for j in order]
             raw = {"bm25": dict(zip(pool.ids, pool.bm25, strict=True)),
                    "dense": dict(zip(pool.ids, pool.dense, strict=True)),
                    "rerank": dict(zip(pool.ids, rerank_scores.tolist(), strict=True))}
