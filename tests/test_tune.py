@@ -66,6 +66,20 @@ def test_article_prior_counts_tune_questions_only(questions, tmp_path):
     assert dev_only and not dev_only & set(counts)
 
 
+@pytest.mark.fast
+@pytest.mark.parametrize("text", ["{not json", '{"counts": [["劳动法", "七", 0, 1]]}',
+                                  '{"rows": []}', '{"counts": [["劳动法", 7]]}'])
+def test_a_damaged_prior_file_names_the_fix(tmp_path, text):
+    from legalrag.errors import IndexCorruptError
+    from legalrag.index.tune import PRIOR_FILE
+
+    (tmp_path / PRIOR_FILE).write_text(text, encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match=PRIOR_FILE) as e:
+        read_prior(tmp_path)
+    assert "legalrag index build" in e.value.fix
+    assert read_prior(tmp_path / "elsewhere") is None
+
+
 @pytest.mark.slow
 def test_tune_stage_trains_stores_and_is_kept_by_updates(questions, tmp_path):
     corpus = copy_corpus(tmp_path / "corpus", FILES)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from legalrag.citations import LawNames, find_citations
-from legalrag.errors import LegalRagError
+from legalrag.errors import IndexCorruptError, LegalRagError
 from legalrag.progress import ProgressFactory
 from legalrag.records import Article
 
@@ -138,9 +138,13 @@ def read_prior(folder: Path) -> dict[tuple[str, int, int], int] | None:
     path = folder / PRIOR_FILE
     if not path.is_file():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {(law, int(number), int(suffix)): int(n)
-            for law, number, suffix, n in data["counts"]}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {(str(law), int(number), int(suffix)): int(n)
+                for law, number, suffix, n in data["counts"]}
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise IndexCorruptError(f"{path} is damaged ({type(e).__name__}: {e})",
+                                fix="run `legalrag index build`") from None
 
 
 def fine_tune_queries(model_path: Path, examples: Sequence[Example], doc_vectors, out: Path,
