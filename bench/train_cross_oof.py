@@ -17,8 +17,10 @@ cross-references), so its hits look like a new question's.
 2. A final cross-encoder is trained on all 1,000 and scores the dev part (235 questions
    nothing was chosen on), retrieved by the product as it is.
 
-The order is fused as in bench/train_cross.py: 1/(10 + product rank) + w/(10 + cross rank)
-over the top `depth` hits; below them nothing moves.
+Over the top `depth` hits (below them nothing moves) the order is either fused by ranks as in
+bench/train_cross.py, 1/(10 + product rank) + w/(10 + cross rank), or by scores, the
+reranker's score (with the article prior) + a * the cross-encoder's. The kind and its weight
+are chosen out of fold (by R@5 + R@10 + MRR@10); --ship writes them into the model file.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import time
 from dataclasses import replace
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 1000.0)
+SCORE_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 
 def collect(queries: list, encoders: Path, depth: int) -> list[dict]:
@@ -65,19 +69,35 @@ def collect(queries: list, encoders: Path, depth: int) -> list[dict]:
         rows.append({"id": q.id, "part": part, "fold": fold_of(q.id), "query": q.query,
                      "gold": gold, "n": len(q.relevant),
                      "hits": [((h.article.law, h.article.number, h.article.suffix),
-                               h.article.citation + "\n" + h.article.text) for h in hits]})
+                               h.article.citation + "\n" + h.article.text) for h in hits],
+                     # None: a hit joined by a reference, outside the reranker's pool
+                     "rerank": [h.scores.get("rerank") for h in hits]})
         if (i + 1) % 100 == 0:
             print(f"{i + 1} questions, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return rows
 
 
-def metrics(rows: list[dict], ces: list[list[float]], w: float) -> dict[str, float]:
+def fused_order(row: dict, ce: list[float], w: float, a: float) -> list[int]:
+    """Hit positions in the order the product gives them: a > 0, the reranker's score + a *
+    the cross-encoder's over the scored hits (a hit joined by a reference, without a
+    reranker score, counts as the lowest); else ranks fused with weight w."""
     from train_cross import fused
 
+    if a <= 0:
+        return fused(len(row["hits"]), ce, w)
+    s = row["rerank"][:len(ce)]
+    low = min((v for v in s if v is not None), default=0.0)
+    joined = [(low if v is None else v) + a * c for v, c in zip(s, ce, strict=True)]
+    return sorted(range(len(ce)), key=lambda i: (-joined[i], i)) + \
+        list(range(len(ce), len(row["hits"])))
+
+
+def metrics(rows: list[dict], ces: list[list[float]], w: float, a: float = 0.0
+            ) -> dict[str, float]:
     out = {"hit@1": 0.0, "hit@3": 0.0, "hit@5": 0.0, "recall@5": 0.0, "recall@10": 0.0,
            "mrr@10": 0.0}
     for r, ce in zip(rows, ces, strict=True):
-        order = [r["hits"][i][0] for i in fused(len(r["hits"]), ce, w)]
+        order = [r["hits"][i][0] for i in fused_order(r, ce, w, a)]
         gold, n = r["gold"], max(1, r["n"])
         for k in (1, 3, 5):
             out[f"hit@{k}"] += bool(gold & set(order[:k]))
@@ -136,7 +156,8 @@ def members_scores(rows: list[dict], args, seed: int, scored: list[dict], depth:
     return out
 
 
-def ship(model, path: Path, args, weight: float, depth: int, rows: list[dict]) -> dict:
+def ship(model, path: Path, args, weight: float, depth: int, rows: list[dict],
+         score_weight: float = 0.0) -> dict:
     """Write the model as the product reads it (retrieval/cross.py): the encoder's weights
     without the word embeddings (the installed m3e-small's, frozen in training) and the
     pooler (unused), and the head; its matrices in int8. The written file is then loaded
@@ -150,7 +171,7 @@ def ship(model, path: Path, args, weight: float, depth: int, rows: list[dict]) -
     state = {k: v.detach().numpy() for k, v in model.bert.state_dict().items()
              if not k.startswith("pooler.")}  # write_cross leaves the word embeddings out
     state |= {f"head.{k}": v.detach().numpy() for k, v in model.head.state_dict().items()}
-    write_cross(path, state, config(args, weight, depth))
+    write_cross(path, state, config(args, weight, depth, score_weight))
     shipped = CrossEncoder(*read_cross(path))
     trained = score_rows(model, rows, depth)
     r, same = [], 0
@@ -167,11 +188,26 @@ def ship(model, path: Path, args, weight: float, depth: int, rows: list[dict]) -
     return check
 
 
-def config(args, weight: float = 0.0, depth: int = 0):
+def config(args, weight: float = 0.0, depth: int = 0, score_weight: float = 0.0):
     from legalrag.retrieval.cross import CrossConfig
 
     return CrossConfig("m3e-small", args.layers, args.max_len, depth or max(args.depth), weight,
-                       args.passages, args.headings)
+                       args.passages, args.headings, score_weight)
+
+
+def by_sum(m: dict) -> float:
+    return m["recall@5"] + m["recall@10"] + m["mrr@10"]
+
+
+def fusion_grid(depths: list[int], rows: list[dict], ces: list[list[float]]) -> dict:
+    """{(depth, w, a): metrics}: ranks fused with each of WEIGHTS (a = 0), then the scores
+    added with each of SCORE_WEIGHTS, w then being the best rank weight at that depth (what
+    the product falls back to for hits without reranker scores)."""
+    cv = {(d, w, 0.0): metrics(rows, [ce[:d] for ce in ces], w) for d in depths for w in WEIGHTS}
+    for d in depths:
+        w = max((g for g in cv if g[0] == d), key=lambda g: by_sum(cv[g]))[1]
+        cv |= {(d, w, a): metrics(rows, [ce[:d] for ce in ces], w, a) for a in SCORE_WEIGHTS}
+    return cv
 
 
 def as_read(rows: list[dict], args) -> list[dict]:
@@ -204,6 +240,9 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, help="keep the retrieved hits here (pickle)")
     ap.add_argument("--out", type=Path, help="write the results here (JSON)")
     ap.add_argument("--save", type=Path, help="keep the final model's weights here")
+    ap.add_argument("--dump", type=Path,
+                    help="keep every question's hits and cross-encoder scores here (pickle; "
+                         "out of fold for tune questions) to try other fusions offline")
     ap.add_argument("--ship", type=Path,
                     help="write the final model for the product here, with the weight chosen "
                          "out of fold (e.g. data/models/cross-m3e-small-2l.npz)")
@@ -256,37 +295,43 @@ def main() -> int:
     kind = "soup" if args.soup > 1 else "single"
     oof_ce = oof[kind]
     # scores of the best max(depth) hits; a smaller depth reorders the first of them only
-    grid = [(d, w) for d in args.depth for w in WEIGHTS]
-    cv = {(d, w): metrics(oof_rows, [ce[:d] for ce in oof_ce], w) for d, w in grid}
-    chosen = max(grid, key=lambda dw: cv[dw]["recall@5"] + cv[dw]["recall@10"]
-                 + cv[dw]["mrr@10"])
+    cv = fusion_grid(args.depth, oof_rows, oof_ce)
+    grid = list(cv)
+    chosen = max(grid, key=lambda g: by_sum(cv[g]))  # a tie goes to ranks, the smaller depth
     t0 = time.perf_counter()
     final_scores = members_scores(tune, args, 2, dev, max(args.depth))
     final = final_scores.pop("_model")
     train_s = time.perf_counter() - t0
     if args.save:
         final.save(args.save)
-    check = ship(final, args.ship, args, chosen[1], chosen[0], dev[:100]) if args.ship else None
+    check = (ship(final, args.ship, args, chosen[1], chosen[0], dev[:100], chosen[2])
+             if args.ship else None)
     t0 = time.perf_counter()
     dev_ce = score_rows(final, dev, max(args.depth))
     per_q_ms = 1000 * (time.perf_counter() - t0) / len(dev)
-    table = [{"depth": dw[0], "w": dw[1], "tune_oof": cv[dw],
-              "dev": metrics(dev, [ce[:dw[0]] for ce in dev_ce], dw[1])} for dw in grid]
+    if args.dump:
+        args.dump.write_bytes(pickle.dumps(
+            {"tune": [(r, ce) for r, ce in zip(oof_rows, oof_ce, strict=True)],
+             "dev": [(r, ce) for r, ce in zip(dev, dev_ce, strict=True)]}))
+    table = [{"depth": g[0], "w": g[1], "score_weight": g[2], "tune_oof": cv[g],
+              "dev": metrics(dev, [ce[:g[0]] for ce in dev_ce], g[1], g[2])} for g in grid]
     # every kind of score (single, ensemble, soup), each at its own weight chosen out of fold
     kinds = {}
     for name, ce_oof in oof.items():
-        cv_k = {dw: metrics(oof_rows, [ce[:dw[0]] for ce in ce_oof], dw[1]) for dw in grid}
-        best = max(grid, key=lambda dw, cv_k=cv_k: cv_k[dw]["recall@5"]
-                   + cv_k[dw]["recall@10"] + cv_k[dw]["mrr@10"])
-        kinds[name] = {"depth": best[0], "w": best[1], "tune_oof": cv_k[best],
+        cv_k = fusion_grid(args.depth, oof_rows, ce_oof)
+        best = max(cv_k, key=lambda g, cv_k=cv_k: by_sum(cv_k[g]))
+        kinds[name] = {"depth": best[0], "w": best[1], "score_weight": best[2],
+                       "tune_oof": cv_k[best],
                        "dev": metrics(dev, [ce[:best[0]] for ce in final_scores[name]],
-                                      best[1])}
-        print(f"{name:>8} (depth {best[0]}, w {best[1]}): oof {kinds[name]['tune_oof']} | "
-              f"dev {kinds[name]['dev']}")
+                                      best[1], best[2])}
+        print(f"{name:>8} (depth {best[0]}, w {best[1]}, a {best[2]}): oof "
+              f"{kinds[name]['tune_oof']} | dev {kinds[name]['dev']}")
     for t in table:
         a, d = t["tune_oof"], t["dev"]
-        mark = "  <- chosen out of fold" if (t["depth"], t["w"]) == chosen else ""
-        print(f"depth {t['depth']} w {t['w']:>6}: oof H@1 {a['hit@1']:.3f} H@5 {a['hit@5']:.3f} "
+        mark = "  <- chosen out of fold" if (t["depth"], t["w"], t["score_weight"]) == chosen \
+            else ""
+        how = f"a {t['score_weight']:>4}" if t["score_weight"] else f"w {t['w']:>6}"
+        print(f"depth {t['depth']} {how}: oof H@1 {a['hit@1']:.3f} H@5 {a['hit@5']:.3f} "
               f"R@5 {a['recall@5']:.3f} R@10 {a['recall@10']:.3f} MRR {a['mrr@10']:.3f} | "
               f"dev H@1 {d['hit@1']:.3f} H@5 {d['hit@5']:.3f} R@5 {d['recall@5']:.3f} "
               f"R@10 {d['recall@10']:.3f} MRR {d['mrr@10']:.3f}{mark}")
@@ -297,7 +342,8 @@ def main() -> int:
         settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         result = {"settings": settings, "final_train_seconds": train_s,
                   "score_ms_per_question": per_q_ms, "chosen_depth": chosen[0],
-                  "chosen_w": chosen[1], "ship_check": check,
+                  "chosen_w": chosen[1], "chosen_score_weight": chosen[2],
+                  "ship_check": check,
                   "table": table, "kinds": kinds}
         args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0

@@ -93,10 +93,18 @@ def fold_of(query_id: str) -> int:
 
 def fold_encoders(retriever, questions: list[dict], encoders: Path) -> list[Path]:
     """Two query encoders (TuneConfig): encoder i is trained on the tune questions outside
-    fold i, so it has never seen a question with fold_of(id) == i. Kept in encoders/ and
-    reused when there."""
+    fold i, so it has never seen a question with fold_of(id) == i, and beside it the article
+    prior (PRIOR_FILE) counted over the same questions. Kept in encoders/ and reused when
+    there."""
     from legalrag.index.embed import embedding_model_dir
-    from legalrag.index.tune import TuneConfig, fine_tune_queries, make_examples, split_of
+    from legalrag.index.tune import (
+        PRIOR_FILE,
+        TuneConfig,
+        fine_tune_queries,
+        gold_counts,
+        make_examples,
+        split_of,
+    )
 
     tune = [q for q in questions if split_of(q["id"]) == "tune"]
     vectors = retriever.dense.reconstruct_n(0, retriever.dense.ntotal)
@@ -111,6 +119,16 @@ def fold_encoders(retriever, questions: list[dict], encoders: Path) -> list[Path
             fine_tune_queries(base, examples, vectors[rows], path, TuneConfig())
             print(f"fold {fold}: encoder trained on {len(examples)} questions in "
                   f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        if not (path / PRIOR_FILE).exists():
+            # the article prior as the tune stage writes it, counted over the questions this
+            # encoder learned only, so the product's search through it is out of fold too
+            counts = gold_counts([q for q in tune if fold_of(q["id"]) != fold],
+                                 retriever.articles)
+            rows = [[law, number, suffix, n]
+                    for (law, number, suffix), n in sorted(counts.items())]
+            (path / PRIOR_FILE).write_text(json.dumps(
+                {"questions": f"tune, fold != {fold}", "split": "tune", "counts": rows},
+                ensure_ascii=False), encoding="utf-8")
         paths.append(path)
     return paths
 

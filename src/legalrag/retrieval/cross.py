@@ -9,8 +9,11 @@ tune questions by ``bench/train_cross_oof.py`` and shipped in ``data/models/`` (
 ``cross_encoder``). Only the weights that training changed are in the file: the word
 embeddings are read from the installed m3e-small, so the file stays a few megabytes.
 
-Its order is fused with the ranking's by reciprocal ranks over the best ``depth`` hits,
-``1/(C + rank) + weight/(C + cross-encoder rank)``; hits below them keep their places. The
+Over the best ``depth`` hits its score is added to the reranker's, ``reranker score +
+score_weight * cross-encoder score``, when the model file sets a score_weight and the hits
+come from the reranker; otherwise (a model file written before, or plain RRF over the base
+encoder) the orders are fused by reciprocal ranks, ``1/(C + rank) + weight/(C +
+cross-encoder rank)``. Hits below them keep their places. The
 retriever applies it before cross-references are followed, and not to a question that
 names an article (exact lookup).
 
@@ -74,6 +77,9 @@ class CrossConfig:
     weight: float  # its reciprocal ranks' weight beside the ranking's
     passages: bool = False  # a long article read by its sentences nearest the question
     headings: bool = False  # the titles of the article's part and chapter after its label
+    # > 0: hits with reranker scores are ordered by score + score_weight * its score instead
+    # of by ranks (a file written before this field reads as 0: ranks only)
+    score_weight: float = 0.0
 
 
 # 第一章 / 第二分编 / 第三节 before a title
@@ -183,7 +189,8 @@ def read_cross(path: Path) -> tuple[CrossConfig, dict[str, np.ndarray]]:
         raise ValueError("not a file of bench/train_cross_oof.py --ship")
     config = CrossConfig(str(meta["base"]), int(meta["layers"]), int(meta["max_len"]),
                          int(meta["depth"]), float(meta["weight"]),
-                         bool(meta.get("passages", False)), bool(meta.get("headings", False)))
+                         bool(meta.get("passages", False)), bool(meta.get("headings", False)),
+                         float(meta.get("score_weight", 0.0)))
     state: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
         kind, _, name = key.partition(":")
@@ -384,12 +391,19 @@ class CrossEncoder:
             out = self.session.run(None, self._batch(query, texts, "np"))[0]
             return np.asarray(out, dtype=np.float32).reshape(-1)
 
-    def order(self, query: str, texts: Sequence[str]) -> tuple[list[int], np.ndarray]:
+    def order(self, query: str, texts: Sequence[str], scores: Sequence[float] | None = None
+              ) -> tuple[list[int], np.ndarray]:
         """The positions of ``texts`` (the ranking's best, best first) in fused order, and
-        the cross-encoder's score of each: ``1/(C + rank) + weight/(C + its rank)``."""
+        the cross-encoder's score of each. With the reranker's ``scores`` of the same hits
+        and a model whose score_weight is set: ``score + score_weight * its score``;
+        otherwise ranks: ``1/(C + rank) + weight/(C + its rank)``."""
         if len(texts) < 2:
             return list(range(len(texts))), self.scores(query, texts)
         ce = self.scores(query, texts)
+        if scores is not None and self.config.score_weight > 0:
+            joined = (np.asarray(scores, dtype=np.float64)
+                      + self.config.score_weight * ce.astype(np.float64))
+            return [int(i) for i in np.argsort(-joined, kind="stable")], ce
         ce_rank = np.empty(len(texts), dtype=np.int64)
         ce_rank[np.argsort(-ce, kind="stable")] = np.arange(1, len(texts) + 1)
         fused = [1.0 / (C + i + 1) + self.config.weight / (C + ce_rank[i])

@@ -262,7 +262,10 @@ class Retriever:
         # that order (crossref.related): nothing for the cross-encoder to reorder.
         if cross is not None and not any(lk.articles for lk in lookups):
             top = fused[:cross.config.depth]
-            order, ce = cross.order(query, cross.texts(query, [self.articles[d] for d, _ in top]))
+            # the reranker's scores (with the prior) when it ranked them; RRF's are not
+            # on the scale the model's score_weight was chosen on
+            order, ce = cross.order(query, cross.texts(query, [self.articles[d] for d, _ in top]),
+                                    [s for _, s in top] if reranker is not None else None)
             raw = {**raw, "cross": {d: float(c) for (d, _), c in zip(top, ce, strict=True)}}
             fused = [top[i] for i in order] + fused[len(top):]
 
