@@ -1,13 +1,14 @@
 """Tune fusion weights, the document prior and the reranker on the STARD tune split.
 
-    .venv/bin/python bench/tune_fusion.py [--write]
+    .venv/bin/python bench/tune_fusion.py [--depth 300] [--write]
 
-Retrieves BM25 and dense candidates (depth 300) once per question from the live index,
-then grid-searches: dense weight in RRF, the level weights of 行政法规/部门规章 and
-司法解释, and the authority strength. The objective is Recall@10 + Recall@100 + MRR@10
-on the tune split. Then it trains the linear reranker (legalrag.retrieval.rerank) on the tune
-split's candidate pools, with the product's own feature code. Dev questions (see
-legalrag.index.tune.split_of) are never used to choose; they are reported beside.
+Retrieves BM25 and dense candidates (the best --depth of each, 300 by default) once per
+question from the live index, then grid-searches: dense weight in RRF, the level weights
+of 行政法规/部门规章 and 司法解释, and the authority strength. The objective is
+Recall@10 + Recall@100 + MRR@10 on the tune split. Then it trains the linear reranker
+(legalrag.retrieval.rerank) on the tune split's candidate pools, with the product's own
+feature code. Dev questions (see legalrag.index.tune.split_of) are never used to choose;
+they are reported beside.
 
 The index's query encoder was trained on the tune questions and ranks their gold articles
 better than it will a new question's, so a reranker trained on those pools alone learns
@@ -133,7 +134,8 @@ def fold_encoders(retriever, questions: list[dict], encoders: Path) -> list[Path
     return paths
 
 
-def out_of_fold(retriever, questions: list[dict], keys, encoders: Path) -> list[tuple]:
+def out_of_fold(retriever, questions: list[dict], keys, encoders: Path, depth: int
+                ) -> list[tuple]:
     """(features, gold mask) of every tune question, its pool retrieved by a query encoder
     trained on the other fold only."""
     from dataclasses import replace
@@ -153,7 +155,7 @@ def out_of_fold(retriever, questions: list[dict], keys, encoders: Path) -> list[
             if fold_of(q["id"]) != fold:
                 continue
             vec = other.embedder.encode([q["query"]])
-            rankings, raw = other.candidates(q["query"], 300, vec=vec)
+            rankings, raw = other.candidates(q["query"], depth, vec=vec)
             pool = other.pool(q["query"], rankings, raw, vec)
             gold = gold_keys(other, q["relevant"])
             out.append((features(pool, other.meta, q["query"]),
@@ -169,6 +171,8 @@ def main() -> None:
                     "of the index's own query encoder (to try one before rebuilding)")
     ap.add_argument("--encoders", help="keep the two fold encoders in this folder and reuse "
                     "them next time (default: a temporary folder)")
+    ap.add_argument("--depth", type=int, default=300, help="candidates each retriever gives "
+                    "the reranker (written to fusion.json as rerank.depth)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from legalrag.config import Settings
@@ -185,7 +189,7 @@ def main() -> None:
     for line in Path(args.queries).read_text(encoding="utf-8").splitlines():
         q = json.loads(line)
         vec = retriever.embedder.encode([q["query"]])
-        rankings, raw = retriever.candidates(q["query"], 300, vec=vec)
+        rankings, raw = retriever.candidates(q["query"], args.depth, vec=vec)
         pool = retriever.pool(q["query"], rankings, raw, vec)
         gold = gold_keys(retriever, q["relevant"])
         rows[split_of(q["id"])].append({
@@ -218,7 +222,7 @@ def main() -> None:
                  if x.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         encoders = Path(args.encoders) if args.encoders else Path(tmp)
-        oof = out_of_fold(retriever, questions, keys, encoders)
+        oof = out_of_fold(retriever, questions, keys, encoders, args.depth)
     out_only = train(oof)
     reranker = train([*((r["x"], r["y"]) for r in rows["tune"]), *oof])
     print(f"rerankers trained in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -236,7 +240,7 @@ def main() -> None:
     print("\n".join(lines))
     chosen = {"rrf_k": fusion.rrf_k, "weights": dict(fusion.weights),
               "level_weights": dict(fusion.level_weights), "authority": fusion.authority,
-              "rerank": {"depth": 300, **reranker.to_dict()}}
+              "rerank": {"depth": args.depth, **reranker.to_dict()}}
     print(json.dumps({k: v for k, v in chosen.items() if k != "rerank"}, ensure_ascii=False))
     print("reranker weights:", ", ".join(f"{n} {w:+.2f}" for n, w in
                                          zip(chosen["rerank"]["features"],
