@@ -1,6 +1,7 @@
 """Compare query-encoder training settings: dense Recall@10/@100 on the tune and dev parts.
 
     .venv/bin/python bench/tune_encoder.py --epochs 6 --lr 2e-4 --mix 0.4,0.6,0.8,1.0
+    .venv/bin/python bench/tune_encoder.py --folds --scale 20,35,50 --mix 0.6,1.0
 
 Trains one query encoder (legalrag.index.tune.fine_tune_queries, the code the index build runs)
 on the tune part of the STARD file against the live index's article vectors, then mixes
@@ -8,6 +9,12 @@ its weights with the base model's at each --mix (1.0 = the trained weights as th
 and measures dense retrieval alone over the in-force articles, fp32, for the tune
 questions (seen in training) and the dev questions (never seen). The defaults of
 legalrag.index.tune.TuneConfig were chosen with it; docs/evaluation.md gives the runs.
+
+With --folds the tune numbers are out of fold instead: the tune part is split in the two
+folds of bench/tune_fusion.py, an encoder is trained on each fold and judged on the other
+(tune columns: both halves together), and the dev columns average the two encoders. Each
+encoder learns half the questions, so the numbers sit below a full training's; what they
+compare fairly is settings. --scale tries the softmax's scale (1 / temperature).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def recall(model, examples, docs) -> tuple[float, float]:
@@ -44,6 +52,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--mix", default="1.0", help="comma-separated weight shares to measure")
+    ap.add_argument("--scale", help="comma-separated softmax scales to train with "
+                    "(default: TuneConfig's)")
+    ap.add_argument("--folds", action="store_true",
+                    help="train on one fold of the tune part, judge on the other")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
@@ -61,26 +73,52 @@ def main() -> None:
     config = TuneConfig()
     config = replace(config, epochs=args.epochs or config.epochs,
                      learning_rate=args.lr or config.learning_rate, mix=1.0)
+    scales = [float(x) for x in args.scale.split(",")] if args.scale else [config.scale]
+    mixes = [float(m) for m in args.mix.split(",")]
     base_path = embedding_model_dir(retriever.settings.embedding_model)
-    print("| encoder | tune R@10 | tune R@100 | dev R@10 | dev R@100 |")
+    what = "tune out of fold" if args.folds else "tune"
+    print(f"| encoder | {what} R@10 | {what} R@100 | dev R@10 | dev R@100 |")
     print("|---|---|---|---|---|")
     base = SentenceTransformer(str(base_path), device="cpu")
     base.max_seq_length = config.max_length
+    start = {k: v.clone() for k, v in base.state_dict().items()}
     (t10, t100), (d10, d100) = recall(base, tune, docs), recall(base, dev, docs)
     print(f"| base | {t10:.3f} | {t100:.3f} | {d10:.3f} | {d100:.3f} |", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        fine_tune_queries(base_path, tune, docs, Path(tmp) / "q", config)
-        print(f"trained {len(tune)} questions in {time.perf_counter() - t0:.0f} s",
-              file=sys.stderr)
-        trained = SentenceTransformer(str(Path(tmp) / "q"), device="cpu").state_dict()
-    start = {k: v.clone() for k, v in base.state_dict().items()}
-    for mix in (float(m) for m in args.mix.split(",")):
-        base.load_state_dict({k: mix * v + (1 - mix) * start[k] if v.is_floating_point() else v
-                              for k, v in trained.items()})
-        (t10, t100), (d10, d100) = recall(base, tune, docs), recall(base, dev, docs)
-        print(f"| lr {config.learning_rate:g} × {config.epochs} epochs, mix {mix:g} | "
-              f"{t10:.3f} | {t100:.3f} | {d10:.3f} | {d100:.3f} |", flush=True)
+    if args.folds:
+        from tune_fusion import fold_of
+
+        halves = [make_examples([q for q in questions if fold_of(q["id"]) == f],
+                                retriever.articles, "tune")[0] for f in (0, 1)]
+        runs = [(halves[1 - f], [halves[f]]) for f in (0, 1)]  # (train, judged out of fold)
+    else:
+        runs = [(tune, [tune])]
+    for scale in scales:
+        trained = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, (train_on, _) in enumerate(runs):
+                t0 = time.perf_counter()
+                fine_tune_queries(base_path, train_on, docs, Path(tmp) / f"q{i}",
+                                  replace(config, scale=scale))
+                print(f"trained {len(train_on)} questions in {time.perf_counter() - t0:.0f} s",
+                      file=sys.stderr)
+                trained.append(SentenceTransformer(str(Path(tmp) / f"q{i}"),
+                                                   device="cpu").state_dict())
+        for mix in mixes:
+            seen = judged = 0
+            t10 = t100 = d10 = d100 = 0.0
+            for state, (_, judge_on) in zip(trained, runs, strict=True):
+                base.load_state_dict({k: mix * v + (1 - mix) * start[k]
+                                      if v.is_floating_point() else v
+                                      for k, v in state.items()})
+                for part in judge_on:
+                    r10, r100 = recall(base, part, docs)
+                    t10, t100, seen = t10 + r10 * len(part), t100 + r100 * len(part), \
+                        seen + len(part)
+                r10, r100 = recall(base, dev, docs)
+                d10, d100, judged = d10 + r10, d100 + r100, judged + 1
+            print(f"| lr {config.learning_rate:g} × {config.epochs} epochs, scale {scale:g}, "
+                  f"mix {mix:g} | {t10 / seen:.3f} | {t100 / seen:.3f} | {d10 / judged:.3f} | "
+                  f"{d100 / judged:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, copy_corpus, make_settings
 
+from legalrag import cli
+from legalrag.index import tune
 from legalrag.index.build import build_index
-from legalrag.index.tune import gold_counts, make_examples, read_prior, split_of
+from legalrag.index.tune import gold_counts, make_examples, outdated, read_prior, split_of
 from legalrag.retrieval.retriever import Retriever
 
 FILES = ["社会法/劳动合同法(2012-12-28).md", "社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
@@ -112,6 +114,32 @@ def test_tune_stage_trains_stores_and_is_kept_by_updates(questions, tmp_path):
     assert seen == [] or "tune" not in seen
     assert update.removed_files and "tuned-queries" in update.parts
     assert Retriever.open(settings).query_encoder.endswith("query-encoder")
+
+
+def test_an_encoder_trained_with_older_settings_is_named(questions, tmp_path, monkeypatch,
+                                                         caplog, capsys):
+    """After an upgrade that changed TuneConfig, an updated index still has the encoder of
+    the old settings: the retriever's log and `index info` say which and how to fix it."""
+    corpus = copy_corpus(tmp_path / "corpus", FILES)
+    settings = make_settings(tmp_path, corpus, tune_questions=str(questions))
+    build_index(settings)
+    argv = ["--corpus", str(settings.corpus_dir), "--index-dir", str(settings.index_dir)]
+    with caplog.at_level("WARNING"):
+        r = Retriever.open(settings)
+    assert outdated(r.manifest) is None and "trained with other settings" not in caplog.text
+    assert cli.main([*argv, "index", "info"]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    trained = tune.TuneConfig().__dict__
+    newer = type("Newer", (), {"__init__": lambda self: self.__dict__.update(
+        {**trained, "scale": trained["scale"] + 1})})
+    monkeypatch.setattr(tune, "TuneConfig", newer)
+    with caplog.at_level("WARNING"):
+        Retriever.open(settings)
+    said = f"scale {trained['scale']} (now {trained['scale'] + 1})"
+    assert said in caplog.text and "legalrag index build" in caplog.text
+    assert cli.main([*argv, "index", "info"]) == 0
+    out = capsys.readouterr().out
+    assert said in out and "fix: run `legalrag index build`" in out
 
 
 def test_an_update_never_trains(questions, tmp_path):

@@ -35,6 +35,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def _index_info(settings, as_json: bool) -> int:
     from legalrag.index.store import IndexStore
+    from legalrag.index.tune import outdated
 
     opened = IndexStore(settings.index_dir).open_live()
     opened.release()
@@ -63,6 +64,10 @@ def _index_info(settings, as_json: bool) -> int:
     if qe:
         print(f"questions embedded by the tuned query encoder ({qe['examples']} questions of "
               f"{qe['trained_on']}, {qe['steps']} steps)")
+        stale = outdated(manifest)
+        if stale:
+            print(f"WARNING   the query encoder was trained with other settings than this "
+                  f"version's: {stale} (fix: run `legalrag index build`)")
     else:
         print("questions embedded by the base model (no tuned query encoder in this index)")
     print(f"timings   {manifest['build_seconds']}")

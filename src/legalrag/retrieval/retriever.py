@@ -41,7 +41,7 @@ from legalrag.index.store import (
     read_articles,
     read_manifest,
 )
-from legalrag.index.tune import PRIOR_FILE, read_prior
+from legalrag.index.tune import PRIOR_FILE, outdated, read_prior
 from legalrag.records import Article, Hit
 from legalrag.retrieval.cross import CrossEncoder
 from legalrag.retrieval.crossref import CrossRefs, Key, follow, related
@@ -112,6 +112,11 @@ class Retriever:
         # The shipped weights and reranker were fitted with the tuned query encoder; over the
         # base model's cosines they do worse than plain RRF (docs/evaluation.md).
         tuned = self.query_encoder != "base"
+        stale = outdated(self.manifest) if settings.query_encoder == "auto" else None
+        if tuned and stale:
+            log.warning("the index's query encoder was trained with other settings than this "
+                        "version's (%s): run `legalrag index build` to train it again (an "
+                        "update keeps it)", stale)
         self.fusion = fusion or (Fusion.default() if settings.use_priors and tuned else Fusion())
         cited = json.loads((build_dir / LAWS).read_text(encoding="utf-8"))
         self.prior = np.array([self.fusion.prior(a.level, cited.get(a.law, 0))
