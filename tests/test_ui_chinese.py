@@ -217,7 +217,10 @@ def test_every_visible_string_is_chinese(app, english_page, small_settings, tmp_
     page.get_by_role("option").first.click()
     page.locator("#lr-remove").click()
     page.locator("#lr-kb-result :text('已删除')").wait_for(timeout=180_000)
-    disabled.append(looks_disabled(page, "#lr-remove"))  # the choice is gone with the file
+    # The choice is gone with the file, and the button follows it in a second event
+    # (removable.change) a moment after the result shows: wait for it, then look.
+    page.locator("#lr-remove:disabled").wait_for(timeout=10_000)
+    disabled.append(looks_disabled(page, "#lr-remove"))
     read("知识库 (removed)")
     page.locator("#lr-sidebar button").first.click()  # open 历史对话
     page.wait_for_selector("#lr-history-delete-all")
