@@ -18,6 +18,9 @@ is collected once, with the product's reranker features and these extra ones:
   and tried both as a feature and added to the linear model's score with a fixed weight
   (as the product's setting article_prior does).
 
+- listwise: the product's linear model fitted per question instead of per candidate (each
+  gold candidate against the pool's non-gold ones), the objective a ranking is judged by.
+
 Pools come three ways: tune questions through the index's encoder (it learned them: "in
 sample"), tune questions through an encoder trained on the other half of the tune part
 (bench/tune_fusion.py's fold encoders: "out of fold"), and dev questions through the index's
@@ -164,6 +167,54 @@ def linear(cols):
     return fit
 
 
+def train_listwise(pools, *, steps: int = 300, lr: float = 0.05, l2: float = 1e-3):
+    """The product's linear model fitted listwise instead: in each question's pool, every
+    gold candidate against the non-gold ones (softplus(logsumexp(non-gold) − gold)),
+    averaged over the question's golds, then over the questions. Full-batch Adam from zero
+    over padded pools, so deterministic; the same standardization as rerank.train."""
+    from legalrag.retrieval.rerank import Reranker
+
+    pools = [(x, y.astype(bool)) for x, y in pools if y.any()]
+    width = max(len(y) for _, y in pools)
+    x_all = np.concatenate([x for x, _ in pools])
+    mean, scale = x_all.mean(0), x_all.std(0)
+    scale[scale < 1e-9] = 1.0
+    feats = np.zeros((len(pools), width, x_all.shape[1]))
+    gold = np.zeros((len(pools), width), dtype=bool)
+    real = np.zeros((len(pools), width), dtype=bool)
+    for i, (x, y) in enumerate(pools):
+        feats[i, :len(y)] = (x - mean) / scale
+        gold[i, :len(y)] = y
+        real[i, :len(y)] = True
+    rest = real & ~gold
+    per_q = 1.0 / gold.sum(1) / len(pools)  # each question weighs the same
+    w = np.zeros(x_all.shape[1])
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for t in range(1, steps + 1):
+        s = feats @ w
+        s_rest = np.where(rest, s, -np.inf)
+        top = s_rest.max(1, keepdims=True)
+        e = np.exp(s_rest - top)
+        lse = top[:, 0] + np.log(e.sum(1))
+        soft = e / e.sum(1, keepdims=True)  # softmax over the non-gold candidates
+        sig = 1.0 / (1.0 + np.exp(-(lse[:, None] - s)))  # d loss_g / d lse, per gold g
+        sig = np.where(gold, sig, 0.0) * per_q[:, None]
+        ds = -sig + soft * sig.sum(1, keepdims=True)
+        grad = np.einsum("qp,qpf->f", ds, feats) + l2 * w
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        w -= lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    return Reranker(mean, scale, w)
+
+
+def listwise(cols, **params):
+    def fit(rows):
+        model = train_listwise([(r["x"][:, cols], r["y"]) for r in rows], **params)
+        return lambda x: model.score(x[:, cols])
+    return fit
+
+
 def plus_prior(cols, prior: int, weight: float):
     """The linear model over cols, then weight * the prior column added to its score (as
     the product adds settings.article_prior)."""
@@ -221,6 +272,9 @@ def main() -> int:
            for w in PRIOR_WEIGHTS},
         **{f"linear, then {w} x cogold added": plus_prior(product, col["cogold"], w)
            for w in PRIOR_WEIGHTS},
+        "listwise, product features": listwise(product),
+        "listwise, product features, 1000 steps": listwise(product, steps=1000),
+        "listwise + prior": listwise([*product, col["prior"]]),
         "boosted, product features": boosted(product, max_iter=200, learning_rate=0.05,
                                              max_leaf_nodes=15, min_samples_leaf=200),
         "boosted + base + prf": boosted([col[n] for n in (*FEATURES, *EXTRA)], max_iter=200,

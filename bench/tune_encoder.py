@@ -14,7 +14,8 @@ With --folds the tune numbers are out of fold instead: the tune part is split in
 folds of bench/tune_fusion.py, an encoder is trained on each fold and judged on the other
 (tune columns: both halves together), and the dev columns average the two encoders. Each
 encoder learns half the questions, so the numbers sit below a full training's; what they
-compare fairly is settings. --scale tries the softmax's scale (1 / temperature).
+compare fairly is settings. --scale tries the softmax's scale (1 / temperature), --gold-loss
+how a question's several gold articles are scored (legalrag.index.tune.gold_loss).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def main() -> None:
     ap.add_argument("--mix", default="1.0", help="comma-separated weight shares to measure")
     ap.add_argument("--scale", help="comma-separated softmax scales to train with "
                     "(default: TuneConfig's)")
+    ap.add_argument("--gold-loss", choices=("sum", "each"),
+                    help="how several gold articles of a question are scored (default: "
+                    "TuneConfig's)")
     ap.add_argument("--folds", action="store_true",
                     help="train on one fold of the tune part, judge on the other")
     args = ap.parse_args()
@@ -72,7 +76,8 @@ def main() -> None:
     docs = retriever.dense.reconstruct_n(0, retriever.dense.ntotal)[rows]
     config = TuneConfig()
     config = replace(config, epochs=args.epochs or config.epochs,
-                     learning_rate=args.lr or config.learning_rate, mix=1.0)
+                     learning_rate=args.lr or config.learning_rate, mix=1.0,
+                     gold_loss=args.gold_loss or config.gold_loss)
     scales = [float(x) for x in args.scale.split(",")] if args.scale else [config.scale]
     mixes = [float(m) for m in args.mix.split(",")]
     base_path = embedding_model_dir(retriever.settings.embedding_model)
@@ -117,8 +122,8 @@ def main() -> None:
                 r10, r100 = recall(base, dev, docs)
                 d10, d100, judged = d10 + r10, d100 + r100, judged + 1
             print(f"| lr {config.learning_rate:g} × {config.epochs} epochs, scale {scale:g}, "
-                  f"mix {mix:g} | {t10 / seen:.3f} | {t100 / seen:.3f} | {d10 / judged:.3f} | "
-                  f"{d100 / judged:.3f} |", flush=True)
+                  f"{config.gold_loss} loss, mix {mix:g} | {t10 / seen:.3f} | "
+                  f"{t100 / seen:.3f} | {d10 / judged:.3f} | {d100 / judged:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

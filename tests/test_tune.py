@@ -142,6 +142,34 @@ def test_an_encoder_trained_with_older_settings_is_named(questions, tmp_path, mo
     assert said in out and "fix: run `legalrag index build`" in out
 
 
+def test_an_encoder_from_before_a_setting_existed_is_judged_by_what_it_did():
+    """A manifest written before gold_loss existed was trained with the summed loss."""
+    before = {k: v for k, v in tune.TuneConfig().__dict__.items() if k != "gold_loss"}
+    said = outdated({"query_encoder": {"config": before}})
+    now = tune.TuneConfig().gold_loss
+    assert said == (None if now == "sum" else f"gold_loss sum (now {now})")
+
+
+def test_each_gold_article_is_scored_on_its_own():
+    """One gold far ahead satisfies the summed loss; "each" still pulls the other gold up."""
+    import torch
+
+    from legalrag.index.tune import gold_loss
+
+    logits = torch.tensor([[12.0, 0.0, 1.0, 1.0, 0.5]], requires_grad=True)
+    golds = torch.tensor([[True, True, False, False, False]])
+    summed = gold_loss(logits, golds, "sum")
+    each = gold_loss(logits, golds, "each")
+    assert summed.item() < 1e-3 < 0.5 < each.item()
+    (grad,) = torch.autograd.grad(each, logits)
+    assert grad[0, 1] < -0.3 and grad[0, 0].abs() < 1e-3  # the trailing gold is pushed up
+    # with one gold per question the two are the same loss
+    one = torch.tensor([[False, True, False, False, False]])
+    assert torch.allclose(gold_loss(logits, one, "sum"), gold_loss(logits, one, "each"))
+    with pytest.raises(ValueError, match="each"):
+        gold_loss(logits, golds, "max")
+
+
 def test_an_update_never_trains(questions, tmp_path):
     corpus = copy_corpus(tmp_path / "corpus", FILES)
     build_index(make_settings(tmp_path, corpus))  # no tuned encoder in the live index
