@@ -18,6 +18,10 @@ questions, and reports:
   measure on the other) to show how much the numbers owe to fitting;
 - the out-of-corpus questions still answered and the STARD questions abstained on.
 
+With --check RATE it also fails when config.py's thresholds abstain on more than RATE of the
+STARD questions (scripts/eval_gate.sh runs it): a query encoder trained another way moves the
+cosines, and thresholds left behind refuse real questions.
+
 When the index carries a query encoder tuned on STARD training questions (part
 tuned-queries), only the dev part of them (tune.split_of: never seen by the tuner) is used:
 the tuned encoder scores its own training questions higher than a user's question.
@@ -105,6 +109,10 @@ def main() -> int:
                    help="STARD questions to use: dev = the part the index's query encoder "
                         "was not tuned on (auto: dev when the index has a tuned encoder)")
     p.add_argument("--out", default=str(ROOT / "bench/results/abstain.json"))
+    p.add_argument("--check", type=float, metavar="RATE",
+                   help="fail (exit 1) when config.py's thresholds abstain on more than RATE "
+                        "of the STARD questions: the thresholds belong to the query encoder, "
+                        "and a new one needs them calibrated again")
     args = p.parse_args()
 
     settings = Settings.load()
@@ -195,6 +203,13 @@ def main() -> int:
                    "correct_abstain": c} for r, f, c in folds],
         "still_answered": missed, "abstained_stard": wrong,
     }, ensure_ascii=False, indent=1) + "\n")
+    configured_fa = rates(configured, inside, outside)[0]
+    if args.check is not None and configured_fa > args.check:
+        print(f"FAIL: the configured abstain thresholds (config.py, or LEGALRAG_ABSTAIN_*) "
+              f"abstain on {configured_fa:.1%} of the "
+              f"STARD {split} questions (at most {args.check:.1%} allowed); fix: set the "
+              f"values printed above in config.py", file=sys.stderr)
+        return 1
     return 0
 
 
