@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/train_cross_oof.py --encoders DIR [--cache FILE] [--layers 2]
         [--max-len 96] [--depth 20 [30 ...]] [--passages] [--headings] [--epochs 2]
-        [--soup N] [--save FILE] [--out FILE]
+        [--soup N] [--extra WRITTEN.jsonl --extra-cache FILE] [--save FILE] [--out FILE]
 
 bench/train_cross.py trained on tune questions retrieved by the index's own query encoder,
 which learned them: a gold article was in their top 20 far more often than it will be for a
@@ -74,6 +74,30 @@ def collect(queries: list, encoders: Path, depth: int) -> list[dict]:
                      "rerank": [h.scores.get("rerank") for h in hits]})
         if (i + 1) % 100 == 0:
             print(f"{i + 1} questions, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return rows
+
+
+def collect_extra(path: Path, depth: int) -> list[dict]:
+    """Written questions (bench/gen_questions.py: one question per article, by the local
+    model) retrieved by the product without the stage, as more rows to train on. None of
+    them is a STARD question, so no fold needs to be kept from them."""
+    from gen_questions import keep
+
+    from legalrag.config import Settings
+    from legalrag.retrieval.retriever import Retriever
+
+    product = Retriever.open(replace(Settings.load(), cross_encoder=""))
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        d = json.loads(line)
+        if not keep(d["question"]):
+            continue
+        hits = product.search(d["question"], k=depth, mode="hybrid")
+        rows.append({"id": f"extra-{n}", "part": "extra", "fold": -1, "query": d["question"],
+                     "gold": {tuple(d["key"])}, "n": 1,
+                     "hits": [((h.article.law, h.article.number, h.article.suffix),
+                               h.article.citation + "\n" + h.article.text) for h in hits],
+                     "rerank": [h.scores.get("rerank") for h in hits]})
     return rows
 
 
@@ -259,6 +283,10 @@ def main() -> int:
     ap.add_argument("--headings", action="store_true",
                     help="read the titles of an article's part and chapter with its citation")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--extra", type=Path,
+                    help="written questions (bench/data/written_questions.jsonl) added to "
+                         "every model's training rows")
+    ap.add_argument("--extra-cache", type=Path, help="keep the written questions' hits here")
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--soup", type=int, default=1,
@@ -279,11 +307,18 @@ def main() -> int:
     rows = as_read(rows, args)
     tune = [r for r in rows if r["part"] == "tune"]
     dev = [r for r in rows if r["part"] == "dev"]
+    extra = []
+    if args.extra:
+        extra = as_read(cached(args.extra_cache, lambda: collect_extra(
+            args.extra, args.collect_depth)), args)
+        print(f"{len(extra)} written questions, gold in the hits of "
+              f"{sum(bool(r['gold'] & {k for k, _ in r['hits']}) for r in extra)}",
+              file=sys.stderr)
     t_all = time.perf_counter()
     oof_rows, oof = [], {}
     for fold in (0, 1):
         scored = [r for r in tune if r["fold"] == fold]
-        got = members_scores([r for r in tune if r["fold"] != fold], args, fold, scored,
+        got = members_scores([r for r in tune if r["fold"] != fold] + extra, args, fold, scored,
                              max(args.depth))
         oof_rows += scored
         for kind, ce in got.items():
@@ -299,7 +334,7 @@ def main() -> int:
     grid = list(cv)
     chosen = max(grid, key=lambda g: by_sum(cv[g]))  # a tie goes to ranks, the smaller depth
     t0 = time.perf_counter()
-    final_scores = members_scores(tune, args, 2, dev, max(args.depth))
+    final_scores = members_scores(tune + extra, args, 2, dev, max(args.depth))
     final = final_scores.pop("_model")
     train_s = time.perf_counter() - t0
     if args.save:

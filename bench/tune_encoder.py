@@ -15,7 +15,9 @@ folds of bench/tune_fusion.py, an encoder is trained on each fold and judged on 
 (tune columns: both halves together), and the dev columns average the two encoders. Each
 encoder learns half the questions, so the numbers sit below a full training's; what they
 compare fairly is settings. --scale tries the softmax's scale (1 / temperature), --gold-loss
-how a question's several gold articles are scored (legalrag.index.tune.gold_loss).
+how a question's several gold articles are scored (legalrag.index.tune.gold_loss),
+--freeze-embeddings trains with the word, position and type embeddings left as the base
+model has them, and --seeds 42,43 trains one encoder per seed and averages their weights.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ def main() -> None:
     ap.add_argument("--gold-loss", choices=("sum", "each"),
                     help="how several gold articles of a question are scored (default: "
                     "TuneConfig's)")
+    ap.add_argument("--freeze-embeddings", action="store_true",
+                    help="train with the base model's embedding layer frozen")
+    ap.add_argument("--seeds", default="42", help="comma-separated seeds; several are "
+                    "trained and their weights averaged (a soup)")
     ap.add_argument("--folds", action="store_true",
                     help="train on one fold of the tune part, judge on the other")
     args = ap.parse_args()
@@ -78,6 +84,7 @@ def main() -> None:
     config = replace(config, epochs=args.epochs or config.epochs,
                      learning_rate=args.lr or config.learning_rate, mix=1.0,
                      gold_loss=args.gold_loss or config.gold_loss)
+    seeds = [int(x) for x in args.seeds.split(",")]
     scales = [float(x) for x in args.scale.split(",")] if args.scale else [config.scale]
     mixes = [float(m) for m in args.mix.split(",")]
     base_path = embedding_model_dir(retriever.settings.embedding_model)
@@ -101,13 +108,19 @@ def main() -> None:
         trained = []
         with tempfile.TemporaryDirectory() as tmp:
             for i, (train_on, _) in enumerate(runs):
-                t0 = time.perf_counter()
-                fine_tune_queries(base_path, train_on, docs, Path(tmp) / f"q{i}",
-                                  replace(config, scale=scale))
-                print(f"trained {len(train_on)} questions in {time.perf_counter() - t0:.0f} s",
-                      file=sys.stderr)
-                trained.append(SentenceTransformer(str(Path(tmp) / f"q{i}"),
-                                                   device="cpu").state_dict())
+                states = []
+                for seed in seeds:
+                    t0 = time.perf_counter()
+                    fine_tune_queries(base_path, train_on, docs, Path(tmp) / f"q{i}-{seed}",
+                                      replace(config, scale=scale, seed=seed),
+                                      frozen=".embeddings." if args.freeze_embeddings else "")
+                    print(f"trained {len(train_on)} questions in "
+                          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+                    states.append(SentenceTransformer(str(Path(tmp) / f"q{i}-{seed}"),
+                                                      device="cpu").state_dict())
+                trained.append({k: sum(s[k] for s in states) / len(states)
+                                if v.is_floating_point() else v
+                                for k, v in states[0].items()})
         for mix in mixes:
             seen = judged = 0
             t10 = t100 = d10 = d100 = 0.0
@@ -122,7 +135,9 @@ def main() -> None:
                 r10, r100 = recall(base, dev, docs)
                 d10, d100, judged = d10 + r10, d100 + r100, judged + 1
             print(f"| lr {config.learning_rate:g} × {config.epochs} epochs, scale {scale:g}, "
-                  f"{config.gold_loss} loss, mix {mix:g} | {t10 / seen:.3f} | "
+                  f"{config.gold_loss} loss, seeds {args.seeds}"
+                  f"{', frozen embeddings' if args.freeze_embeddings else ''}, mix {mix:g} | "
+                  f"{t10 / seen:.3f} | "
                   f"{t100 / seen:.3f} | {d10 / judged:.3f} | {d100 / judged:.3f} |", flush=True)
 
 

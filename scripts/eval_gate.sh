@@ -14,6 +14,5 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     --fail-under hybrid:mrr@10=0.45
 .venv/bin/legalrag eval data/eval/citation_queries.jsonl --modes hybrid -k 1 -q \
     --fail-under hybrid:hit@1=1.0
-# the abstain thresholds still fit the query encoder: at most 3% of STARD dev refused
-.venv/bin/python bench/calibrate_abstain.py --check 0.03 \
-    --out "$(mktemp -d)/abstain.json" > /dev/null
+# the abstain thresholds still fit the base model and BM25: at most 3% of STARD dev refused
+.venv/bin/python bench/calibrate_abstain.py --check 0.03

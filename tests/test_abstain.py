@@ -33,9 +33,12 @@ def test_measure_uses_the_retrievers_best(small_index):
     query = "劳动者在试用期内提前三日通知用人单位可以解除劳动合同"
     hits = small_index.search(query, k=2)
     rel = measure(small_index, query, hits)
-    _, raw = small_index.candidates(query, 100)
+    vec = small_index.base_embedder.encode([query])
+    _, raw = small_index.candidates(query, 100, vec=vec)
     assert rel.bm25 == max(raw["bm25"].values()) and rel.dense == max(raw["dense"].values())
     assert not rel.lookup
+    # retrieval by BM25 alone takes no cosine (the assistant then uses the BM25-alone rule)
+    assert measure(small_index, query, hits, mode="bm25").dense == 0.0
     assert measure(small_index, "劳动法第三十六条", small_index.search("劳动法第三十六条")).lookup
 
 

@@ -63,6 +63,15 @@ def test_an_unknown_setting_is_named_with_the_closest_valid_one(tmp_path, where,
     assert (f"did you mean {hint}?" in msg) if hint else "did you mean" not in msg
 
 
+@pytest.mark.fast
+@pytest.mark.parametrize("old,new", [("abstain_min_dense_base", "abstain_min_dense"),
+                                     ("abstain_min_bm25_base", "abstain_min_bm25")])
+def test_a_setting_that_was_replaced_names_its_successor(tmp_path, old, new):
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, f"{old} = 0.5\n")
+    assert f"{old!r} (replaced by {new}:" in str(err.value)
+
+
 def test_an_unknown_environment_variable_is_logged_with_the_closest_name(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="legalrag.config"):
         load(tmp_path, env={"LEGALRAG_LLM_THREAD": "2", "LEGALRAG_VENV": ".venv"})

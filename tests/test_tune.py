@@ -11,6 +11,7 @@ from legalrag import cli
 from legalrag.index import tune
 from legalrag.index.build import build_index
 from legalrag.index.tune import gold_counts, make_examples, outdated, read_prior, split_of
+from legalrag.retrieval.abstain import measure
 from legalrag.retrieval.retriever import Retriever
 
 FILES = ["社会法/劳动合同法(2012-12-28).md", "社会法/劳动法(2018-12-29).md", "laws.sqlite3"]
@@ -97,6 +98,12 @@ def test_tune_stage_trains_stores_and_is_kept_by_updates(questions, tmp_path):
     base = Retriever.open(make_settings(tmp_path, corpus, tune_questions=str(questions),
                                         query_encoder="base")).embedder.encode([q])
     assert not np.allclose(tuned, base, atol=1e-3)  # the tuned encoder really differs
+    # The abstain rule measures a question by the base model's cosine, never the tuned one's.
+    assert np.allclose(r.base_embedder.encode([q]), base, atol=1e-6)
+    rel = measure(r, q, r.search(q, k=5))
+    by = {name: max(r.candidates(q, 1, "dense", vec=v)[1]["dense"].values())
+          for name, v in (("base", base), ("tuned", tuned))}
+    assert rel.dense == pytest.approx(by["base"]) and rel.dense != pytest.approx(by["tuned"])
     check_article_prior(settings, questions)
 
     def stages(**kw):
@@ -205,6 +212,27 @@ def test_mix_blends_trained_and_base_weights(tmp_path):
     assert moved  # training changed the weights
     for k in floats:
         assert torch.allclose(m[k], 0.25 * t[k] + 0.75 * b[k], atol=1e-6), k
+
+
+def test_frozen_parameters_keep_the_base_values(tmp_path):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from legalrag.index.embed import embedding_model_dir
+    from legalrag.index.tune import Example, TuneConfig, fine_tune_queries
+
+    base = embedding_model_dir("m3e-small")
+    docs = np.random.default_rng(1).normal(size=(6, 512)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    examples = [Example("工伤认定要多久", (0,)), Example("房东不退押金怎么办", (4, 5))]
+    config = TuneConfig(epochs=2, batch_size=2, learning_rate=1e-3, warmup=0.5, mix=1.0)
+    fine_tune_queries(base, examples, docs, tmp_path / "q", config, frozen=".embeddings.")
+    b, t = (SentenceTransformer(str(p), device="cpu").state_dict() for p in (base, tmp_path / "q"))
+    floats = [k for k, v in t.items() if v.is_floating_point()]
+    frozen = [k for k in floats if ".embeddings." in k]
+    assert frozen and len(frozen) < len(floats)
+    assert all(torch.equal(t[k], b[k]) for k in frozen)
+    assert any(not torch.equal(t[k], b[k]) for k in floats if k not in frozen)
 
 
 def check_article_prior(settings, questions) -> None:

@@ -97,15 +97,14 @@ class Settings:
     # ("" lets the model begin as it likes)
     answer_opening: str = "根据"
     max_question_chars: int = 1000
-    # calibrated for the query encoder of 2026-12-06 (scale 50, each gold); they move with
-    # the encoder, and scripts/eval_gate.sh fails when they refuse over 3% of STARD dev
-    abstain_min_dense: float = 0.5616
-    abstain_min_bm25: float = 7.724
-    abstain_min_bm25_alone: float = 7.063  # while the index has no dense part yet
-    # The same rule when questions are embedded by the base model (no tuned query encoder
-    # in the index, or query_encoder = "base"): its cosines run higher.
-    abstain_min_dense_base: float = 0.7860
-    abstain_min_bm25_base: float = 9.501
+    # Abstain when the base embedding model's best cosine and BM25's best score are both
+    # below these (retrieval/abstain.py). Fitted on the STARD tune part against
+    # out-of-corpus questions by bench/calibrate_abstain.py (2026-12-06); they move with the
+    # embedding model, the segmenter and the corpus, not with the query encoder's tuning.
+    # scripts/eval_gate.sh fails when they refuse over 3% of STARD dev.
+    abstain_min_dense: float = 0.7873
+    abstain_min_bm25: float = 8.890
+    abstain_min_bm25_alone: float = 6.439  # while the index has no dense part yet
     # serving
     host: str = "127.0.0.1"
     port: int = 7860
@@ -261,10 +260,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "llm_repeat_penalty": (0.5, 2.0),
     "max_question_chars": (1, None),
     "abstain_min_dense": (-1.0, 1.0),
-    "abstain_min_dense_base": (-1.0, 1.0),
     "abstain_min_bm25": (0.0, None),
     "abstain_min_bm25_alone": (0.0, None),
-    "abstain_min_bm25_base": (0.0, None),
     "port": (1, 65535),
     "max_upload_bytes": (1, None),
     "api_max_request_bytes": (1, None),
@@ -283,8 +280,18 @@ def _names() -> list[str]:
     return [f.name for f in fields(Settings)]
 
 
+# Settings that were merged into another, and the one that took their place.
+REPLACED = {
+    # the abstain rule measures with the base model for every index since 2026-12-06, so
+    # the pair kept for indexes without a tuned query encoder is the only pair
+    "abstain_min_dense_base": "abstain_min_dense",
+    "abstain_min_bm25_base": "abstain_min_bm25",
+}
+
+
 def _refuse_unknown(values: dict, where: str) -> None:
-    """ConfigError naming each unknown setting and the closest valid one."""
+    """ConfigError naming each unknown setting and the closest valid one (or the one that
+    replaced it)."""
     names = _names()
     unknown = sorted(k for k in values if k not in names)
     if not unknown:
@@ -292,7 +299,11 @@ def _refuse_unknown(values: dict, where: str) -> None:
     hints = []
     for k in unknown:
         close = difflib.get_close_matches(str(k), names, n=1, cutoff=0.6)
-        hints.append(f"{k!r} (did you mean {close[0]}?)" if close else repr(k))
+        if k in REPLACED:
+            hints.append(f"{k!r} (replaced by {REPLACED[k]}: remove it, or set "
+                         f"{REPLACED[k]} to a value from bench/calibrate_abstain.py)")
+        else:
+            hints.append(f"{k!r} (did you mean {close[0]}?)" if close else repr(k))
     raise ConfigError(f"unknown setting(s) in {where}: {', '.join(hints)}",
                       fix=f"use one of: {', '.join(names)}")
 

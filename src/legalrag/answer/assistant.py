@@ -353,14 +353,11 @@ class Assistant:
         self.rule = AbstainRule(settings.abstain_min_dense, settings.abstain_min_bm25)
 
     def rule_for(self, retriever) -> AbstainRule:
-        """The abstain rule for an index: without its dense part (still being built) BM25
-        decides alone, with its own calibrated threshold; the base model's cosines run
-        higher than the tuned query encoder's, so it has its own pair."""
-        if "dense" not in retriever.parts:
+        """The abstain rule for an index: without its dense part (still being built, or
+        retrieval_mode = "bm25", where abstain.measure takes no cosine) BM25 decides alone,
+        with its own calibrated threshold."""
+        if "dense" not in retriever.parts or self.settings.retrieval_mode == "bm25":
             return AbstainRule(float("inf"), self.settings.abstain_min_bm25_alone)
-        if retriever.query_encoder == "base":
-            return AbstainRule(self.settings.abstain_min_dense_base,
-                               self.settings.abstain_min_bm25_base)
         return self.rule
 
     @property

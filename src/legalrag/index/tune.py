@@ -207,9 +207,11 @@ def gold_loss(logits, gold_mask, kind: str):
 
 
 def fine_tune_queries(model_path: Path, examples: Sequence[Example], doc_vectors, out: Path,
-                      config: TuneConfig, progress: Callable[[int], None] | None = None) -> dict:
+                      config: TuneConfig, progress: Callable[[int], None] | None = None,
+                      *, frozen: str = "") -> dict:
     """Train a query encoder against fixed article vectors; save a sentence-transformers
-    model folder at out and return a report."""
+    model folder at out and return a report. Parameters whose name contains `frozen`
+    (non-empty) keep the base model's values (bench/tune_encoder.py --freeze-embeddings)."""
     import numpy as np
     import torch
     from sentence_transformers import SentenceTransformer
@@ -222,6 +224,9 @@ def fine_tune_queries(model_path: Path, examples: Sequence[Example], doc_vectors
     model = SentenceTransformer(str(model_path), device="cpu")
     model.max_seq_length = config.max_length
     model.train()
+    for name, p in model.named_parameters():
+        if frozen and frozen in name:
+            p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)

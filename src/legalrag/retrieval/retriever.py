@@ -184,6 +184,15 @@ class Retriever:
             return self._embedder
 
     @property
+    def base_embedder(self) -> Embedder:
+        """The model that embedded the articles, as it came (the tuned query encoder's
+        starting point). Its cosines do not move when the query encoder is trained another
+        way, so the abstain rule measures a question with it (retrieval/abstain.py)."""
+        if self.query_encoder == "base":
+            return self.embedder
+        return self.derived("base_embedder", lambda: load_embedder(self.settings))
+
+    @property
     def cross(self) -> CrossEncoder | None:
         """The cross-encoder of settings.cross_encoder, loaded once per build (None when
         it is off or its file is not usable: the warning says why). It reorders the best
@@ -197,6 +206,7 @@ class Retriever:
         build the cross-reference map) now rather than on the first question."""
         if self.dense is not None:
             self.embedder.encode(["预热"])
+            self.base_embedder.encode(["预热"])
             if self.cross is not None:
                 self.cross.scores("预热", ["预热"])
         if self.settings.cross_references:
