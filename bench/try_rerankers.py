@@ -144,6 +144,22 @@ def collect(questions: list[dict], encoders: Path) -> list[dict]:
     return rows
 
 
+def fold_sets(rows: list[dict]) -> list[tuple[list[dict], list[dict]]]:
+    """(training rows, rows scored), with the prior columns: fold 0 and fold 1 of the tune
+    part (trained on the other fold, scored on this fold's out-of-fold pools), then all
+    tune pools and dev."""
+    train = [r for r in rows if r["kind"] in ("in", "oof")]
+    dev = [r for r in rows if r["kind"] == "dev"]
+    sets = []
+    for fold in (0, 1):
+        source = [r for r in train if r["fold"] != fold]
+        sets.append((with_prior(source, source),
+                     with_prior([r for r in train if r["fold"] == fold
+                                 and r["kind"] == "oof"], source)))
+    sets.append((with_prior(train, train), with_prior(dev, train)))
+    return sets
+
+
 def metrics(rows, scorer) -> dict[str, float]:
     out = {"R@5": 0.0, "R@10": 0.0, "R@100": 0.0, "Hit@5": 0.0, "MRR@10": 0.0}
     for r in rows:
@@ -281,15 +297,7 @@ def main() -> int:
                                         learning_rate=0.05, max_leaf_nodes=15,
                                         min_samples_leaf=200),
     }
-    train_rows = [r for r in rows if r["kind"] in ("in", "oof")]
-    dev = [r for r in rows if r["kind"] == "dev"]
-    sets = []  # (training rows, rows scored) for fold 0, fold 1, then all tune and dev
-    for fold in (0, 1):
-        source = [r for r in train_rows if r["fold"] != fold]
-        sets.append((with_prior(source, source),
-                     with_prior([r for r in train_rows if r["fold"] == fold
-                                 and r["kind"] == "oof"], source)))
-    sets.append((with_prior(train_rows, train_rows), with_prior(dev, train_rows)))
+    sets = fold_sets(rows)
     results = {}
     for name, fit in variants.items():
         t0 = time.perf_counter()
