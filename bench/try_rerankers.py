@@ -56,6 +56,12 @@ PRF_TOP = 5
 PRIOR_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5)
 
 
+def distinct(rows: list[dict]) -> list[dict]:
+    """Each question's first row: a tune question has an in-sample and an out-of-fold pool."""
+    seen: set = set()
+    return [r for r in rows if not (r["id"] in seen or seen.add(r["id"]))]
+
+
 def with_prior(rows: list[dict], source: list[dict]) -> list[dict]:
     """rows with the PRIOR columns, counted over the source questions' gold articles:
     log(1 + how many have the candidate as a gold article), whether any has, and
@@ -66,12 +72,11 @@ def with_prior(rows: list[dict], source: list[dict]) -> list[dict]:
 
     counts: Counter = Counter()
     pairs: Counter = Counter()
-    seen = set()
-    for r in source:
-        if r["id"] not in seen:
-            seen.add(r["id"])
-            counts.update(r["gold"])
-            pairs.update((a, b) for a in r["gold"] for b in r["gold"] if a != b)
+    once = distinct(source)
+    seen = {r["id"] for r in once}
+    for r in once:
+        counts.update(r["gold"])
+        pairs.update((a, b) for a in r["gold"] for b in r["gold"] if a != b)
     dense = FEATURES.index("dense")
     out = []
     for r in rows:
