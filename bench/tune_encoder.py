@@ -18,6 +18,11 @@ compare fairly is settings. --scale tries the softmax's scale (1 / temperature),
 how a question's several gold articles are scored (legalrag.index.tune.gold_loss),
 --freeze-embeddings trains with the word, position and type embeddings left as the base
 model has them, and --seeds 42,43 trains one encoder per seed and averages their weights.
+
+With --sizes 250,500,750,1000 it draws a learning curve instead: an encoder is trained on
+the first N tune questions of one shuffle (--shuffle; each size holds the smaller ones), at
+TuneConfig's settings, mixed at the first --mix (the product's is 0.8). The tune columns
+are the tune questions it did not learn (none at the full size), the dev columns dev.
 """
 
 from __future__ import annotations
@@ -66,6 +71,10 @@ def main() -> None:
                     "trained and their weights averaged (a soup)")
     ap.add_argument("--folds", action="store_true",
                     help="train on one fold of the tune part, judge on the other")
+    ap.add_argument("--sizes", help="comma-separated numbers of tune questions to train on "
+                    "(a learning curve)")
+    ap.add_argument("--shuffle", type=int, default=0, help="the seed of the shuffle --sizes "
+                    "draws its questions by")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
@@ -88,7 +97,8 @@ def main() -> None:
     scales = [float(x) for x in args.scale.split(",")] if args.scale else [config.scale]
     mixes = [float(m) for m in args.mix.split(",")]
     base_path = embedding_model_dir(retriever.settings.embedding_model)
-    what = "tune out of fold" if args.folds else "tune"
+    what = ("tune out of fold" if args.folds else "tune not learned" if args.sizes
+            else "tune")
     print(f"| encoder | {what} R@10 | {what} R@100 | dev R@10 | dev R@100 |")
     print("|---|---|---|---|---|")
     base = SentenceTransformer(str(base_path), device="cpu")
@@ -102,6 +112,13 @@ def main() -> None:
         halves = [make_examples([q for q in questions if fold_of(q["id"]) == f],
                                 retriever.articles, "tune")[0] for f in (0, 1)]
         runs = [(halves[1 - f], [halves[f]]) for f in (0, 1)]  # (train, judged out of fold)
+    elif args.sizes:
+        import random
+
+        order = list(range(len(tune)))
+        random.Random(args.shuffle).shuffle(order)
+        runs = [([tune[i] for i in order[:n]], [[tune[i] for i in order[n:]]])
+                for n in (int(x) for x in args.sizes.split(","))]
     else:
         runs = [(tune, [tune])]
     for scale in scales:
@@ -121,6 +138,16 @@ def main() -> None:
                 trained.append({k: sum(s[k] for s in states) / len(states)
                                 if v.is_floating_point() else v
                                 for k, v in states[0].items()})
+        if args.sizes:
+            for state, (train_on, (rest,)) in zip(trained, runs, strict=True):
+                base.load_state_dict({k: mixes[0] * v + (1 - mixes[0]) * start[k]
+                                      if v.is_floating_point() else v
+                                      for k, v in state.items()})
+                r10, r100 = recall(base, rest, docs) if rest else (float("nan"),) * 2
+                d10, d100 = recall(base, dev, docs)
+                print(f"| {len(train_on)} tune questions, {len(rest)} not learned | "
+                      f"{r10:.3f} | {r100:.3f} | {d10:.3f} | {d100:.3f} |", flush=True)
+            continue
         for mix in mixes:
             seen = judged = 0
             t10 = t100 = d10 = d100 = 0.0
