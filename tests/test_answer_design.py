@@ -255,7 +255,7 @@ def test_a_slow_reader_gets_fewer_paragraphs_not_a_later_first_word(brief):
 
 
 def test_a_first_question_is_read_at_this_machines_speed_not_a_guess(brief):
-    """Without warm_up (legalrag ask, eval-answers), the process times the prompt prefix
+    """Without warm_up (legalrag ask), the process times the prompt prefix
     every question shares before its first prompt is cut to the read limit, and every
     Assistant over the same model knows that speed."""
     model = LlamaCppModel(smollm2_path(), n_ctx=2048, threads=2)  # nothing read or timed yet
@@ -266,6 +266,27 @@ def test_a_first_question_is_read_at_this_machines_speed_not_a_guess(brief):
     assert reading.seconds == pytest.approx(reading.tokens / first.prefill_tps)
     second = Assistant(brief.settings, retriever=brief.retriever, model=model)
     assert second.prefill_tps == first.prefill_tps
+
+
+def test_the_answer_eval_times_its_first_question_warm(brief):
+    """eval-answers warms up first, as the browser chat does at launch: the first question
+    neither loads a model nor reads the shared prompt prefix on its own clock."""
+    from legalrag.answer.evaluate import run_answer_eval
+    from legalrag.retrieval.evaluate import EvalQuery
+
+    model = LlamaCppModel(smollm2_path(), n_ctx=2048, threads=2)  # nothing read yet
+    fresh = Assistant(brief.settings, retriever=brief.retriever, model=model)
+    warm_when_asked = []
+    stream = fresh.stream
+
+    def asked(*args, **kwargs):
+        warm_when_asked.append(fresh._prefix_read)
+        return stream(*args, **kwargs)
+
+    fresh.stream = asked
+    report = run_answer_eval(fresh, [EvalQuery("q", WAGES, ("《劳动合同法》第三十条",))])
+    assert warm_when_asked == [True]
+    assert len(report.results) == 1 and report.results[0].first_token_ms is not None
 
 
 def test_a_stop_set_before_reading_ends_without_a_token(brief):

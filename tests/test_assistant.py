@@ -291,9 +291,12 @@ def test_cli_ask_abstains_on_chess(small_settings, capsys):
 def test_cli_ask_prints_sources_answer_and_check(small_settings, capsys, monkeypatch):
     monkeypatch.setenv("LEGALRAG_LLM_MAX_TOKENS", "32")
     assert cli(small_settings, "ask", NAMED, "--model", str(smollm2_path()), "-k", "3") == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert out.index(" [1] 《劳动合同法》第十九条") < out.index("回答：") < out.index("引用核对")
     assert DISCLAIMER in out
+    # the index and its models are loaded before the question's clock starts
+    assert "已载入索引与检索模型" in captured.err
 
 
 def test_cli_ask_json(small_settings, capsys, monkeypatch):
@@ -305,7 +308,9 @@ def test_cli_ask_json(small_settings, capsys, monkeypatch):
 
 def test_cli_ask_bad_question(small_settings, capsys):
     assert cli(small_settings, "ask", "   ") == 2
-    assert "the question is empty" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the question is empty" in err
+    assert "已载入" not in err  # refused before any model is loaded
 
 
 # -- the default model ------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def test_identity_names_backend_and_length(settings):
     assert embedder_identity(replace(settings, embedding_max_length=128))["name"].endswith("/128")
 
 
-def test_a_rejected_int8_export_falls_back_to_fp32(tmp_path):
+def test_a_rejected_int8_export_falls_back_to_fp32(tmp_path, caplog):
     # A cache whose export was rejected for drifting: the model must still embed (fp32).
     from legalrag.index.embed import model_fingerprint
 
@@ -51,6 +51,14 @@ def test_a_rejected_int8_export_falls_back_to_fp32(tmp_path):
     out.mkdir(parents=True)
     (out / "export.json").write_text(json.dumps(
         {"min_cosine": 0.9, "mean_cosine": 0.93, "dim": 512, "rejected": True}))
-    emb = load_embedder(settings)
+    with caplog.at_level("INFO", logger="legalrag.index.embed"):
+        emb = load_embedder(settings)
     assert isinstance(emb, TorchEmbedder)
     assert emb.encode(TEXTS).shape == (3, 512)
+    # the export warned when it was rejected; a later load only notes the fallback
+    notes = [r for r in caplog.records if "drifted" in r.getMessage()]
+    assert notes and all(r.levelname == "INFO" for r in notes)
+    # and loads without drawing transformers' "Loading weights" bar
+    from transformers.utils import logging as hf_logging
+
+    assert not hf_logging.is_progress_bar_enabled()

@@ -208,9 +208,14 @@ def _p95(values: Sequence[float]) -> float | None:
 def run_answer_eval(assistant: Assistant, queries: Sequence[EvalQuery], *,
                     progress: Callable[[int], None] | None = None, source: str = "",
                     settings: dict | None = None) -> AnswerReport:
-    """Ask every question once (no history) and measure each answer."""
+    """Ask every question once (no history) and measure each answer.
+
+    The models are loaded and the shared prompt prefix read first (Assistant.warm_up, as
+    a UI does at start-up), so the first question is timed like every other."""
     results = []
     model = ""
+    if queries:
+        assistant.warm_up()
     for q in queries:
         retriever = assistant.retriever
         golds = [resolve_gold(c, retriever) for c in q.relevant]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from legalrag.cli.common import load_settings
@@ -23,11 +24,19 @@ def cmd_ask(args: argparse.Namespace) -> int:
         Sources,
         Token,
         quote_provision,
+        validate_question,
     )
 
     fmt, target = _export_target(args)  # checked before any work
     settings = load_settings(args, llm_model_path=args.model)
+    validate_question(args.question, settings.max_question_chars)
     assistant = Assistant(settings)
+    # Load the index and its models before the question's clock starts, so the retrieval
+    # time printed is the search's, not the seconds a new process spends loading.
+    t0 = time.perf_counter()
+    assistant.retriever.warm_up()
+    print(f"（已载入索引与检索模型，用时 {time.perf_counter() - t0:.1f} 秒）", file=sys.stderr,
+          flush=True)
     out = sys.stdout
     quiet = args.json or (fmt == "md" and target is None)  # stdout is the document
     for event in assistant.stream(args.question, k=args.k):

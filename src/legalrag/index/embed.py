@@ -104,6 +104,14 @@ def _length_sorted_batches(texts: Sequence[str], batch: int) -> list[list[int]]:
     return [order[i : i + batch] for i in range(0, len(order), batch)]
 
 
+def quiet_loading() -> None:
+    """No "Loading weights" bar: transformers draws one for every model it loads, and ours
+    are local files read in a second, so on a terminal or in a log it is only noise."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 class TorchEmbedder:
     """sentence-transformers in fp32 (the reference backend)."""
 
@@ -111,10 +119,14 @@ class TorchEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
+        quiet_loading()
         self.model = SentenceTransformer(str(path), device="cpu")
         self.model.max_seq_length = max_length
         self.batch_size = batch_size
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        # renamed in sentence-transformers 6; the old name warns there
+        dim = getattr(self.model, "get_embedding_dimension", None) \
+            or self.model.get_sentence_embedding_dimension
+        self.dim = int(dim())
         self.name = f"{path.name}@torch-fp32/{max_length}"
         self._lock = threading.Lock()
 
@@ -192,6 +204,7 @@ def export_onnx_int8(model_path: Path, out_dir: Path, max_length: int) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    quiet_loading()
     tok = AutoTokenizer.from_pretrained(str(model_path))
     model = AutoModel.from_pretrained(str(model_path)).eval()
     sample = tok(["劳动合同", "用人单位拖欠劳动报酬的，劳动者可以依法向人民法院申请支付令。"],
@@ -286,8 +299,10 @@ def load_embedder(settings: Settings) -> Embedder:
             if report.get("rejected"):
                 # int8 moved this model's vectors too far (a fine-tuned copy can be more
                 # sensitive than the base): embed with fp32 torch instead, slower but right.
-                log.warning("int8 export of %s drifted (min cosine %.3f): using fp32 torch",
-                            path.name, report["min_cosine"])
+                # The export warned once; by design this stays so (the tuned query encoder),
+                # so every later load only notes it.
+                log.info("int8 export of %s drifted (min cosine %.3f): using fp32 torch",
+                         path.name, report["min_cosine"])
                 emb = TorchEmbedder(path, settings.embedding_max_length,
                                     settings.embedding_batch_size)
             else:

@@ -232,7 +232,7 @@ class CrossEncoder:
         import torch
         from transformers import AutoTokenizer, BertModel
 
-        from legalrag.index.embed import embedding_model_dir, model_fingerprint
+        from legalrag.index.embed import embedding_model_dir, model_fingerprint, quiet_loading
 
         if backend not in BACKENDS:
             raise ValueError(f"cross_encoder_backend {backend!r} is not one of "
@@ -240,6 +240,7 @@ class CrossEncoder:
         base = base_dir or embedding_model_dir(config.base)
         self.config = config
         self.torch = torch
+        quiet_loading()
         self.tokenizer = AutoTokenizer.from_pretrained(str(base))
         bert = BertModel.from_pretrained(str(base))
         bert.pooler = None  # unused; dropped after loading, which then reports nothing
