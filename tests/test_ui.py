@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from legalrag.answer.assistant import Answer, Timings, compose
+from legalrag.answer.assistant import DEFAULT_PREFILL_TPS, Answer, Timings, compose
 from legalrag.answer.check import CorpusFacts, check_answer
 from legalrag.answer.prompt import Source
 from legalrag.errors import IndexBusyError, LegalRagError
@@ -100,6 +100,21 @@ def last_reply(view) -> str:
 
 
 # ---------------------------------------------------------------- chat
+
+
+def test_warm_up_leaves_the_first_question_nothing_to_load(small_settings):
+    """At launch the chat loads the models and reads the prompt prefix every answer
+    shares, so the first question does not do it on its own clock."""
+    from legalrag.answer.llm import LlamaCppModel
+    from legalrag.answer.modelfile import smollm2_path
+
+    model = LlamaCppModel(smollm2_path(), n_ctx=4096, threads=1, seed=7)  # nothing read yet
+    chat = ChatService(fast(small_settings), model=model)
+    assistant, _ = chat.assistant(ChatOptions.defaults(chat.settings))
+    assert not assistant._prefix_read and assistant.prefill_tps == DEFAULT_PREFILL_TPS
+    chat.warm_up()
+    # read, and timed: the first answer's read limit uses this machine's speed
+    assert assistant._prefix_read and assistant.prefill_tps != DEFAULT_PREFILL_TPS
 
 
 def test_sources_first_then_tokens_then_the_checked_answer(service):

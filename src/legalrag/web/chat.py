@@ -98,11 +98,11 @@ class ChatService:
             return self._assistants[key], retriever
 
     def warm_up(self) -> None:
-        """Load the index, the embedding model and the chat model now (in a background
-        thread at launch), so the first question does not wait for them."""
-        assistant, retriever = self.assistant(ChatOptions.defaults(self.settings))
-        retriever.warm_up()
-        _ = assistant.model
+        """Load the index, its models and the chat model and read the prompt prefix every
+        answer shares (Assistant.warm_up) now, in a background thread at launch, so the
+        first question waits for none of them."""
+        assistant, _ = self.assistant(ChatOptions.defaults(self.settings))
+        assistant.warm_up()
 
     def respond(self, session: ChatSession, question: object,
                 options: ChatOptions | None = None) -> Iterator[ChatView]:
