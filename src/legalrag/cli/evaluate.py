@@ -34,6 +34,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise LegalRagError(f"{args.queries}: no query falls in the {args.split} part",
                                 fix="drop --split, or give a file with more queries")
     retriever = Retriever.open(load_settings(args))
+    retriever.warm_up()  # models loaded before the clock of ms/query starts
     with tqdm(total=len(queries) * len(modes), desc="eval", unit="q", file=sys.stderr,
               dynamic_ncols=True, mininterval=0.5, disable=args.quiet) as bar:
         report = ev.run_eval(retriever, queries, modes, ks, include_old=args.include_old,
