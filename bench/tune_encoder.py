@@ -41,9 +41,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def recall(model, examples, docs) -> tuple[float, float]:
+    q = model.encode([e.query for e in examples], normalize_embeddings=True, batch_size=64)
+    return recall_of(q, examples, docs)
+
+
+def recall_of(q, examples, docs) -> tuple[float, float]:
+    """Dense Recall@10 and @100 of the question vectors q over the article vectors docs."""
     import numpy as np
 
-    q = model.encode([e.query for e in examples], normalize_embeddings=True, batch_size=64)
     r10 = r100 = 0.0
     for e, s in zip(examples, q @ docs.T, strict=True):
         top = np.argpartition(-s, 100)[:100]
@@ -52,6 +57,23 @@ def recall(model, examples, docs) -> tuple[float, float]:
         r10 += len(gold & top10) / len(gold)
         r100 += len(gold & set(top.tolist())) / len(gold)
     return r10 / len(examples), r100 / len(examples)
+
+
+def setup(queries: Path):
+    """The live index's retriever, the STARD questions, the tune and dev examples, the
+    in-force article vectors their gold rows index, and the base model's folder."""
+    from legalrag.config import Settings
+    from legalrag.index.embed import embedding_model_dir
+    from legalrag.index.tune import load_questions, make_examples
+    from legalrag.retrieval.retriever import Retriever
+
+    retriever = Retriever.open(Settings.load(), verify=False)
+    questions = load_questions(queries)
+    tune, rows = make_examples(questions, retriever.articles, "tune")
+    dev, _ = make_examples(questions, retriever.articles, "dev")
+    docs = retriever.dense.reconstruct_n(0, retriever.dense.ntotal)[rows]
+    return (retriever, questions, tune, dev, docs,
+            embedding_model_dir(retriever.settings.embedding_model))
 
 
 def main() -> None:
@@ -79,16 +101,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    from legalrag.config import Settings
-    from legalrag.index.embed import embedding_model_dir
-    from legalrag.index.tune import TuneConfig, fine_tune_queries, load_questions, make_examples
-    from legalrag.retrieval.retriever import Retriever
+    from legalrag.index.tune import TuneConfig, fine_tune_queries, make_examples
 
-    retriever = Retriever.open(Settings.load(), verify=False)
-    questions = load_questions(Path(args.queries))
-    tune, rows = make_examples(questions, retriever.articles, "tune")
-    dev, _ = make_examples(questions, retriever.articles, "dev")
-    docs = retriever.dense.reconstruct_n(0, retriever.dense.ntotal)[rows]
+    retriever, questions, tune, dev, docs, base_path = setup(Path(args.queries))
     config = TuneConfig()
     config = replace(config, epochs=args.epochs or config.epochs,
                      learning_rate=args.lr or config.learning_rate, mix=1.0,
@@ -96,7 +111,6 @@ def main() -> None:
     seeds = [int(x) for x in args.seeds.split(",")]
     scales = [float(x) for x in args.scale.split(",")] if args.scale else [config.scale]
     mixes = [float(m) for m in args.mix.split(",")]
-    base_path = embedding_model_dir(retriever.settings.embedding_model)
     what = ("tune out of fold" if args.folds else "tune not learned" if args.sizes
             else "tune")
     print(f"| encoder | {what} R@10 | {what} R@100 | dev R@10 | dev R@100 |")
