@@ -1,6 +1,6 @@
 """The cross-encoder of bench/train_cross.py, trained and judged out of fold (issue 13).
 
-    .venv/bin/python bench/train_cross_oof.py --encoders DIR [--cache FILE] [--layers 2]
+    .venv/bin/python bench/train_cross_oof.py --encoders DIR [--cache FILE] [--layers 2] [--init-encoders]
         [--max-len 96] [--depth 20 [30 ...]] [--passages] [--headings] [--epochs 2]
         [--soup N] [--extra WRITTEN.jsonl --extra-cache FILE] [--save FILE] [--out FILE]
 
@@ -141,12 +141,41 @@ def fit(rows: list[dict], args, seed: int, member: int = 0):
 
     torch.manual_seed(seed)
     model = Cross(args.max_len, args.layers)
+    if args.init_encoders:
+        start_from_encoder(model, init_encoder(args.encoders, seed))
     if member:
         torch.manual_seed(1000 * seed + member)
     # negatives from the hits the product shows and a little below
     train(model, rows, args.epochs, args.negatives, args.lr,
           seed=1000 * seed + member if member else seed)
     return model
+
+
+def init_encoder(encoders: Path, seed: int) -> Path:
+    """The query encoder that learned the same questions as the cross-encoder `fit` trains
+    with this seed: fold i's cross-encoder learns the questions outside fold i, as the fold
+    encoder encoders/fold{i} did; the final one (seed 2) learns all of them, as the index's
+    query encoder did."""
+    if seed in (0, 1):
+        return encoders / f"fold{seed}"
+    from legalrag.config import Settings
+    from legalrag.retrieval.retriever import Retriever
+
+    return Path(Retriever.open(Settings.load()).query_encoder)
+
+
+def start_from_encoder(model, path: Path) -> None:
+    """--init-encoders: the cross-encoder's layers, position and type embeddings start from
+    a tuned query encoder's instead of the base model's. The word embeddings stay the base
+    model's, because the product reads them from the installed m3e-small (FROZEN)."""
+    from transformers import AutoModel
+
+    tuned = AutoModel.from_pretrained(str(path)).state_dict()
+    own = model.bert.state_dict()
+    taken = {k: v for k, v in tuned.items()
+             if k in own and "word_embeddings" not in k and not k.startswith("pooler.")}
+    model.bert.load_state_dict(taken, strict=False)
+    print(f"cross-encoder starts from {path} ({len(taken)} tensors)", file=sys.stderr)
 
 
 def soup(models: list):
@@ -276,6 +305,9 @@ def main() -> int:
                     help="hits the cross-encoder reorders; several (e.g. 20 30) are judged "
                          "from the same models, and chosen out of fold with the weight")
     ap.add_argument("--layers", type=int, default=2, help="encoder layers kept (0: all)")
+    ap.add_argument("--init-encoders", action="store_true",
+                    help="start each cross-encoder from the query encoder that learned the "
+                    "same questions (the fold encoders, then the index's) instead of m3e-small")
     ap.add_argument("--max-len", type=int, default=96)
     ap.add_argument("--negatives", type=int, default=7)
     ap.add_argument("--passages", action="store_true",
