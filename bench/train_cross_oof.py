@@ -1,8 +1,9 @@
 """The cross-encoder of bench/train_cross.py, trained and judged out of fold (issue 13).
 
-    .venv/bin/python bench/train_cross_oof.py --encoders DIR [--cache FILE] [--layers 2] [--init-encoders]
-        [--max-len 96] [--depth 20 [30 ...]] [--passages] [--headings] [--epochs 2]
-        [--soup N] [--extra WRITTEN.jsonl --extra-cache FILE] [--save FILE] [--out FILE]
+    .venv/bin/python bench/train_cross_oof.py --encoders DIR [--cache FILE] [--layers 2]
+        [--init-encoders] [--max-len 96] [--depth 20 [30 ...]] [--passages] [--headings]
+        [--epochs 2] [--soup N] [--extra WRITTEN.jsonl --extra-cache FILE] [--save FILE]
+        [--out FILE]
 
 bench/train_cross.py trained on tune questions retrieved by the index's own query encoder,
 which learned them: a gold article was in their top 20 far more often than it will be for a
