@@ -117,6 +117,42 @@ def test_warm_up_leaves_the_first_question_nothing_to_load(small_settings):
     assert assistant._prefix_read and assistant.prefill_tps != DEFAULT_PREFILL_TPS
 
 
+def test_a_question_during_the_warm_up_waits_for_it_and_is_not_told_it_is_queued(
+        small_settings):
+    """A question asked while the launch's warm-up still reads the prompt prefix is not
+    told a question is ahead of it (the warm-up is none), and once the prefix is read it
+    shows 正在阅读 like any question."""
+    import time
+
+    from legalrag.answer.assistant import Queued, Reading, Sources
+    from legalrag.answer.llm import LlamaCppModel
+    from legalrag.answer.modelfile import smollm2_path
+
+    model = LlamaCppModel(smollm2_path(), n_ctx=4096, threads=1, seed=7)
+    chat = ChatService(fast(small_settings), model=model)
+    assistant, _ = chat.assistant(ChatOptions.defaults(chat.settings))
+    events: list = []
+
+    def ask() -> None:
+        events.extend(assistant.stream("劳动合同法第十九条规定的试用期最长多久？"))
+
+    with model.queue.turn():  # the model is busy: the warm-up has to wait for its turn
+        warm = threading.Thread(target=chat.warm_up)
+        warm.start()
+        while not assistant._prefix_read:  # the warm-up has started on the prefix
+            time.sleep(0.01)
+        question = threading.Thread(target=ask)
+        question.start()
+        while not any(isinstance(e, Sources) for e in events):
+            time.sleep(0.01)
+        time.sleep(0.5)
+        assert not any(isinstance(e, Queued | Reading) for e in events), events
+    warm.join(60)
+    question.join(120)
+    kinds = [type(e).__name__ for e in events]
+    assert "Queued" not in kinds and "Reading" in kinds and kinds[-1] == "Final", kinds
+
+
 def test_sources_first_then_tokens_then_the_checked_answer(service):
     session = ChatSession()
     views = list(service.respond(session, "劳动合同法第十九条规定的试用期最长多久？"))

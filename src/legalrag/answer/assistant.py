@@ -350,6 +350,7 @@ class Assistant:
         self._lock = threading.Lock()
         self._prefill_tps: float | None = None  # set by hand: overrides the model's speed
         self._prefix_read = False  # the shared prompt prefix was read (and timed) once
+        self._prefix_done = threading.Event()  # ... and that read has ended
         self.rule = AbstainRule(settings.abstain_min_dense, settings.abstain_min_bm25)
 
     def rule_for(self, retriever) -> AbstainRule:
@@ -432,12 +433,25 @@ class Assistant:
             if self._prefix_read:
                 return
             self._prefix_read = True
-        messages = build_messages("", (), system=self.system_prompt)
-        intro = messages[1].content.split("\n", 1)[0]  # SOURCES_INTRO: the shared prefix
-        gen = model.stream([messages[0], Message("user", intro)], max_tokens=1,
-                           **({"cancel": stop} if stop is not None else {}))
-        gen.text()
-        self._timed(model, gen.usage)
+        try:
+            messages = build_messages("", (), system=self.system_prompt)
+            intro = messages[1].content.split("\n", 1)[0]  # SOURCES_INTRO: the shared prefix
+            gen = model.stream([messages[0], Message("user", intro)], max_tokens=1,
+                               **({"cancel": stop} if stop is not None else {}))
+            gen.text()
+            self._timed(model, gen.usage)
+        finally:
+            self._prefix_done.set()
+
+    def _await_prefix(self, stop: threading.Event | None) -> None:
+        """Wait while another thread (the launch's warm-up) reads the prefix, or until
+        stop is set."""
+        with self._lock:
+            if not self._prefix_read:
+                return
+        while not self._prefix_done.wait(0.05):
+            if stop is not None and stop.is_set():
+                return
 
     @property
     def system_prompt(self) -> str:
@@ -462,7 +476,7 @@ class Assistant:
 
     def stream(self, question: str, history: Sequence[Turn] = (), *, k: int | None = None,
                stop: threading.Event | None = None) -> Iterator[Event]:
-        """Events for one question: Sources, [Provision], Reading, [Queued], Token…,
+        """Events for one question: Sources, [Provision], [Queued], Reading, Token…,
         Final (see module doc).
 
         Raises QueryError for an empty, overlong or garbled question before any work.
@@ -545,6 +559,10 @@ class Assistant:
                   ) -> Iterator[Event]:
         s = self.settings
         model = self.model
+        # A question asked while the launch's warm-up still reads the prefix waits for it
+        # here: the warm-up is not a question ahead in the line, and a question queued
+        # behind it would skip its 正在阅读 (its Reading comes before its turn does).
+        self._await_prefix(stop)
         ahead = model.waiting()
         if ahead:
             yield Queued(ahead)
