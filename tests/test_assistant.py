@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -238,12 +239,19 @@ def test_a_second_question_waits_its_turn(assistant):
     def second():
         seen.extend(assistant.stream(NAMED))
 
-    t = threading.Thread(target=second)
+    t = threading.Thread(target=second, daemon=True)
     t.start()
-    rest = list(first)
+    try:
+        while not any(isinstance(e, Queued) for e in seen) and t.is_alive():
+            time.sleep(0.01)
+        time.sleep(0.5)  # the first answer holds the model: the second is not read yet
+        assert [type(e) for e in seen][-1] is Queued, seen
+        rest = list(first)
+    finally:
+        first.close()  # a failed check must not leave the second waiting for the model
     t.join(120)
     kinds = [type(e) for e in seen]
-    assert kinds[0] is Sources and kinds.index(Queued) < kinds.index(Token)
+    assert kinds[0] is Sources and kinds.index(Queued) < kinds.index(Reading) < kinds.index(Token)
     assert seen[kinds.index(Queued)].ahead == 1
     assert isinstance(seen[-1], Final) and isinstance(rest[-1], Final)
     mine, theirs = seen[-1].answer, rest[-1].answer

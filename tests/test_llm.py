@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from legalrag.answer.llm import (
+    TURN_STARTED,
+    Generation,
     HttpChatModel,
     LlamaCppModel,
     Message,
@@ -183,6 +185,48 @@ def test_closing_a_generation_early_frees_the_model(smol):
     assert gen.usage.finish_reason == "cancelled"
     assert smol.waiting() == 0
     assert "Paris" in smol.stream(QUESTION, max_tokens=12).text()
+
+
+def test_wait_turn_returns_when_the_model_starts_on_the_request(smol):
+    """wait_turn blocks while another generation holds the model and returns when this
+    one's turn starts, before its prefill and first token; the text is unchanged; stopped
+    in the line, it returns False and nothing is generated."""
+    expected = smol.stream(QUESTION, max_tokens=12).text()
+    first = smol.stream(QUESTION, max_tokens=12)
+    head = next(first)  # first holds the model
+    second = smol.stream(QUESTION, max_tokens=12)
+    started: list[float] = []
+    t = threading.Thread(target=lambda: started.append(time.perf_counter())
+                         if second.wait_turn() else None)
+    t.start()
+    time.sleep(0.3)
+    assert not started and smol.waiting() == 2
+    released_at = time.perf_counter()
+    assert head + first.text() == expected
+    t.join(60)
+    assert started and started[0] >= released_at and second.usage is None  # not yet run
+    assert second.text() == expected and second.usage.completion_tokens > 0
+    # Stopped while queued: wait_turn gives up, the model is free, no tokens are made.
+    first = smol.stream(QUESTION, max_tokens=12)
+    next(first)
+    cancel = threading.Event()
+    third = smol.stream(QUESTION, max_tokens=12, cancel=cancel)
+    threading.Timer(0.2, cancel.set).start()
+    assert third.wait_turn() is False and third.usage.finish_reason == "cancelled"
+    first.close()
+    assert smol.waiting() == 0 and third.text() == ""
+
+
+@pytest.mark.fast
+def test_wait_turn_without_a_turn_signal_keeps_the_first_piece():
+    """A backend that never yields TURN_STARTED (a test double, a plain iterator): the turn
+    counts as started at its first piece, which is kept for the reader."""
+    gen = Generation(lambda g: iter(["第一", "第二"]))
+    assert gen.wait_turn() and gen.wait_turn()
+    assert gen.text() == "第一第二"
+    assert Generation(lambda g: iter(())).wait_turn() is False
+    signalled = Generation(lambda g: iter([TURN_STARTED, "甲", "乙"]))
+    assert signalled.wait_turn() and list(signalled) == ["甲", "乙"]
 
 
 @pytest.mark.fast

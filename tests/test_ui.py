@@ -8,6 +8,7 @@ test, which builds the Blocks app to check the wiring.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -60,6 +61,26 @@ def fast(settings, **changes):
     the time of a small model on a busy 2-core machine)."""
     return replace(settings, llm_max_tokens=24, answer_source_tokens=250, llm_threads=1,
                    **changes)
+
+
+@contextlib.contextmanager
+def another_user_answering(model):
+    """Another request holds the model's turn (in its own thread) until the block ends."""
+    busy, release = threading.Event(), threading.Event()
+
+    def other_user() -> None:
+        with model.queue.turn():
+            busy.set()
+            release.wait(60)
+
+    t = threading.Thread(target=other_user)
+    t.start()
+    busy.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        t.join()
 
 
 @pytest.fixture(scope="module")
@@ -232,20 +253,14 @@ def test_a_missing_index_is_a_message(small_settings, tmp_path):
 
 
 def test_a_second_user_sees_their_place_in_the_queue(service, smol):
-    busy = threading.Event()
-    release = threading.Event()
+    """Behind another user's answer the bubble says 排队中 with the sources beside it for
+    as long as that answer holds the model, then 正在阅读 when the model starts on this
+    question, then its text."""
+    import time
 
-    def first_user() -> None:  # holds the model the way a long answer does
-        with smol.queue.turn():
-            busy.set()
-            release.wait(60)
-
-    t = threading.Thread(target=first_user)
-    t.start()
-    busy.wait(10)
     session = ChatSession()
-    views = service.respond(session, "劳动合同法第十九条是什么？")
-    try:
+    with another_user_answering(smol):
+        views = service.respond(session, "劳动合同法第十九条是什么？")
         for view in views:
             if session.exchanges[0].state == "queued":
                 assert "排队中：前面还有 1 个问题正在由模型回答" in last_reply(view)
@@ -253,11 +268,15 @@ def test_a_second_user_sees_their_place_in_the_queue(service, smol):
                 break
         else:
             pytest.fail("no queue notice")
-    finally:
-        release.set()
-        t.join()
-    last = list(views)[-1]
-    assert session.exchanges[0].state == "done" and "lr-disclaimer" in last_reply(last)
+        time.sleep(0.5)  # the other answer still holds the model: nothing is read yet
+        assert session.exchanges[0].state == "queued" and session.exchanges[0].reading is None
+    shown = [(session.exchanges[0].state, last_reply(v)) for v in views]
+    states = [state for state, _ in shown]
+    assert states[-1] == "done" and "lr-disclaimer" in shown[-1][1]
+    assert "queued" not in states, states
+    reading = [reply for state, reply in shown if state == "waiting"]
+    assert reading and "正在阅读 " in reading[0] and "排队中" not in reading[0]
+    assert states.index("waiting") < states.index("writing"), states
 
 
 def test_stopping_an_answer_frees_the_model(service, smol):
@@ -297,17 +316,7 @@ def test_stop_reaches_a_model_still_reading_or_waiting(small_settings, smol):
     assert ex.state == "stopped" and ex.text == "" and ex.answer is None
     assert "（已停止）" in last_reply(rest[-1]) and smol.waiting() == 0
     # Queued behind another user: stopping leaves the line at once.
-    busy, release = threading.Event(), threading.Event()
-
-    def other_user() -> None:
-        with smol.queue.turn():
-            busy.set()
-            release.wait(60)
-
-    t = threading.Thread(target=other_user)
-    t.start()
-    busy.wait(10)
-    try:
+    with another_user_answering(smol):
         views = service.respond(session, "劳动合同法第十九条是什么？")
         for _ in views:
             if session.exchanges[1].state == "queued":
@@ -315,9 +324,6 @@ def test_stop_reaches_a_model_still_reading_or_waiting(small_settings, smol):
         service.stop(session)
         list(views)  # ends while the other user still holds the model
         assert session.exchanges[1].state == "stopped" and smol.waiting() == 1
-    finally:
-        release.set()
-        t.join()
     list(service.respond(session, "劳动法第三十六条是什么？"))
     assert session.exchanges[2].state == "done"
 

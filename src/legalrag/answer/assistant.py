@@ -477,7 +477,8 @@ class Assistant:
     def stream(self, question: str, history: Sequence[Turn] = (), *, k: int | None = None,
                stop: threading.Event | None = None) -> Iterator[Event]:
         """Events for one question: Sources, [Provision], [Queued], Reading, Token…,
-        Final (see module doc).
+        Final (see module doc). Reading comes when the model starts on the question, so
+        after a Queued it waits for the answers ahead.
 
         Raises QueryError for an empty, overlong or garbled question before any work.
         Closing the iterator early stops generation and frees the model for the next user;
@@ -576,7 +577,6 @@ class Assistant:
                                               read))
                    if s.answer_grammar and sources else None)
         unread = max(model.count_tokens(messages[1].content), 0)
-        yield Reading(len(sources), unread, unread / self.prefill_tps)
         gen = model.stream(messages, max_tokens=s.llm_max_tokens,
                            temperature=s.llm_temperature, seed=s.llm_seed,
                            **({"grammar": grammar} if grammar else {}),
@@ -585,6 +585,10 @@ class Assistant:
         first = 0.0
         loop = False
         try:
+            # Behind another answer, 正在阅读 shows when the model starts on this one, not
+            # while it still writes the other; stopped in the line, nothing is read at all.
+            if not ahead or (gen.wait_turn() and not gen.cancelled):
+                yield Reading(len(sources), unread, unread / self.prefill_tps)
             for piece in gen:
                 first = first or time.perf_counter()
                 pieces.append(piece)

@@ -131,8 +131,8 @@ class ChatService:
                     ex.state = "waiting"
                 elif isinstance(event, Provision):
                     ex.provisions = event.passages
-                elif isinstance(event, Reading):
-                    ex.reading = (event.sources, event.seconds)
+                elif isinstance(event, Reading):  # the model's turn: out of the queue
+                    ex.reading, ex.state = (event.sources, event.seconds), "waiting"
                 elif isinstance(event, Queued):
                     ex.ahead, ex.state = event.ahead, "queued"
                 elif isinstance(event, Token):

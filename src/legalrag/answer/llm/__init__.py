@@ -18,14 +18,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from legalrag.answer.llm.base import ChatModel, Generation, Message, TurnQueue, Usage
+from legalrag.answer.llm.base import (
+    TURN_STARTED,
+    ChatModel,
+    Generation,
+    Message,
+    TurnQueue,
+    Usage,
+)
 from legalrag.answer.llm.http import HttpChatModel, estimate_tokens
 from legalrag.answer.llm.llama import LlamaCppModel
 from legalrag.answer.modelfile import DEFAULT_MODEL_NAME, chat_model_path
 from legalrag.config import Settings
 
-__all__ = ["ChatModel", "Generation", "HttpChatModel", "LlamaCppModel", "Message", "TurnQueue",
-           "Usage", "estimate_tokens", "load_chat_model"]
+__all__ = ["TURN_STARTED", "ChatModel", "Generation", "HttpChatModel", "LlamaCppModel", "Message",
+           "TurnQueue", "Usage", "estimate_tokens", "load_chat_model"]
 
 log = logging.getLogger(__name__)
 

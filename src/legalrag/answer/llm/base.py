@@ -56,23 +56,60 @@ class Usage:
         return self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms > 0 else 0.0
 
 
+class TurnStarted:
+    """The type of TURN_STARTED."""
+
+    def __repr__(self) -> str:
+        return "TURN_STARTED"
+
+
+TURN_STARTED = TurnStarted()
+"""What a backend's run yields, before any text, when the model starts on this request
+(its turn in the queue has come). Generation passes it to no one: a caller that wants the
+moment calls ``wait_turn``."""
+
+
 class Generation:
     """The text pieces of one answer, produced lazily; ``usage`` is set once exhausted.
 
     Closing it early (a user pressing stop) ends generation and frees the model's turn.
     """
 
-    def __init__(self, run: Callable[[Generation], Iterator[str]],
+    def __init__(self, run: Callable[[Generation], Iterator[str | TurnStarted]],
                  cancel: threading.Event | None = None) -> None:
         self.usage: Usage | None = None
         self._cancel = cancel or threading.Event()
         self._it = run(self)
+        self._held: list[str] = []
+        self._started = False
 
     def __iter__(self) -> Generation:
         return self
 
     def __next__(self) -> str:
-        return next(self._it)
+        if self._held:
+            return self._held.pop()
+        while True:
+            piece = next(self._it)
+            if isinstance(piece, str):
+                return piece
+            self._started = True
+
+    def wait_turn(self) -> bool:
+        """Block until the model starts on this request: the backend's TURN_STARTED, or
+        its first piece from a backend that does not yield one. False when the request
+        ended first (cancelled while it waited in the queue)."""
+        if self._started or self._held:
+            return True
+        try:
+            piece = next(self._it)
+        except StopIteration:
+            return False
+        if isinstance(piece, str):
+            self._held.append(piece)
+        else:
+            self._started = True
+        return True
 
     def close(self) -> None:
         self._it.close()
@@ -114,7 +151,9 @@ class ChatModel(Protocol):
                cancel: threading.Event | None = None) -> Generation:
         """Generate a reply to messages, piece by piece; grammar (GBNF) constrains the
         text where the backend supports it (answer/grammar.py); setting cancel (from any
-        thread) ends the generation at the backend's next check."""
+        thread) ends the generation at the backend's next check. The backend's run yields
+        TURN_STARTED when the model starts on the request, so a queued caller can say so
+        (Generation.wait_turn); without it the first piece stands for that moment."""
         ...
 
     def waiting(self) -> int:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from legalrag.answer.llm.base import Generation, Message, Usage
+from legalrag.answer.llm.base import TURN_STARTED, Generation, Message, TurnStarted, Usage
 from legalrag.errors import ModelError
 
 _CJK_RE = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
@@ -67,7 +67,10 @@ class HttpChatModel:
             body["grammar"] = grammar  # llama-server's field; others would reject it
         prompt_estimate = sum(estimate_tokens(m.content) for m in messages)
 
-        def run(gen: Generation) -> Iterator[str]:
+        def run(gen: Generation) -> Iterator[str | TurnStarted]:
+            # The server schedules its requests itself and does not say when it starts
+            # on this one: the turn counts as started when the request is sent.
+            yield TURN_STARTED
             start = time.perf_counter()
             first = 0.0
             pieces = 0

@@ -20,7 +20,15 @@ import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from legalrag.answer.llm.base import Cancelled, Generation, Message, TurnQueue, Usage
+from legalrag.answer.llm.base import (
+    TURN_STARTED,
+    Cancelled,
+    Generation,
+    Message,
+    TurnQueue,
+    TurnStarted,
+    Usage,
+)
 from legalrag.answer.llm.cpu import cpu_watch
 from legalrag.answer.llm.special import control_tokens
 from legalrag.answer.llm.special import defuse as defuse_template_tokens
@@ -209,7 +217,7 @@ class LlamaCppModel:
                              f"exceeds the model context of {self.n_ctx}",
                              fix="raise llm_context or lower llm_max_tokens")
 
-        def run(gen: Generation) -> Iterator[str]:
+        def run(gen: Generation) -> Iterator[str | TurnStarted]:
             arrived = time.perf_counter()
             try:
                 yield from serve(gen, arrived)
@@ -218,9 +226,10 @@ class LlamaCppModel:
                 gen.usage = Usage(len(tokens), 0, 0, (end - arrived) * 1000, 0.0, 0.0, 0, 0.0,
                                   0, 0.0, "cancelled", self.threads)
 
-        def serve(gen: Generation, arrived: float) -> Iterator[str]:
+        def serve(gen: Generation, arrived: float) -> Iterator[str | TurnStarted]:
             with self.queue.turn(gen.cancel_event):
                 start = time.perf_counter()
+                yield TURN_STARTED
                 cached = self._cached_prefix(tokens)
                 threads = self._adapt_threads()
                 perf0 = self._perf()
