@@ -60,7 +60,11 @@ def ranking_from_stages(r, query: str, rerank: bool) -> list[int]:
     cross-encoder; what search() must return when those are off."""
     from legalrag.retrieval.rerank import features
 
-    vec = r.embedder.encode([query])
+    named = r.named_rows(r.lookup_query(query))
+    if named and r.rank_by_named:  # ranked as like the article the question names
+        query, vec = r.named_query(query, named)
+    else:
+        vec = r.embedder.encode([query])
     rankings, raw = r.candidates(query, 300 if rerank else 100, vec=vec)
     if rerank:
         pool = r.pool(query, rankings, raw, vec)

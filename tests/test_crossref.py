@@ -230,3 +230,41 @@ def test_cross_reference_map_of_the_small_corpus(small_index):
     assert small_index.articles[row].number == 46
     assert refs.forward[row][:2] == (("劳动合同法", 38, 0), ("劳动合同法", 36, 0))
     assert small_index.cross_refs is refs  # built once per build
+
+
+def test_after_a_lookup_the_rest_is_ranked_like_the_named_article(small_settings):
+    """A question that is only a citation says nothing for the search: the hits after the
+    named article are ranked as like it (Retriever.named_query), not by 规定 and 是. For
+    第四十六条 (经济补偿) that brings 第三十八条, which it names, among the next four;
+    the question alone gives articles no nearer to it (第一条 among them). Off, the ranking
+    is the question's own."""
+    import numpy as np
+
+    from legalrag.retrieval.retriever import Retriever
+
+    r = Retriever.open(replace(small_settings, cross_references=False, cross_encoder=""))
+
+    def ranked(q: str, by_named: bool):
+        r.rank_by_named = by_named
+        try:
+            return r.search(q, k=6)
+        finally:
+            r.rank_by_named = True
+
+    def nearness(hits) -> float:  # mean cosine of hits 2-6 to the first, stored vectors
+        rows = [r.articles.index(h.article) for h in hits]
+        vecs = r.dense.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        return float((vecs[1:] @ vecs[0]).mean())
+
+    named = "《劳动合同法》第四十六条是怎么规定的？"
+    on, off = ranked(named, True), ranked(named, False)
+    assert numbers(on)[0] == numbers(off)[0] == ("劳动合同法", 46)
+    assert ("劳动合同法", 38) in numbers(on)[1:5]
+    assert ("劳动合同法", 38) not in numbers(off)[1:5]
+    for q in (named, "《民法典》第一千零七十九条是怎么规定的？", "劳动合同法第三十九条"):
+        on, off = ranked(q, True), ranked(q, False)
+        assert nearness(on) > nearness(off), q
+    # without a lookup nothing changes
+    q = "试用期辞职需要提前几天"
+    assert numbers(ranked(q, True)) == numbers(ranked(q, False))

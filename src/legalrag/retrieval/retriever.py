@@ -69,6 +69,11 @@ class Lookup:
 class Retriever:
     """A loaded index. Thread-safe for searching; ``refresh`` picks up a newer build."""
 
+    # After an exact lookup the rest of the hits are ranked as like the named article
+    # (named_query); False ranks them by the question alone, as before (for benchmarks).
+    rank_by_named: bool = True
+    named_weight: float = 1.0
+
     def __init__(self, build_dir: Path, settings: Settings, *, verify: bool = True,
                  fusion: Fusion | None = None, opened: OpenBuild | None = None) -> None:
         import bm25s
@@ -255,7 +260,15 @@ class Retriever:
         query = clean_query(query)[:MAX_QUERY_CHARS]
         reranker = self.fusion.reranker if mode == "hybrid" and self.dense is not None else None
         depth = max(2 * k, 100, self.fusion.rerank_depth if reranker else 0)
-        vec = self.embedder.encode([query]) if reranker else None
+        lookups = self.lookup_query(query)
+        named = self.named_rows(lookups)
+        if named and self.rank_by_named:
+            # What follows an article the question names is ranked as like that article:
+            # 《民法典》第一千零八十条是怎么规定的？ says nothing else, and searched as it
+            # stands it finds 民事法律行为 and 规定, not 离婚.
+            query, vec = self.named_query(query, named, embed=mode != "bm25")
+        else:
+            vec = self.embedder.encode([query]) if reranker else None
         rankings, raw = self.candidates(query, depth, mode, include_old, vec)
         fused = self.fuse(rankings)
         rrf_of = dict(fused)
@@ -271,7 +284,6 @@ class Retriever:
             raw = {"bm25": dict(zip(pool.ids, pool.bm25, strict=True)),
                    "dense": dict(zip(pool.ids, pool.dense, strict=True)),
                    "rerank": dict(zip(pool.ids, rerank_scores.tolist(), strict=True))}
-        lookups = self.lookup_query(query)
         cross = self.cross if mode == "hybrid" and self.dense is not None else None
         # A question that names an article gets it and what it cites and is cited by, in
         # that order (crossref.related): nothing for the cross-encoder to reorder.
@@ -307,6 +319,24 @@ class Retriever:
             seen.add(doc)
             hits.append(self._hit(doc, score, len(hits) + 1, rank_of, raw, rrf_of))
         return hits[:k]
+
+    def named_query(self, query: str, rows: Sequence[int], *, embed: bool = True
+                    ) -> tuple[str, np.ndarray | None]:
+        """The question and its vector, moved toward the articles it names (rows): for
+        BM25 their text is added to the question; the question's vector is averaged with
+        their stored vectors, named_weight to 1 (no embedding of their texts: the query
+        encoder reads 64 tokens). Out of fold on STARD, weight 1 finds a question's other
+        gold articles after a bare 《法》第N条是怎么规定的？ three times as often as the
+        question alone, and as often when the question says more (bench/lookup_neighbours.py,
+        docs/evaluation.md)."""
+        text = "\n".join([query, *(self.articles[r].text for r in rows)])[:MAX_QUERY_CHARS]
+        if self.dense is None or not embed:
+            return text, None
+        vec = self.embedder.encode([query])
+        stored = self.dense.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+        both = vec[0] / np.linalg.norm(vec[0]) + self.named_weight * (stored / np.linalg.norm(
+            stored, axis=1, keepdims=True)).mean(axis=0)
+        return text, (both / np.linalg.norm(both)).astype(vec.dtype)[None, :]
 
     def _hit(self, doc: int, score: float, rank: int, rank_of: Mapping[str, Mapping[int, int]],
              raw: Mapping[str, Mapping[int, float]], rrf_of: Mapping[int, float]) -> Hit:
@@ -418,6 +448,10 @@ class Retriever:
         if mode in ("hybrid", "dense") and self.dense is not None:
             rankings["dense"], raw["dense"] = self._dense(query, depth, mask, vec)
         return rankings, raw
+
+    def named_rows(self, lookups: Sequence[Lookup]) -> list[int]:
+        """The row of each article the lookups found (its newest version), in order."""
+        return [rows[0] for rows in map(self._rows, lookups) if rows]
 
     def _rows(self, lk: Lookup) -> list[int]:
         return self._by_citation.get((lk.law, lk.number, lk.suffix), []) if lk.law else []
