@@ -173,6 +173,22 @@ def test_out_of_corpus_question_abstains_without_the_model(small_settings, small
     assert answer.timings.first_token_ms == 0.0 and answer.timings.retrieval_ms > 0
 
 
+def test_a_question_naming_an_article_the_corpus_lacks_is_told_so_first(small_settings,
+                                                                          small_index, tmp_path):
+    """《劳动合同法》第九百条 does not exist: the sources say so at once, and the answer
+    (here abstained, so without the model) starts with it; an article that exists gets no
+    such note."""
+    settings = dataclasses.replace(small_settings, llm_model_path=str(tmp_path / "no.gguf"))
+    assistant = Assistant(settings, retriever=small_index)
+    events = list(assistant.stream(f"《劳动合同法》第九百条和{CHESS}"))
+    note = ("请注意：法库中查不到问题里的《劳动合同法》第九百条，《劳动合同法》没有第九百条。"
+            "下面的条文和回答来自检索，不是该条，请核对法律名称和条文号。")
+    assert events[0].premise == (note,) and events[-1].answer.premise == (note,)
+    assert events[-1].answer.text.startswith(note + "\n\n法库中没有找到")
+    assert events[-1].answer.to_dict()["premise"] == [note]
+    assert Assistant(settings, retriever=small_index).answer(CHESS).premise == ()
+
+
 def test_an_answer_streams_sources_tokens_then_the_checked_answer(assistant):
     events = list(assistant.stream(NAMED))
     assert isinstance(events[0], Sources) and not events[0].abstained
@@ -182,6 +198,7 @@ def test_an_answer_streams_sources_tokens_then_the_checked_answer(assistant):
     tokens = [e.text for e in events[3:-1]]
     assert tokens and all(isinstance(e, Token) for e in events[3:-1])
     answer: Answer = events[-1].answer
+    assert events[0].premise == answer.premise == ()  # 第十九条 exists
     assert answer.raw_text == "".join(tokens)
     assert not answer.abstained and answer.rewritten_query == NAMED
     first = answer.sources[0].article

@@ -12,6 +12,7 @@ from legalrag.answer.check import (
     check_answer,
     check_text,
     find_repeals,
+    premise_notes,
     repeal_notes,
     sentence_at,
 )
@@ -555,3 +556,22 @@ def test_a_copy_with_a_word_changed_is_misquoted_not_a_verified_copy():
             if c.kind == "passage"} == {VERIFIED}
     own = "盗窃公私财物，数额较大的，或者多次盗窃、入户盗窃的，应当依法追究刑事责任，这是我的理解。"
     assert not changed_copies(own, check_answer(own, [X264], facts))
+
+
+def test_what_the_question_cites_that_the_corpus_cannot_back_is_said_first():
+    question = ("《劳动合同法》第九百条是怎么规定的？《数据跨境流动促进法》第五条呢？"
+                "《合同法》第五十二条；《劳动合同法》第三十九十条；《劳动合同法》第十九条；"
+                "又见《劳动合同法》第九百条。")
+    notes = premise_notes(question, FACTS)
+    # one note each, in the question's order, a repeat once; 第十九条 exists and needs none
+    assert notes == (
+        "请注意：法库中查不到问题里的《劳动合同法》第九百条，《劳动合同法》没有第九百条。"
+        "下面的条文和回答来自检索，不是该条，请核对法律名称和条文号。",
+        "请注意：法库中查不到问题里的《数据跨境流动促进法》第五条，法库中没有《数据跨境流动促进法》。"
+        "下面的条文和回答来自检索，不是该条，请核对法律名称和条文号。",
+        "请注意：问题里的《合同法》第五十二条已失效，《合同法》已被《民法典》废止"
+        "（见《民法典》第一千二百六十条）。下面的回答请以现行条文为准。",
+        "请注意：问题里的《劳动合同法》第三十九十条条号写法有误，无法核对，请核对条文号。",
+    )
+    assert premise_notes("《劳动合同法》第十九条规定的试用期是多久？", FACTS) == ()
+    assert premise_notes("试用期最长多久？", FACTS) == ()

@@ -204,6 +204,23 @@ def test_follow_up_shows_the_rewritten_query(service):
     assert len(view.messages) == 4
 
 
+def test_a_cited_article_the_corpus_lacks_is_said_above_the_answer(service):
+    """The note comes with the sources, before the model's words, stays on the checked
+    answer once, and survives the exchange's record (web/history.py)."""
+    from legalrag.web.history import exchange_from_dict, exchange_to_dict
+
+    session = ChatSession()
+    views = list(service.respond(session, "《劳动合同法》第九百条规定的试用期最长多久？"))
+    note = '<div class="lr-premise">请注意：法库中查不到问题里的《劳动合同法》第九百条'
+    with_sources = next(v for v in views if 'id="lr-t1-h1"' in v.sources)
+    assert note in last_reply(with_sources)
+    final = last_reply(views[-1])
+    assert final.count(note) == 1 and final.index(note) < final.index('class="lr-answer"')
+    reopened = exchange_from_dict(json.loads(json.dumps(exchange_to_dict(session.exchanges[0]))))
+    assert reopened.premise == session.exchanges[0].premise != ()
+    assert "lr-premise" not in last_reply(list(service.respond(session, "试用期最长多久？"))[-1])
+
+
 def test_abstaining_looks_different_and_links_the_candidates(service):
     session = ChatSession()
     view = list(service.respond(session, "如何烤制法式面包？"))[-1]

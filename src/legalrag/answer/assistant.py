@@ -37,6 +37,7 @@ from legalrag.answer.check import (
     annotate,
     changed_copies,
     check_answer,
+    premise_notes,
     repeal_notes,
     uncited_sentences,
 )
@@ -139,6 +140,9 @@ class Answer:
     model: str
     notes: tuple[str, ...] = ()
     provisions: tuple[Passage, ...] = ()  # the paragraphs quoted before the model's words
+    # what the question cites that the corpus cannot back (check.premise_notes); text
+    # starts with them
+    premise: tuple[str, ...] = ()
 
     @property
     def turn(self) -> Turn:
@@ -165,7 +169,7 @@ class Answer:
         return {
             "question": self.question, "rewritten_query": self.rewritten_query,
             "abstained": self.abstained, "text": self.text, "raw_text": self.raw_text,
-            "model": self.model, "notes": list(self.notes),
+            "model": self.model, "notes": list(self.notes), "premise": list(self.premise),
             "sources": [{"n": s.n, "citation": s.article.citation, "id": s.article.id,
                          "truncated": s.truncated} for s in self.sources],
             "hits": [h.to_dict() for h in self.hits],
@@ -186,6 +190,7 @@ class Sources:
     hits: tuple[Hit, ...]
     abstained: bool
     retrieval_ms: float
+    premise: tuple[str, ...] = ()  # check.premise_notes of the question, shown first
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,9 +255,9 @@ def validate_question(question: object, max_chars: int) -> str:
     return q
 
 
-def abstain_text(hits: Sequence[Hit]) -> str:
+def abstain_text(hits: Sequence[Hit], premise: Sequence[str] = ()) -> str:
     """The reply when nothing relevant was found: say so, then the closest candidates."""
-    lines = [ABSTAIN_TEXT]
+    lines = [*(f"{p}\n" for p in premise), ABSTAIN_TEXT]
     if hits:
         lines += ["", CANDIDATES_INTRO]
         lines += [f"- {h.article.citation}（{' › '.join(h.article.path) or h.article.law_title}）"
@@ -292,13 +297,15 @@ def quote_provision(p: Passage, first: bool = True) -> str:
 
 
 def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop",
-            provisions: Sequence[Passage] = (), sources: Sequence[Article] = ()
-            ) -> tuple[str, tuple[str, ...]]:
+            provisions: Sequence[Passage] = (), sources: Sequence[Article] = (),
+            premise: Sequence[str] = ()) -> tuple[str, tuple[str, ...]]:
     """The text to show for a generated answer, and the notes appended to it. sources: the
-    articles the model read, for the sentences that cite nothing (check.uncited_sentences)."""
+    articles the model read, for the sentences that cite nothing (check.uncited_sentences);
+    premise: what the question cites that the corpus cannot back, said first."""
     uncited = uncited_sentences(raw, citations, sources)
     body = annotate(raw, citations, uncited).strip() or EMPTY_ANSWER
     body = "".join(quote_provision(p, i == 0) + "\n\n" for i, p in enumerate(provisions)) + body
+    body = "".join(f"{p}\n\n" for p in premise) + body
     notes = [TRUNCATED_NOTE] if finish == "length" else [LOOP_NOTE] if finish == "loop" else []
     notes += repeal_notes(citations)
     # Repealed citations have their own note; a copied passage is no citation written.
@@ -498,14 +505,15 @@ class Assistant:
         relevance = measure(retriever, query, hits, s.retrieval_mode, s.include_old_versions)
         retrieval_ms = (time.perf_counter() - t0) * 1000
         abstained = self.rule_for(retriever).abstains(relevance)
+        premise = premise_notes(q, self.facts(retriever))
         log.info("query %s: %d hits in %.0f ms, %s%s",
                  repr(query) if s.log_questions else f"of {len(query)} characters", len(hits),
                  retrieval_ms, relevance, " (abstain)" if abstained else "")
-        yield Sources(q, query, hits, abstained, retrieval_ms)
+        yield Sources(q, query, hits, abstained, retrieval_ms, premise)
         if abstained:
             total = (time.perf_counter() - t0) * 1000
-            yield Final(Answer(q, query, hits, (), abstain_text(hits), "", (), True,
-                               Timings(retrieval_ms, 0.0, total), model=""))
+            yield Final(Answer(q, query, hits, (), abstain_text(hits, premise), "", (), True,
+                               Timings(retrieval_ms, 0.0, total), model="", premise=premise))
             return
         ranked: list[Passage] = []
         quoted: tuple[Passage, ...] = ()
@@ -525,7 +533,7 @@ class Assistant:
                 ranked = [*quoted, *(p for p in ranked if p not in quoted)]
                 yield Provision(quoted, (time.perf_counter() - t0) * 1000)
         yield from self._generate(q, query, hits, retriever, t0, retrieval_ms, ranked, quoted,
-                                  stop)
+                                  stop, premise)
 
     def build_prompt(self, q: str, query: str, hits: tuple[Hit, ...], retriever,
                 ranked: Sequence[Passage], model: ChatModel, quoted: int = 1
@@ -556,8 +564,8 @@ class Assistant:
 
     def _generate(self, q: str, query: str, hits: tuple[Hit, ...], retriever, t0: float,
                   retrieval_ms: float, ranked: Sequence[Passage] = (),
-                  quoted: Sequence[Passage] = (), stop: threading.Event | None = None
-                  ) -> Iterator[Event]:
+                  quoted: Sequence[Passage] = (), stop: threading.Event | None = None,
+                  premise: tuple[str, ...] = ()) -> Iterator[Event]:
         s = self.settings
         model = self.model
         # A question asked while the launch's warm-up still reads the prefix waits for it
@@ -604,7 +612,7 @@ class Assistant:
         usage: Usage | None = gen.usage
         self._timed(model, usage)
         finish = "loop" if loop else usage.finish_reason if usage else "stop"
-        text, notes = compose(raw, citations, finish, quoted, read)
+        text, notes = compose(raw, citations, finish, quoted, read, premise)
         timings = Timings(
             retrieval_ms, ((first or end) - t0) * 1000, (end - t0) * 1000,
             prompt_tokens=usage.prompt_tokens if usage else 0,
@@ -612,7 +620,7 @@ class Assistant:
             cached_tokens=usage.cached_tokens if usage else 0,
             queue_ms=usage.queue_ms if usage else 0.0, threads=usage.threads if usage else 0)
         yield Final(Answer(q, query, hits, tuple(sources), text, raw, citations, False,
-                           timings, model.name, notes, tuple(quoted)))
+                           timings, model.name, notes, tuple(quoted), premise))
 
 
 __all__ = ["Answer", "Assistant", "Event", "Final", "Queued", "Sources", "Timings", "Token",

@@ -830,3 +830,24 @@ def repeal_notes(checked: Sequence[CheckedCitation]) -> list[str]:
         if c.label == REPEALED and c.note:
             seen.setdefault(c.note + "。", None)
     return list(seen)
+
+
+# What the question itself cites that the corpus cannot back, said before the answer: the
+# sources and the answer that follow are what the search found, not the article named.
+PREMISE_NOTES = {
+    INVENTED: "请注意：法库中查不到问题里的{raw}，{note}。下面的条文和回答来自检索，"
+              "不是该条，请核对法律名称和条文号。",
+    REPEALED: "请注意：问题里的{raw}已失效，{note}。下面的回答请以现行条文为准。",
+    INVALID: "请注意：问题里的{raw}条号写法有误，无法核对，请核对条文号。",
+}
+
+
+def premise_notes(question: str, facts: CorpusFacts) -> tuple[str, ...]:
+    """One note per citation in the question that names no article or law in the corpus,
+    a repealed one, or a malformed number (check_text's labels), without repeats."""
+    seen: dict[str, None] = {}
+    for c in check_text(question, facts):
+        if c.label in PREMISE_NOTES:
+            seen.setdefault(PREMISE_NOTES[c.label].format(raw=c.raw.strip(),
+                                                          note=c.note or c.label), None)
+    return tuple(seen)

@@ -55,6 +55,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 old = "" if a.in_force else "  [旧版本，已非现行有效]"
                 print(f" [{h.rank}] {a.citation}  {' › '.join(a.path)}{old}")
             print()
+            for p in event.premise:
+                print(p + "\n")
         elif isinstance(event, Provision):
             for i, p in enumerate(event.passages):
                 print(quote_provision(p, i == 0) + "\n", flush=True)

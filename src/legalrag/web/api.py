@@ -290,6 +290,7 @@ def answer_extra(answer: Answer) -> dict:
             "uncited": [{"start": s, "end": e, "text": answer.raw_text[s:e]}
                         for s, e in answer.uncited],
             "labels": answer.labels(), "notes": list(answer.notes),
+            "premise": list(answer.premise),
             "timings": answer.timings.to_dict()}
 
 
@@ -375,6 +376,7 @@ class Api:
                     extra = {"question": event.question,
                              "rewritten_query": event.rewritten_query,
                              "abstained": event.abstained,
+                             "premise": list(event.premise),
                              "sources": [source_dict(h) for h in event.hits]}
                     yield chunk(cid, created, {"role": "assistant", "content": ""}, None, extra)
                 elif isinstance(event, Queued):

@@ -127,7 +127,7 @@ class ChatService:
                     break
                 if isinstance(event, Sources):
                     ex.rewritten = event.rewritten_query
-                    ex.hits = event.hits
+                    ex.hits, ex.premise = event.hits, event.premise
                     ex.state = "waiting"
                 elif isinstance(event, Provision):
                     ex.provisions = event.passages

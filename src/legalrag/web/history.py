@@ -374,7 +374,7 @@ def export_file(session: ChatSession, fmt: str, folder: Path) -> Path:
 def exchange_to_dict(ex: Exchange) -> dict:
     return {"n": ex.n, "question": ex.question, "state": ex.state, "rewritten": ex.rewritten,
             "hits": encode(ex.hits), "text": ex.text, "answer": encode(ex.answer),
-            "error": ex.error, "dense_live": ex.dense_live}
+            "error": ex.error, "dense_live": ex.dense_live, "premise": list(ex.premise)}
 
 
 def exchange_from_dict(d: dict) -> Exchange:
@@ -384,7 +384,8 @@ def exchange_from_dict(d: dict) -> Exchange:
     return Exchange(d["n"], d["question"], state=d["state"], rewritten=d.get("rewritten", ""),
                     hits=decode(tuple[Hit, ...], d.get("hits") or []), text=d.get("text", ""),
                     answer=decode(Answer | None, d.get("answer")), error=d.get("error", ""),
-                    dense_live=d.get("dense_live", True))
+                    dense_live=d.get("dense_live", True),
+                    premise=tuple(d.get("premise") or ()))
 
 
 def encode(obj: Any) -> Any:

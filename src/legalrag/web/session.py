@@ -65,6 +65,7 @@ class Exchange:
     ahead: int = 0  # answers ahead in the model queue
     dense_live: bool = True
     provisions: tuple[Passage, ...] = ()  # the paragraphs quoted before the model's words
+    premise: tuple[str, ...] = ()  # what the question cites that the corpus cannot back
     reading: tuple[int, float] | None = None  # sources the model reads, estimated seconds
     # set by 停止 (ChatService.stop): ends generation, also during the model's prefill
     stop: threading.Event = field(default_factory=threading.Event, repr=False,

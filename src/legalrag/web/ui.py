@@ -95,6 +95,8 @@ a.lr-cite { text-decoration: underline dotted; cursor: pointer; }
 .lr-provision blockquote p { margin: .15em 0; }
 mark.lr-hl { background: #fef08a; color: inherit; padding: 0 .1em; }
 .lr-note { color: #92400e; font-size: .9em; }
+.lr-premise { color: #92400e; background: #fffbeb; border-left: 3px solid #d97706;
+              padding: .4em .6em; margin-bottom: .5em; }
 .lr-warn { color: #b45309; font-size: .9em; }
 .lr-rewrite { color: #475569; font-size: .85em; }
 .lr-disclaimer, .lr-notes { color: #6b7280; font-size: .82em; }

@@ -392,6 +392,9 @@ def render_exchange(ex: Exchange) -> str:
                     f"{md_esc(ex.rewritten)}</div>")
     if not ex.dense_live:
         head.append(f'<div class="lr-note">{esc(DENSE_BUILDING)}</div>')
+    # what the question cites that the corpus cannot back: said before anything else
+    premise = ex.answer.premise if ex.answer is not None else ex.premise
+    head += [f'<div class="lr-premise">{esc(p)}</div>' for p in premise]
     found = f"已检索到 {len(ex.hits)} 条相关条文（见右侧“来源”）"
     if ex.state == "retrieving":
         body = '<div class="lr-pending">正在检索相关法条……</div>'
