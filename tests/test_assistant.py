@@ -29,7 +29,7 @@ from legalrag.answer.assistant import (
 from legalrag.answer.check import CorpusFacts, check_answer
 from legalrag.answer.modelfile import smollm2_path
 from legalrag.answer.prompt import build_messages
-from legalrag.errors import QueryError
+from legalrag.errors import ModelError, QueryError
 from legalrag.records import Article
 from legalrag.retrieval.retriever import Retriever
 from legalrag.retrieval.rewrite import Turn
@@ -187,6 +187,15 @@ def test_a_question_naming_an_article_the_corpus_lacks_is_told_so_first(small_se
     assert events[-1].answer.text.startswith(note + "\n\n法库中没有找到")
     assert events[-1].answer.to_dict()["premise"] == [note]
     assert Assistant(settings, retriever=small_index).answer(CHESS).premise == ()
+    # Asked for and nothing else, an article the corpus lacks is not answered from whatever
+    # the search found, though the search finds 劳动合同法 articles
+    bare = assistant.answer("《劳动合同法》第九百条是怎么规定的？")
+    assert bare.abstained and bare.text.startswith(note)
+    assert bare.hits and bare.hits[0].article.law == "劳动合同法"
+    # with a question around it, the question is answered (here: the model path is bad,
+    # so the answer fails at loading the model, after the search)
+    with pytest.raises(ModelError):
+        assistant.answer("《劳动合同法》第九百条规定的试用期最长多久？")
 
 
 def test_an_answer_streams_sources_tokens_then_the_checked_answer(assistant):
@@ -290,7 +299,8 @@ def test_stopping_early_frees_the_model(assistant):
 def test_answer_as_json_is_complete(assistant):
     d = json.loads(json.dumps(assistant.answer(NAMED).to_dict(), ensure_ascii=False))
     assert set(d) == {"question", "rewritten_query", "abstained", "text", "raw_text", "model",
-                      "notes", "sources", "hits", "citations", "timings", "provisions"}
+                      "notes", "sources", "hits", "citations", "timings", "provisions",
+                      "premise"}
     assert d["provisions"][0]["citation"].startswith("《劳动合同法》第十九条")
     assert 1 <= len(d["provisions"]) <= 2
     assert d["sources"][0]["citation"] == "《劳动合同法》第十九条"

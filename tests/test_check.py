@@ -11,6 +11,7 @@ from legalrag.answer.check import (
     annotate,
     check_answer,
     check_text,
+    cites_only,
     find_repeals,
     premise_notes,
     repeal_notes,
@@ -573,5 +574,23 @@ def test_what_the_question_cites_that_the_corpus_cannot_back_is_said_first():
         "（见《民法典》第一千二百六十条）。下面的回答请以现行条文为准。",
         "请注意：问题里的《劳动合同法》第三十九十条条号写法有误，无法核对，请核对条文号。",
     )
+    assert premise_notes("违反了《个人贷款管理暂行办法》，合同有效吗？", FACTS) == (
+        "请注意：法库中没有问题里的《个人贷款管理暂行办法》（名称有误，或法库未收录），"
+        "下面的条文和回答来自检索，不出自该文件。",)
     assert premise_notes("《劳动合同法》第十九条规定的试用期是多久？", FACTS) == ()
     assert premise_notes("试用期最长多久？", FACTS) == ()
+
+
+@pytest.mark.parametrize("question, only", [
+    ("《民法典》第二千零一条是怎么规定的？", True),
+    ("民法典第2001条", True),
+    ("请问《数据跨境流动促进法》第五条说了什么", True),
+    ("《劳动合同法》第三十八条和第四十六条的内容是什么？", True),
+    ("根据《数据跨境流动促进法》第五条，企业需要做什么？", False),
+    ("《民法典》第二千零一条和离婚冷静期", False),
+    ("《刑法》第一百三十三条之一规定了哪些情形？", False),
+    ("是怎么规定的？", False),  # no citation: an ordinary (vague) question
+    ("公司不发工资怎么办", False),
+])
+def test_a_question_that_only_asks_for_what_it_cites(question, only):
+    assert cites_only(question) is only

@@ -28,7 +28,7 @@ from legalrag.answer.assistant import (
     Assistant,
     compose,
 )
-from legalrag.answer.check import CorpusFacts, check_answer
+from legalrag.answer.check import CorpusFacts, check_answer, premise_notes
 from legalrag.answer.llm import Generation, load_chat_model
 from legalrag.answer.modelfile import smollm2_path
 from legalrag.answer.prompt import (
@@ -214,8 +214,10 @@ def assert_checked(answer, retriever, supports=None) -> None:
     assert list(answer.citations) == expected
     # the shown text is composed from exactly these labels (with whichever end-of-answer
     # note the generation's finish reason adds)
+    # and the notes on what the question cites are the check of the question
+    assert answer.premise == premise_notes(answer.question, facts)
     assert answer.text in {compose(answer.raw_text, answer.citations, finish,
-                                   answer.provisions)[0]
+                                   answer.provisions, premise=answer.premise)[0]
                            for finish in ("stop", "length", "loop")}
     assert answer.text.endswith(DISCLAIMER)
 

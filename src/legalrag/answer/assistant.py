@@ -37,6 +37,7 @@ from legalrag.answer.check import (
     annotate,
     changed_copies,
     check_answer,
+    cites_only,
     premise_notes,
     repeal_notes,
     uncited_sentences,
@@ -506,6 +507,10 @@ class Assistant:
         retrieval_ms = (time.perf_counter() - t0) * 1000
         abstained = self.rule_for(retriever).abstains(relevance)
         premise = premise_notes(q, self.facts(retriever))
+        if premise and not any("lookup" in h.ranks for h in hits) and cites_only(q):
+            # 《民法典》第二千零一条是怎么规定的？: it names nothing the corpus holds and asks
+            # nothing else, so whatever the search found would answer another question.
+            abstained = True
         log.info("query %s: %d hits in %.0f ms, %s%s",
                  repr(query) if s.log_questions else f"of {len(query)} characters", len(hits),
                  retrieval_ms, relevance, " (abstain)" if abstained else "")

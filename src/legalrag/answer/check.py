@@ -840,6 +840,9 @@ PREMISE_NOTES = {
     REPEALED: "请注意：问题里的{raw}已失效，{note}。下面的回答请以现行条文为准。",
     INVALID: "请注意：问题里的{raw}条号写法有误，无法核对，请核对条文号。",
 }
+# a law named without an article that the corpus does not hold
+PREMISE_LAW_NOTE = ("请注意：法库中没有问题里的{raw}（名称有误，或法库未收录），"
+                    "下面的条文和回答来自检索，不出自该文件。")
 
 
 def premise_notes(question: str, facts: CorpusFacts) -> tuple[str, ...]:
@@ -848,6 +851,34 @@ def premise_notes(question: str, facts: CorpusFacts) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for c in check_text(question, facts):
         if c.label in PREMISE_NOTES:
-            seen.setdefault(PREMISE_NOTES[c.label].format(raw=c.raw.strip(),
-                                                          note=c.note or c.label), None)
+            note = (PREMISE_LAW_NOTE if c.kind == "law" and c.label == INVENTED
+                    else PREMISE_NOTES[c.label])
+            seen.setdefault(note.format(raw=c.raw.strip(), note=c.note or c.label), None)
     return tuple(seen)
+
+
+# How people ask for what an article says, and the particles around it: a question that
+# is citations and these words only asks for the articles it names and nothing else.
+_ASKING_RE = re.compile(
+    "|".join(sorted((
+        "是怎么规定的", "是如何规定的", "怎么规定的", "如何规定的", "怎么规定", "如何规定",
+        "规定了什么", "规定了哪些", "规定的是什么", "有什么规定", "有哪些规定", "的规定",
+        "规定", "的内容是什么", "内容是什么", "的内容", "内容", "说了什么", "讲了什么",
+        "写了什么", "说的是什么", "讲的是什么", "原文", "全文", "条文", "是什么", "什么意思",
+        "怎么理解", "如何理解", "请解释一下", "请解释", "解释一下", "解读", "请问", "查一下",
+        "帮我查", "看看", "是", "的", "了", "吗", "呢", "啊", "吧", "呀", "和", "与", "及",
+        "以及", "还有", "中", "里"), key=len, reverse=True)))
+_NOT_WORDS_RE = re.compile(r"[\W_]+")
+
+
+def cites_only(question: str) -> bool:
+    """Whether the question asks for the articles or laws it cites and nothing more
+    (《民法典》第二千零一条是怎么规定的？): without them there is nothing to search for."""
+    spans = [(c.start, c.end) for c in find_citations(question, malformed=True)]
+    spans += [m.span() for m in _LAW_MENTION_RE.finditer(question)]
+    if not spans:
+        return False
+    rest = list(question)
+    for s, e in spans:
+        rest[s:e] = [" "] * (e - s)
+    return not _NOT_WORDS_RE.sub("", _ASKING_RE.sub("", "".join(rest)))
