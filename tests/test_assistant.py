@@ -182,7 +182,7 @@ def test_a_question_naming_an_article_the_corpus_lacks_is_told_so_first(small_se
     assistant = Assistant(settings, retriever=small_index)
     events = list(assistant.stream(f"《劳动合同法》第九百条和{CHESS}"))
     note = ("请注意：法库中查不到问题里的《劳动合同法》第九百条，《劳动合同法》没有第九百条。"
-            "下面的条文和回答来自检索，不是该条，请核对法律名称和条文号。")
+            "下面列出的是检索到的其他条文，不是该条，请核对法律名称和条文号。")
     assert events[0].premise == (note,) and events[-1].answer.premise == (note,)
     assert events[-1].answer.text.startswith(note + "\n\n法库中没有找到")
     assert events[-1].answer.to_dict()["premise"] == [note]

@@ -835,14 +835,14 @@ def repeal_notes(checked: Sequence[CheckedCitation]) -> list[str]:
 # What the question itself cites that the corpus cannot back, said before the answer: the
 # sources and the answer that follow are what the search found, not the article named.
 PREMISE_NOTES = {
-    INVENTED: "请注意：法库中查不到问题里的{raw}，{note}。下面的条文和回答来自检索，"
+    INVENTED: "请注意：法库中查不到问题里的{raw}，{note}。下面列出的是检索到的其他条文，"
               "不是该条，请核对法律名称和条文号。",
     REPEALED: "请注意：问题里的{raw}已失效，{note}。下面的回答请以现行条文为准。",
     INVALID: "请注意：问题里的{raw}条号写法有误，无法核对，请核对条文号。",
 }
 # a law named without an article that the corpus does not hold
 PREMISE_LAW_NOTE = ("请注意：法库中没有问题里的{raw}（名称有误，或法库未收录），"
-                    "下面的条文和回答来自检索，不出自该文件。")
+                    "下面列出的条文都不出自该文件。")
 
 
 def premise_notes(question: str, facts: CorpusFacts) -> tuple[str, ...]:
