@@ -135,6 +135,53 @@ def test_an_excerpt_keeps_leads_and_marks_gaps(facts, scorer):
     assert excerpt(a46, passages) == "\n".join(lines)  # all of it: no gap marks
 
 
+def test_a_list_of_exceptions_is_quoted_as_the_rule_not_as_one_exception(facts):
+    """《消费者权益保护法》第二十五条 reads …七日内退货，且无需说明理由，但下列商品除外：
+    its best item would quote one exception (消费者定作的) as the basis of an answer on
+    returns. The paragraph is the rule; it is quoted itself, its list marked as left out."""
+    a162 = article(facts, "公司法", 162)  # 公司不得收购本公司股份。但是，有下列情形之一的除外：
+    rule, *items = split_passages(a162)
+    assert rule.item is None and rule.text.endswith("除外：") and items[0].item == 1
+
+    def scored(p, score):
+        return dataclasses.replace(p, score=score)
+
+    (quoted,) = provisions([scored(rule, 1.0), scored(items[2], 0.8)], [a162])
+    assert quoted == scored(rule, 1.0)
+    assert quoted.quote == rule.text + GAP
+    # An item that itself scores best is still quoted: the question was about it.
+    (item,) = provisions([scored(items[2], 1.0), scored(rule, 0.8)], [a162])
+    assert item.item == 3 and item.quote == rule.text + GAP + items[2].text
+    # A list of conditions is still quoted by its best item (the test above): the
+    # exceptions are told apart by the 但…下列…除外 that ends the paragraph.
+    a46 = article(facts, "劳动合同法", 46)
+    lead, *conditions = split_passages(a46)
+    (cond,) = provisions([scored(lead, 1.0), scored(conditions[1], 0.7)], [a46])
+    assert cond.item == conditions[1].item
+
+
+def test_a_paragraph_that_refers_to_the_one_before_is_quoted_after_it(facts, scorer):
+    """劳动合同除前款规定的必备条款外… means nothing without 前款: the quote, its citation,
+    the highlighted lines and the prompt's excerpt take the paragraph before along."""
+    a17 = article(facts, "劳动合同法", 17)
+    passages = split_passages(a17)
+    first = passages[0]
+    second = next(p for p in passages if p.paragraph == 2 and p.item is None)
+    assert "前款" in second.text and second.before == first.text
+    assert all(p.before == "" for p in passages if p.paragraph == 1)
+    assert second.citation == "《劳动合同法》第十七条第一款、第二款"
+    assert second.lines == (first.text, second.text)
+    assert second.quote == first.text + GAP + second.text
+    assert all(line in a17.text for line in second.lines)
+    # the prompt reads the paragraph before, its items left out
+    assert excerpt(a17, [second]).split("\n") == [first.text, GAP, second.text]
+    # the score reads the paragraph's own words, as it was tuned to
+    alone = dataclasses.replace(second, before="")
+    assert scorer.scores(WAGES, [second]) == scorer.scores(WAGES, [alone])
+    ranked = scorer.rank("劳动合同可以约定试用期吗？", [a17])
+    assert all(p.before == q.before for p in ranked for q in passages if q.key == p.key)
+
+
 def test_a_referenced_article_joins_the_prompt(facts, scorer):
     a46 = article(facts, "劳动合同法", 46)
     first_item = split_passages(a46)[1]  # 劳动者依照本法第三十八条规定解除劳动合同的

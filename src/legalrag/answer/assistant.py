@@ -284,6 +284,23 @@ def looping(text: str, window: int = LOOP_WINDOW, times: int = LOOP_TIMES) -> bo
     return text.count(text[-window:]) >= times
 
 
+def quoted_passages(scorer: PassageScorer, query: str, hits: Sequence[Hit]
+                    ) -> tuple[list[Passage], tuple[Passage, ...]]:
+    """The passages of the hits' articles, best first, and the provisions quoted from
+    them (provision.provisions), which lead the list since the model always reads them.
+
+    An article the question names is what it asks about: the quote comes from it, and
+    the model reads it before anything else.
+    """
+    ranked = scorer.rank(query, [h.article for h in hits])
+    named = [h.article for h in hits if "lookup" in h.ranks]
+    if named:
+        ids = {a.id for a in named}
+        ranked = sorted(ranked, key=lambda p: p.article.id not in ids)
+    quoted = tuple(provisions(ranked, named or [h.article for h in hits[:PROVISION_FROM]]))
+    return [*quoted, *(p for p in ranked if p not in quoted)], quoted
+
+
 def quote_provision(p: Passage, first: bool = True) -> str:
     """The provision as the first lines of an answer's text: citation, then its words.
     A second one (first=False) is introduced as related (另见), not as the basis.
@@ -524,18 +541,8 @@ class Assistant:
         quoted: tuple[Passage, ...] = ()
         if self.brief and hits:
             # The question as retrieval read it (a follow-up's rewrite) picks the paragraph.
-            ranked = self.passages.rank(query, [h.article for h in hits])
-            # An article the question names is what it asks about: the quote comes from it,
-            # and the model reads it before anything else.
-            named = [h.article for h in hits if "lookup" in h.ranks]
-            if named:
-                ids = {a.id for a in named}
-                ranked = sorted(ranked, key=lambda p: p.article.id not in ids)
-            quoted = tuple(provisions(ranked,
-                                      named or [h.article for h in hits[:PROVISION_FROM]]))
+            ranked, quoted = quoted_passages(self.passages, query, hits)
             if quoted:
-                # the quoted paragraphs are always in the prompt
-                ranked = [*quoted, *(p for p in ranked if p not in quoted)]
                 yield Provision(quoted, (time.perf_counter() - t0) * 1000)
         yield from self._generate(q, query, hits, retriever, t0, retrieval_ms, ranked, quoted,
                                   stop, premise)

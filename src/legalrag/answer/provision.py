@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -60,6 +60,12 @@ RANK_DECAY = 0.96
 # five; 0.9 quotes one in half of them (tune 51.1%), 0.8 almost always (53.1%).
 SECOND_PROVISION = 0.85
 _ITEM_NO_RE = re.compile(r"^\s*[（(]([一二三四五六七八九十]+)[）)]")
+# A paragraph whose list is of exceptions (…七日内退货，且无需说明理由，但下列商品除外：):
+# the paragraph states the rule itself, and any one item of it is an exception.
+_EXCEPTIONS_RE = re.compile(r"(?:但|。)[^但。]*(?:下列|以下)[^但。]*除外[：:]\s*$")
+# A paragraph that says what it adds to the one before it (除前款所列商品外…,
+# 违反前款规定的…): read alone, 前款 points at words the reader was not shown.
+_PREVIOUS = "前款"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,9 @@ class Passage:
     """One paragraph (款) of an article, or one item (项) of a paragraph that lists them.
 
     An item is quoted with the sentence that introduces it (用人单位有下列情形之一的，…),
-    which is verbatim text of the same paragraph: the item alone reads as a fragment.
+    which is verbatim text of the same paragraph: the item alone reads as a fragment. A
+    paragraph that refers to 前款 is quoted after the paragraph before it (`before`), which
+    is what 前款 means; the score reads neither addition's words but the lead's.
     """
 
     article: Article
@@ -76,12 +84,15 @@ class Passage:
     lead: str  # an item's introducing paragraph line; "" for a paragraph
     text: str  # the paragraph line (without its items) or the item line
     score: float = 0.0
+    before: str = ""  # the paragraph before, when this one refers to it as 前款
 
     @property
     def citation(self) -> str:
         """《劳动合同法》第三十八条第一款第（二）项; a one-paragraph article is cited
         without 第一款, as statutes do."""
         out = self.article.citation
+        if self.before:
+            out += f"第{to_chinese(self.paragraph - 1)}款、"
         if len(paragraphs(self.article)) > 1:
             out += f"第{to_chinese(self.paragraph)}款"
         if self.item is not None:
@@ -90,13 +101,18 @@ class Passage:
 
     @property
     def lines(self) -> tuple[str, ...]:
-        """The article lines quoted: an item's lead and the item, or the paragraph."""
-        return (self.lead, self.text) if self.lead else (self.text,)
+        """The article lines quoted, in order: the paragraph before (前款), an item's
+        lead, and the item or the paragraph."""
+        return tuple(line for line in (self.before, self.lead, self.text) if line)
 
     @property
     def quote(self) -> str:
-        """The verbatim words to show: the item after its lead, or the paragraph."""
-        return f"{self.lead}{GAP}{self.text}" if self.lead else self.text
+        """The verbatim words to show: the lines joined by ……, which also ends a
+        paragraph whose list is left out (…但下列商品除外：……)."""
+        out = GAP.join(self.lines)
+        if self.item is None and self.text.rstrip().endswith(("：", ":")):
+            out += GAP
+        return out
 
     @property
     def key(self) -> tuple[int, int]:
@@ -107,12 +123,15 @@ class Passage:
 def split_passages(article: Article) -> list[Passage]:
     """Every paragraph and item of an article, in order (check.paragraphs splits them)."""
     out: list[Passage] = []
+    previous = ""
     for p, (head, items) in enumerate(paragraphs(article), 1):
-        out.append(Passage(article, p, None, "", head))
+        before = previous if _PREVIOUS in head else ""
+        out.append(Passage(article, p, None, "", head, before=before))
         for i, line in enumerate(items, 1):
             m = _ITEM_NO_RE.match(line)
             number = _item_number(m.group(1)) if m else i
-            out.append(Passage(article, p, number, head, line))
+            out.append(Passage(article, p, number, head, line, before=before))
+        previous = head
     return out
 
 
@@ -156,7 +175,7 @@ class PassageScorer:
 
 
 def _with_score(p: Passage, score: float) -> Passage:
-    return Passage(p.article, p.paragraph, p.item, p.lead, p.text, score)
+    return replace(p, score=score)
 
 
 def provisions(ranked: Sequence[Passage], best: Sequence[Article],
@@ -179,8 +198,11 @@ def provisions(ranked: Sequence[Passage], best: Sequence[Article],
 
 def _whole(p: Passage, pool: Sequence[Passage]) -> Passage:
     """A paragraph that only introduces a list (…应当订立无固定期限劳动合同：) says nothing
-    quoted alone: its best item is quoted instead, with the paragraph's words before it."""
-    if p.item is not None or not p.text.rstrip().endswith(("：", ":")):
+    quoted alone: its best item is quoted instead, with the paragraph's words before it.
+    Not when the list is of exceptions (…但下列商品除外：): the paragraph is the rule,
+    and an item would quote one exception as the basis."""
+    if p.item is not None or not p.text.rstrip().endswith(("：", ":")) \
+            or _EXCEPTIONS_RE.search(p.text):
         return p
     return next((q for q in pool if q.article.id == p.article.id
                  and q.paragraph == p.paragraph and q.item is not None), p)
@@ -197,7 +219,8 @@ def excerpt(article: Article, chosen: Sequence[Passage]) -> str:
     at = {p.key: i for i, p in enumerate(lines)}
     chosen = [p for p in chosen if p.article.id == article.id]
     keep = sorted({at[p.key] for p in chosen}
-                  | {at[(p.paragraph, 0)] for p in chosen if p.item is not None})
+                  | {at[(p.paragraph, 0)] for p in chosen if p.item is not None}
+                  | {at[(p.paragraph - 1, 0)] for p in chosen if p.before})
     out: list[str] = []
     for prev, i in zip([-1, *keep], keep, strict=False):
         if i != prev + 1:
