@@ -31,7 +31,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from legalrag.answer.assistant import quoted_passages
-    from legalrag.answer.provision import GAP, PassageScorer
+    from legalrag.answer.provision import PassageScorer
     from legalrag.config import Settings
     from legalrag.index.embed import load_embedder
     from legalrag.index.tune import split_of
@@ -53,7 +53,7 @@ def main() -> int:
             continue
         quoted_any += 1
         before = [p for p in quoted if p.before]
-        added += [len(p.before) + len(GAP) for p in before]
+        added += [len(p.before) for p in before]
         # a paragraph ending in a colon quoted without an item although it has items:
         # only an exception list is kept so (provision._whole)
         whole = [p for p in quoted if p.item is None and p.text.rstrip().endswith(("：", ":"))

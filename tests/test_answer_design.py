@@ -72,7 +72,10 @@ def test_passages_are_the_articles_own_lines(facts):
     first_item = passages[1]
     assert first_item.item == 1 and first_item.lead == lines[0]
     assert first_item.citation == "《劳动合同法》第四十六条第（一）项"
-    assert first_item.quote == lines[0] + GAP + lines[1]
+    # the first item follows its lead in the article: nothing left out, no ……
+    assert first_item.quote == lines[0] + lines[1]
+    third = passages[3]
+    assert third.shown == (lines[0], GAP, lines[3]) and third.quote == "".join(third.shown)
 
 
 def test_the_provision_is_verbatim_and_answers_the_question(facts, scorer):
@@ -175,6 +178,11 @@ def test_a_paragraph_that_refers_to_the_one_before_is_quoted_after_it(facts, sco
     assert all(line in a17.text for line in second.lines)
     # the prompt reads the paragraph before, its items left out
     assert excerpt(a17, [second]).split("\n") == [first.text, GAP, second.text]
+    # 第二十四条: the paragraph before has no list, so the two are quoted without a gap
+    a24 = article(facts, "劳动合同法", 24)
+    rule, limit = split_passages(a24)
+    assert limit.before == rule.text and limit.shown == (rule.text, limit.text)
+    assert limit.quote == rule.text + limit.text
     # the score reads the paragraph's own words, as it was tuned to
     alone = dataclasses.replace(second, before="")
     assert scorer.scores(WAGES, [second]) == scorer.scores(WAGES, [alone])

@@ -502,6 +502,22 @@ def test_a_second_quoted_provision_is_headed_as_related(small_index):
     assert "《劳动合同法》第二十条</a> 原文：" in second
 
 
+def test_a_quoted_provision_marks_what_it_leaves_out(small_index):
+    """Lines the article has between the quoted ones are a …… line of the quote, as in
+    the answer's text; adjacent lines get none."""
+    from legalrag.answer.provision import GAP, split_passages
+    from legalrag.web.views import render_provision
+
+    a17 = small_index.lookup("劳动合同法", 17)[0]  # 第二款 refers to 前款, which lists items
+    a24 = small_index.lookup("劳动合同法", 24)[0]  # 第二款 refers to a 前款 without items
+    hits = (Hit(a17, 1.0, 1), Hit(a24, 0.9, 2))
+    p17, p24 = (next(p for p in split_passages(a) if p.paragraph == 2) for a in (a17, a24))
+    html17, html24 = render_provision(p17, hits, 1), render_provision(p24, hits, 1, False)
+    assert f"<p>{GAP}</p>" in html17 and "第十七条第一款、第二款</a> 原文：" in html17
+    assert html17.index(p17.before[:10]) < html17.index(GAP) < html17.index(p17.text[:10])
+    assert GAP not in html24 and "第二十四条第一款、第二款</a> 原文：" in html24
+
+
 def test_a_verified_sentence_that_leaves_out_the_proviso_shows_it():
     """A ✓ on a rule copied without its 但是 keeps the ✓ and gets a 另有例外 badge whose
     hover text is the article's own proviso."""

@@ -106,13 +106,26 @@ class Passage:
         return tuple(line for line in (self.before, self.lead, self.text) if line)
 
     @property
-    def quote(self) -> str:
-        """The verbatim words to show: the lines joined by ……, which also ends a
+    def shown(self) -> tuple[str, ...]:
+        """The lines with …… where the article has lines between them (the items between
+        a lead and its third item, the list of the paragraph before), and after a
         paragraph whose list is left out (…但下列商品除外：……)."""
-        out = GAP.join(self.lines)
+        at = {p.key: i for i, p in enumerate(split_passages(self.article))}
+        keys = [*([(self.paragraph - 1, 0)] if self.before else []),
+                *([(self.paragraph, 0)] if self.lead else []), self.key]
+        out: list[str] = []
+        for k, (key, line) in enumerate(zip(keys, self.lines, strict=True)):
+            if k and at[key] != at[keys[k - 1]] + 1:
+                out.append(GAP)
+            out.append(line)
         if self.item is None and self.text.rstrip().endswith(("：", ":")):
-            out += GAP
-        return out
+            out.append(GAP)
+        return tuple(out)
+
+    @property
+    def quote(self) -> str:
+        """The verbatim words to show, on one line (`shown` joined)."""
+        return "".join(self.shown)
 
     @property
     def key(self) -> tuple[int, int]:

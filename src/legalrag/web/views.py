@@ -190,7 +190,7 @@ def render_provision(p: Passage, hits: Sequence[Hit], turn: int, first: bool = T
     target = next((anchor(turn, h.rank) for h in hits if h.article.id == p.article.id), None)
     cite = (f'<a class="lr-cite" href="#{target}">{md_esc(p.citation)}</a>' if target
             else md_esc(p.citation))
-    lines = "".join(f"<p>{md_esc(line)}</p>" for line in p.lines)
+    lines = "".join(f"<p>{md_esc(line)}</p>" for line in p.shown)
     return (f'<div class="lr-provision"><div class="lr-provision-head">'
             f"{PROVISION_INTRO if first else SECOND_INTRO} {cite} 原文："
             f"</div><blockquote>{lines}</blockquote></div>")
