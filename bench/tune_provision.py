@@ -15,7 +15,10 @@ Then the choice is replayed for a grid of settings:
   share of the first's (0 = never);
 - tuned: with --encoders, the share of the cosine taken from the index's tuned query
   encoder (the question through it, the passage through the base model, as the index
-  compares them) instead of the base model's.
+  compares them) instead of the base model's;
+- idf (with --idf): the share of the bigram term taken from an idf-weighted share, each of
+  the question's bigrams counted by its inverse document frequency over the in-force
+  articles, so that 拖欠 and 辞职 weigh more than 可以 and 个月.
 
 The index's query encoder learned the tune questions, so it retrieves their gold articles
 better than a new question's (gold among the five sources: 85% of tune questions, 68% of
@@ -47,7 +50,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def collect(queries: list, limit: int | None, encoders: Path | None = None) -> list[dict]:
     """Per question: its part, the gold keys, and per passage (rank, article key, cosine,
-    bigram share, tuned cosine); the tuned cosine is the base one without --encoders."""
+    bigram share, tuned cosine, idf-weighted bigram share); the tuned cosine is the base
+    one without --encoders."""
     from dataclasses import replace
 
     from legalrag.answer.assistant import Assistant
@@ -74,6 +78,7 @@ def collect(queries: list, limit: int | None, encoders: Path | None = None) -> l
                                         replace(settings, query_encoder=str(path),
                                                 cross_encoder=""),
                                         verify=False)
+    idf = bigram_idf(retriever.articles)
     rows = []
     t0 = time.perf_counter()
     for i, q in enumerate(queries[:limit] if limit else queries):
@@ -94,22 +99,42 @@ def collect(queries: list, limit: int | None, encoders: Path | None = None) -> l
         else:
             cosines = tcos = []
         asked = bigrams(q.query)
+        weights = {b: idf[b] for b in asked if b in idf}
+        total = sum(weights.values())
         feats = []
         for (r, p), text, cos, tc in zip(passages, texts, cosines, tcos, strict=True):
-            share = len(asked & bigrams(text)) / len(asked) if asked else 0.0
+            found = bigrams(text)
+            share = len(asked & found) / len(asked) if asked else 0.0
+            rare = sum(w for b, w in weights.items() if b in found) / total if total else 0.0
             a = p.article
-            feats.append((r, (a.law, a.number, a.suffix), cos, share, tc))
+            feats.append((r, (a.law, a.number, a.suffix), cos, share, tc, rare))
         rows.append({"id": q.id, "part": part, "gold": gold, "passages": feats})
         if (i + 1) % 100 == 0:
             print(f"{i + 1} questions, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return rows
 
 
+def bigram_idf(articles) -> dict[str, float]:
+    """log(1 + (N - df + 0.5) / (df + 0.5)) of every bigram of the in-force articles."""
+    import math
+    from collections import Counter
+
+    from legalrag.vocab import bigrams
+
+    df: Counter = Counter()
+    texts = [a.text for a in articles if a.in_force]
+    for text in texts:
+        df.update(bigrams(text))
+    n = len(texts)
+    return {b: math.log1p((n - c + 0.5) / (c + 0.5)) for b, c in df.items()}
+
+
 def choose(feats, weight: float, decay: float, top: int, second: float,
-           tuned: float = 0.0) -> list[tuple]:
+           tuned: float = 0.0, idf: float = 0.0) -> list[tuple]:
     """The articles quoted for one question under one setting."""
-    scored = sorted((((1 - tuned) * cos + tuned * tc + weight * share) * decay ** r, r, key)
-                    for r, key, cos, share, tc in feats if r < top)
+    scored = sorted((((1 - tuned) * cos + tuned * tc
+                      + weight * ((1 - idf) * share + idf * rare)) * decay ** r, r, key)
+                    for r, key, cos, share, tc, rare in feats if r < top)
     if not scored:
         return []
     best = scored[-1]
@@ -141,7 +166,7 @@ def with_references(rows, part: str, setting) -> dict[str, float]:
 
     retriever = Retriever.open(Settings.load(), verify=False)
     names = LawNames(sorted({a.law for a in retriever.articles}))
-    weight, decay, top, _, tuned = setting
+    weight, decay, top, _, tuned, *_ = setting
 
     def article(key):
         found = [a for a in retriever.lookup(*key) if a.in_force]
@@ -153,7 +178,7 @@ def with_references(rows, part: str, setting) -> dict[str, float]:
         quoted = choose(r["passages"], *setting)
         best: dict = {}  # article -> (score, index of its best passage)
         seen: dict = {}
-        for rank, key, cos, share, tc in r["passages"]:
+        for rank, key, cos, share, tc, _ in r["passages"]:
             i = seen[key] = seen.get(key, -1) + 1  # passages come in article order
             score = ((1 - tuned) * cos + tuned * tc + weight * share) * decay ** rank
             if rank < top and (key not in best or score > best[key][0]):
@@ -186,6 +211,8 @@ def main() -> int:
                     "rule with the articles its quotes apply quoted too")
     ap.add_argument("--encoders", type=Path, help="score with the tuned query encoder too, "
                     "the tune questions out of fold; keep the fold encoders here")
+    ap.add_argument("--idf", action="store_true",
+                    help="also try the idf-weighted bigram share (the grid's idf column)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tune_fusion import cached
@@ -208,8 +235,11 @@ def main() -> int:
     current = (BIGRAM_WEIGHT, RANK_DECAY, PROVISION_FROM, SECOND_PROVISION, 0.0)
     if current not in grid:
         grid.append(current)
-    results = [{"setting": dict(zip(("weight", "decay", "top", "second", "tuned"), s,
-                                    strict=True)),
+    if args.idf:
+        grid += list(itertools.product((0.5, 0.75, 1.0, 1.25, 1.5), (0.93, 0.96, 1.0),
+                                       (3, 5), (0.8, 0.85, 0.9), (0.0,), (0.5, 1.0)))
+    names = ("weight", "decay", "top", "second", "tuned", "idf")
+    results = [{"setting": dict(zip(names[:len(s)], s, strict=True)),
                 "tune": evaluate(rows, "tune", s), "dev": evaluate(rows, "dev", s)}
                for s in grid]
     one = [r for r in results if r["setting"]["second"] == 0]
@@ -219,6 +249,13 @@ def main() -> int:
     now = next(r for r in results if tuple(r["setting"].values()) == current)
     report = [("current", now), ("best, one provision", best_one),
               ("best, up to two (tune gold - 0.1 x articles)", best_two)]
+    if args.idf:
+        with_idf = [r for r in results if r["setting"].get("idf")]
+        report.append(("best with the idf share", max(with_idf, key=lambda r: (
+            r["tune"]["gold_quoted"] - 0.1 * r["tune"]["quoted_articles"]))))
+        report += [(f"current, idf {m}", next(
+            r for r in with_idf if tuple(r["setting"].values()) == (*current, m)))
+            for m in (0.5, 1.0)]
     if args.encoders:
         with_tuned = [r for r in results if r["setting"]["tuned"] > 0]
         report.append(("best with the tuned cosine", max(with_tuned, key=lambda r: (
