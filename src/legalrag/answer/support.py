@@ -330,13 +330,16 @@ def quotes_clauses(sentence: str, article: Article) -> bool:
     >>> quotes_clauses("身体完整和行动自由受法律保护。", a)  # starts inside a sentence
     False
     """
-    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(numbers_in_words(claim_text(sentence)))))
-    if len(_CJK_RE.findall(claim)) < QUOTE_MIN_HAN:
+    claims = {_LEAD_RE.sub("", "".join(_ALIGN_RE.findall(numbers_in_words(c))))
+              for c in (claim_text(sentence), _after_lead_citation(sentence))}
+    claims = {c for c in claims if len(_CJK_RE.findall(c)) >= QUOTE_MIN_HAN}
+    if not claims:
         return False
     text = numbers_in_words(article.text)
     where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
     body = "".join(text[k] for k in where)
-    variants = {claim, *(claim.replace(a, b) for a, b in _LIST_LEAD_SWAPS)}
+    variants = {v for claim in claims
+                for v in (claim, *(claim.replace(a, b) for a, b in _LIST_LEAD_SWAPS))}
     for variant in variants:
         i = body.find(variant)
         while i >= 0:
@@ -347,6 +350,21 @@ def quotes_clauses(sentence: str, article: Article) -> bool:
                 return True
             i = body.find(variant, i + 1)
     return False
+
+
+def _after_lead_citation(sentence: str) -> str:
+    """The sentence without the citation it opens with (根据《民法典》第七百三十条，) and its
+    markers, other citations kept: a copy of an article that itself refers to another
+    (依据本法第五百一十条的规定…) keeps those words, as the article has them.
+
+    >>> _after_lead_citation("根据《民法典》第七百三十条，依据本法第五百一十条的规定[1]。")
+    '，依据本法第五百一十条的规定。'
+    """
+    refs = find_citations(sentence)
+    out = sentence
+    if refs and _LEAD_RE.sub("", out[:refs[0].end - len(refs[0].raw)].strip()) == "":
+        out = out[refs[0].end:]
+    return _MARKER_RE.sub("", out)
 
 
 _PROVISO_START_RE = re.compile(r"[，,；;]\s*(但是|但)")
