@@ -502,6 +502,30 @@ def test_what_does_not_count_as_an_uncited_sentence(labour_facts):
     assert uncited_sentences(plain, check_answer(plain, sources, labour_facts), sources) == []
 
 
+def test_a_copy_inside_a_claim_of_the_models_own_is_marked(labour_facts):
+    """A chat (2026-12-07): 如果公司拖欠工资三个月，劳动者可以辞职，但前提是 + 第四十条's
+    words on the employer's notice. The copy was taken to cover the sentence, which stood
+    unmarked; the claim around it is the model's own, and wrong. A sentence that is the
+    copy with a few words or a list heading beside it stays unmarked."""
+    from legalrag.answer.check import OWN_WORDS_MIN_HAN, uncited_sentences
+
+    sources = [labour_facts.lookup("劳动合同法", n)[0] for n in (40, 47)]
+    copy = ("用人单位提前三十日以书面形式通知劳动者本人或者额外支付劳动者一个月工资后，"
+            "可以解除劳动合同")
+    assert copy in sources[0].text
+    own = "如果公司拖欠工资三个月，劳动者可以辞职，但前提是"
+    raw = f"根据《劳动合同法》第四十七条，劳动者可以要求经济补偿。{own}{copy}。"
+    got = check_answer(raw, sources, labour_facts, KeywordSupport("经济补偿"))
+    assert [c.kind for c in got] == ["article", "passage"]
+    assert [raw[s:e] for s, e in uncited_sentences(raw, got, sources)] == [own + copy]
+    for framed in (f"也就是说，{copy}。", f"3. **解除的条件**：{copy}。"):
+        checked = check_answer(framed, sources, labour_facts)
+        assert [c.kind for c in checked] == ["passage"]
+        assert uncited_sentences(framed, checked, sources) == [], framed
+    assert len("如果公司拖欠工资三个月劳动者可以辞职但前提是") >= OWN_WORDS_MIN_HAN \
+        > len("也就是说")
+
+
 def test_a_verified_copy_without_its_proviso_shows_the_proviso_once():
     """The ✓ stays (support.omitted_proviso, docs/evaluation.md "A fourth batch"), and the
     exception the article adds is written after the citation, once per sentence even when

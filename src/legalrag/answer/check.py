@@ -86,6 +86,11 @@ _HAN_RE = re.compile(r"[\u4e00-\u9fff]")
 _ENUMERATOR_RE = re.compile(r"\s*(?:\d{1,2}[.、．)）]|[（(][一二三四五六七八九十\d]{1,3}[）)]|"
                             r"[一二三四五六七八九十]{1,3}、)\s*")
 UNCITED_MIN_HAN = 6
+# A sentence that copies a source but says this much of its own beside the copy (如果公司拖欠
+# 工资三个月，劳动者可以辞职，但前提是 + words of another rule) is the model's own claim,
+# which the copy does not cover.
+OWN_WORDS_MIN_HAN = 12
+_LABEL_RE = re.compile(r"[^：:，,]{1,20}[：:]")
 # References that name no law: they mean the law of the passage they are copied from, or
 # of the citation before them.
 _DEICTIC = ("本法", "该法", "此法", "上述法", "本条例", "该条例", "本规定", "该规定",
@@ -325,7 +330,9 @@ def uncited_sentences(text: str, checked: Sequence[CheckedCitation],
     (its note says so), a sentence of fewer than UNCITED_MIN_HAN Chinese characters (一、,
     例外情况：), a sentence whose words all occur in a source (a copy too short for
     copied_passages; a list item's number aside), a line that only introduces what follows
-    (例外情况包括：), and a sentence with a citation, a [n] marker or a copied passage.
+    (例外情况包括：), and a sentence with a citation or a [n] marker. A sentence with a copied
+    passage is not marked unless it says OWN_WORDS_MIN_HAN characters of its own beside the
+    copy (a list heading before it aside): such a claim is the model's, not the source's.
 
     >>> t = "根据《劳动法》第三条，劳动者享有平等就业的权利。因此，公司不得拒绝录用女性。"
     >>> c = CheckedCitation("article", "《劳动法》第三条", 2, 10, VERIFIED)
@@ -334,8 +341,8 @@ def uncited_sentences(text: str, checked: Sequence[CheckedCitation],
     """
     if not checked:
         return []
-    covered = [(c.start, c.end) if c.kind == "passage" else sentence_span(text, c.start, c.end)
-               for c in checked]
+    cited = [sentence_span(text, c.start, c.end) for c in checked if c.kind != "passage"]
+    copied = [(c.start, c.end) for c in checked if c.kind == "passage"]
     targets = [_normalized(a.text)[0] for a in sources]
     out = []
     for m in re.finditer(f"[^{_SENTENCE_ENDS}]+", text):
@@ -346,11 +353,23 @@ def uncited_sentences(text: str, checked: Sequence[CheckedCitation],
             end -= 1
         enumerator = _ENUMERATOR_RE.match(text, start, end)
         words = _normalized(text[enumerator.end() if enumerator else start:end])[0]
-        if (len(_HAN_RE.findall(words)) < UNCITED_MIN_HAN or _overlaps(start, end, covered)
+        if (len(_HAN_RE.findall(words)) < UNCITED_MIN_HAN or _overlaps(start, end, cited)
                 or text[end - 1] in "：:" or any(words in t for t in targets)):
             continue
+        if _overlaps(start, end, copied):
+            # the words beside the copy, a list heading before it (5. **留置的条件**：) aside
+            label = _LABEL_RE.match(text, enumerator.end() if enumerator else start, end)
+            own = _outside(text, label.end() if label else start, end, copied)
+            if len(_HAN_RE.findall(own)) < OWN_WORDS_MIN_HAN:
+                continue
         out.append((start, end))
     return out
+
+
+def _outside(text: str, start: int, end: int, spans: Sequence[tuple[int, int]]) -> str:
+    """text[start:end] without the parts inside spans."""
+    inside = {i for s, e in spans for i in range(max(s, start), min(e, end))}
+    return "".join(ch for i, ch in enumerate(text[start:end], start) if i not in inside)
 
 
 def _normalized(text: str) -> tuple[str, list[int]]:
