@@ -323,6 +323,16 @@ def test_cli_ask_abstains_on_chess(small_settings, capsys):
     assert out.index("来源") < out.index("法库中没有找到")
 
 
+def test_cli_ask_says_what_the_question_cites_wrongly_once(small_settings, capsys):
+    """The note on 《劳动合同法》第九百条 is printed under the sources, and the abstention
+    that follows does not repeat it."""
+    assert cli(small_settings, "ask", "《劳动合同法》第九百条是怎么规定的？") == 0
+    out = capsys.readouterr().out
+    note = "请注意：法库中查不到问题里的《劳动合同法》第九百条"
+    assert out.count(note) == 1
+    assert out.index("来源") < out.index(note) < out.index("法库中没有找到")
+
+
 def test_cli_ask_prints_sources_answer_and_check(small_settings, capsys, monkeypatch):
     monkeypatch.setenv("LEGALRAG_LLM_MAX_TOKENS", "32")
     assert cli(small_settings, "ask", NAMED, "--model", str(smollm2_path()), "-k", "3") == 0

@@ -129,6 +129,40 @@ def test_reference_at_line_start_stays_in_its_article(tmp_path):
     assert "第五条规定的情形除外" in pf.articles[0].text
 
 
+def test_a_title_without_its_hash_heads_the_articles_after_it(tmp_path):
+    """未成年人网络保护条例 writes its chapter titles as plain lines after a zero-width
+    space: they head the next articles instead of ending the article before them."""
+    f = write(tmp_path / "a.md",
+              "# 测试条例\n<!-- INFO END -->\n## 第一章 总 则\n第一条 甲。\n\n\u200b\n\n"
+              "网络素养促进\n\n第二条 乙。\n\n第三条 丙。\n附 则\n第四条 丁。\n")
+    pf = parse_file(f, "a.md", "")
+    assert [(a.number, a.path, a.text) for a in pf.articles] == [
+        (1, ("第一章 总 则",), "甲。"), (2, ("网络素养促进",), "乙。"),
+        (3, ("网络素养促进",), "丙。"), (4, ("附 则",), "丁。")]
+
+
+def test_a_heading_wrapped_onto_a_second_line_is_one_heading(tmp_path):
+    f = write(tmp_path / "a.md",
+              "# 测试法\n<!-- INFO END -->\n## 第五编 特别程序\n### 第四章 被告人逃匿、死亡案件\n"
+              "违法所得的没收程序\n第一条 甲。\n附则\n第二条 乙。\n")
+    pf = parse_file(f, "a.md", "")
+    assert pf.articles[0].path == ("第五编 特别程序",
+                                   "第四章 被告人逃匿、死亡案件违法所得的没收程序")
+    assert pf.articles[1].path == ("附则",)  # closes the whole law, not the 编
+
+
+def test_short_lines_inside_an_article_stay_in_it(tmp_path):
+    """A formula, a line without a finished sentence before it, or a line not followed
+    by an article is text, not a heading."""
+    f = write(tmp_path / "a.md",
+              "# 测试条例\n<!-- INFO END -->\n第一条 计算公式为：\n应纳税额＝销售额×税率\n"
+              "第二条 下列人员\n不得担任董事\n第三条 其他。\n附则\n")
+    pf = parse_file(f, "a.md", "")
+    assert [a.text for a in pf.articles] == [
+        "计算公式为：\n应纳税额＝销售额×税率", "下列人员\n不得担任董事", "其他。\n附则"]
+    assert all(a.path == () for a in pf.articles)
+
+
 @pytest.mark.parametrize(
     "content, line, reason",
     [

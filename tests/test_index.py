@@ -54,6 +54,28 @@ def test_build_query_update_query(env):
     assert store.current_name() in builds
 
 
+def test_an_update_rereads_files_a_new_parser_reads_differently(env, monkeypatch):
+    """The files are the same, the parser is not (a title written without its '#' now heads
+    the articles after it): an update is not 'up to date', and re-embeds only what changed."""
+    import re
+
+    from legalrag.index import corpus as corpus_module
+
+    settings, corpus = env
+    (corpus / "测试条例.md").write_text(
+        "# 测试条例\n<!-- INFO END -->\n## 第一章 总则\n第一条 养犬人应当束犬链。\n"
+        "法律责任\n第二条 违反本条例的，予以警告。\n", encoding="utf-8")
+    with monkeypatch.context() as m:  # the parser before titles without '#'
+        m.setattr(corpus_module, "BARE_HEADING_RE", re.compile(r"(?!)"))
+        first = build_index(settings)
+    second = build_index(settings, update=True)
+    assert not second.up_to_date and second.reparsed and second.changed_files == []
+    assert second.embedded == 2 and second.reused == first.embedded - 2
+    rows = {a.number: a for a in Retriever.open(settings).articles if a.law == "测试条例"}
+    assert rows[1].text == "养犬人应当束犬链。" and rows[2].path == ("法律责任",)
+    assert build_index(settings, update=True).up_to_date
+
+
 def test_first_build_serves_bm25_before_dense_is_done(env):
     settings, _ = env
     seen = {}

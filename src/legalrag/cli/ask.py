@@ -105,9 +105,17 @@ def _export(answer, fmt: str, target: Path | None) -> None:
     print(f"已导出：{target}", file=sys.stderr)
 
 
+def _without_premise(answer) -> str:
+    """The answer's text without the notes on the question's citations at its head: the
+    terminal showed them under the sources already."""
+    head = "".join(f"{p}\n\n" for p in answer.premise)
+    return answer.text.removeprefix(head) if head else answer.text
+
+
 def _print_checked(answer) -> None:
+    text = _without_premise(answer)
     if answer.abstained:
-        print(answer.text)
+        print(text)
         return
     print("\n")
     if answer.citations:
@@ -128,10 +136,10 @@ def _print_checked(answer) -> None:
         # The streamed text showed unchecked citations as written; repeat the answer with
         # each one marked, so nothing invented is left on screen unmarked.
         print("\n核对后的回答（〔〕内为核对标记）：")
-        print(answer.text)
+        print(text)
     else:
         print()
-        print(answer.text.rsplit("\n\n", 1)[-1])  # the disclaimer
+        print(text.rsplit("\n\n", 1)[-1])  # the disclaimer
     t = answer.timings
     print(f"\n用时：检索 {t.retrieval_ms:.0f} ms，首字 {t.first_token_ms / 1000:.1f} s，"
           f"共 {t.total_ms / 1000:.1f} s；提示 {t.prompt_tokens} tokens"

@@ -29,6 +29,9 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"  + {f}", file=sys.stderr)
         for f in result.removed_files[:20]:
             print(f"  - {f}", file=sys.stderr)
+        if result.reparsed and not result.changed_files and not result.removed_files:
+            print("the files are unchanged, but this version of legalrag reads them "
+                  "differently: the articles it reads differently are updated", file=sys.stderr)
     print(result.summary())
     return 0
 

@@ -64,6 +64,15 @@ def bm25_text(a: Article) -> str:
     return f"{a.law}\n{' '.join(a.path)}\n{a.text}"
 
 
+def parsed_key(report: CorpusReport) -> str:
+    """A hash of every article the parser made of the corpus: a new version of the parser
+    can read unchanged files differently, and then an update has work to do."""
+    h = hashlib.blake2b(digest_size=12)
+    for a in report.articles:
+        h.update(repr(a).encode("utf-8"))
+    return h.hexdigest()
+
+
 def content_key(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
 
@@ -83,6 +92,7 @@ class BuildResult:
     changed_files: list[str] = field(default_factory=list)
     removed_files: list[str] = field(default_factory=list)
     up_to_date: bool = False
+    reparsed: bool = False  # the parser reads the corpus differently from the live build's
 
     def summary(self) -> str:
         if self.up_to_date:
@@ -150,7 +160,10 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
                                       if old_files.get(f) != h)
         result.removed_files = sorted(set(old_files) - set(report.file_hashes))
         has_dense = "dense" in previous.manifest["parts"] or not dense
-        if not result.changed_files and not result.removed_files and has_dense:
+        # unchanged files read differently (this version's parser): the articles are updated
+        result.reparsed = previous.manifest["corpus"].get("parsed") != parsed_key(report)
+        if (not result.changed_files and not result.removed_files and has_dense
+                and not result.reparsed):
             if previous.fallback:  # CURRENT was damaged: point it at the build we read
                 store.set_current(previous.path.name)
                 log.warning("CURRENT repaired: it names %s again", previous.path.name)
@@ -197,6 +210,7 @@ def _build(settings: Settings, store: IndexStore, *, update: bool, dense: bool,
         "corpus": {
             "root": str(settings.corpus_dir),
             "files": report.file_hashes,
+            "parsed": parsed_key(report),
             "skipped": [str(e) for e in report.skipped],
         },
         "counts": {"laws": report.laws, "versions": report.versions,

@@ -42,6 +42,14 @@ HEADING_RE = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
 DATE_IN_NAME_RE = re.compile(r"\((\d{4}-\d{2}-\d{2})\)$")
 DATE_IN_TEXT_RE = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日")
 SPACES_RE = re.compile(r"\s+")
+# Characters that show nothing: some files carry lines of a lone zero-width space.
+INVISIBLE_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+# A chapter or section title written as a plain line, without its '#' (未成年人网络保护条例:
+# "网络素养促进" between 第十二条 and 第十三条), or a heading wrapped onto a second line: Han
+# characters only, short, and the next line starts an article.
+BARE_HEADING_RE = re.compile(r"^[\u4e00-\u9fff][\u4e00-\u9fff ]{1,19}$")
+# how an article's last paragraph ends, so that a title after it is not its continuation
+SENTENCE_END = ("。", "；", "！", "？", "”", "」")
 
 FOLDER_LEVELS = {
     "宪法": "宪法",
@@ -218,10 +226,12 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
         )
 
     last_number = 0
-    for i in range(body_start, len(lines)):
-        line = SPACES_RE.sub(" ", lines[i]).strip()
-        if not line:
-            continue
+    clean = [SPACES_RE.sub(" ", INVISIBLE_RE.sub("", ln)).strip() for ln in lines]
+    filled = [i for i in range(body_start, len(clean)) if clean[i]]
+    after = dict(zip(filled, [*filled[1:], None], strict=True))  # the next non-empty line
+    previous = ""  # the last non-empty line before this one
+    for i in filled:
+        line, before, previous = clean[i], previous, clean[i]
         h = HEADING_RE.match(line)
         if h:
             flush()
@@ -229,6 +239,18 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
             depth = len(h.group(1))
             headings = [x for x in headings if x[0] < depth]
             headings.append((depth, h.group(2)))
+            continue
+        if not use_items and _bare_heading(line, before, clean[after[i]] if after[i] else ""):
+            flush()
+            current = None
+            if HEADING_RE.match(before) and headings:  # the heading's second line
+                depth, head = headings.pop()
+                headings.append((depth, head + line))
+            else:  # a title without its '#': a sibling of the last heading (附则: of
+                # the first heading under the title, as it closes the whole law)
+                depths = [d for d, _ in headings if d > 0] or [2]
+                depth = min(depths) if line.replace(" ", "") == "附则" else max(depths)
+                headings = [x for x in headings if x[0] < depth] + [(depth, line)]
             continue
         number = suffix = None
         rest = ""
@@ -283,6 +305,15 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
     return ParsedFile(source, title, law, part, category, version, max(dates, default=""),
                       tuple(articles),
                       tuple(warnings))
+
+
+def _bare_heading(line: str, before: str, after: str) -> bool:
+    """Whether line is a title written without its '#': a short line of Han characters
+    between a heading, a finished article or the start of the body, and the start of the
+    next article."""
+    return (bool(BARE_HEADING_RE.match(line)) and bool(ARTICLE_RE.match(after))
+            and not ARTICLE_RE.match(line)
+            and (not before or bool(HEADING_RE.match(before)) or before.endswith(SENTENCE_END)))
 
 
 def _level_for(category: str) -> str:
