@@ -30,6 +30,7 @@ from legalrag.answer.check import CorpusFacts, check_answer
 from legalrag.answer.modelfile import smollm2_path
 from legalrag.answer.prompt import build_messages
 from legalrag.errors import ModelError, QueryError
+from legalrag.numerals import to_chinese
 from legalrag.records import Article
 from legalrag.retrieval.retriever import Retriever
 from legalrag.retrieval.rewrite import Turn
@@ -146,6 +147,19 @@ def test_looping():
     assert looping("但是，只有在以下情况下才会支持：\n\n"
                    + "".join(f"{i}. {item}\n\n" for i in range(1, 8)))
     assert not looping("".join(f"{i}. {item[:-8]}第{i}种情形。\n" for i in range(1, 8)))
+    # A list numbered in Chinese: an answer on a contract not renewed ran from （十一） to
+    # （三十二） repeating one made-up item, 512 tokens and 58 s
+    numerals = [to_chinese(i) for i in range(11, 33)]
+    same = "劳动者被依法宣告破产或者被依法撤销的；"
+    for mark in ("（{}）", "{}、", "第{}，"):
+        numbered = "".join(mark.format(n) + same + "\n" for n in numerals)
+        assert looping("有下列情形之一的：\n" + numbered[:200])
+    # the items of an article, copied in turn, are not a loop
+    article = ["在试用期间被证明不符合录用条件的；", "严重违反用人单位的规章制度的；",
+               "严重失职，营私舞弊，给用人单位造成重大损害的；",
+               "劳动者同时与其他用人单位建立劳动关系，对完成本单位的工作任务造成严重影响的；",
+               "被依法追究刑事责任的。"]
+    assert not looping("".join(f"（{to_chinese(i)}）{t}\n" for i, t in enumerate(article, 1)))
 
 
 def test_abstain_text_lists_candidates(small_index):

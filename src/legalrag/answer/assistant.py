@@ -89,7 +89,10 @@ CANDIDATES_SHOWN = 3
 # often whole paragraphs restated once (bench: a 5-item list written twice to max_tokens),
 # so two occurrences suffice; 80 identical characters twice is never worth waiting for.
 LOOP_WINDOW = 80
-_LIST_NUMBER_RE = re.compile(r"(?m)^(\s*)\d{1,3}(?=[.、．)）])")
+# the number of a list item at a line's start: 2. / 2、 / (2) / （十四） / 十四、 / 第十四，
+_LIST_NUMBER_RE = re.compile(
+    r"(?m)^(\s*(?:[-*]\s*)?)(?:\d{1,3}(?=[.、．)）])|[（(][一二三四五六七八九十百零〇\d]{1,6}[）)]"
+    r"|第?[一二三四五六七八九十百零〇]{1,5}(?=[、，,.．]))")
 LOOP_TIMES = 2
 PROVISION_INTRO = "依据"
 # A second quoted paragraph is a related provision, less sure than the first: it says so.
@@ -278,8 +281,9 @@ def looping(text: str, window: int = LOOP_WINDOW, times: int = LOOP_TIMES) -> bo
     """
     if len(text) < window * times:
         return False
-    # A numbered list that repeats one item (2. 该驰名商标属于…的情形。 3. 该驰名商标属于…) is
-    # a loop whose every copy starts with a new number: the numbers do not count.
+    # A numbered list that repeats one item (2. 该驰名商标属于…的情形。 3. 该驰名商标属于…, or
+    # （十五）劳动者被依法宣告破产的； （十六）劳动者被依法宣告破产的；) is a loop whose every
+    # copy starts with a new number: the numbers do not count.
     text = _LIST_NUMBER_RE.sub(r"\g<1>#", text)
     return text.count(text[-window:]) >= times
 
