@@ -36,10 +36,12 @@ from legalrag.answer.provision import (
     SECOND_PROVISION,
     Passage,
     PassageScorer,
+    asked_passage,
     excerpt,
     provisions,
     referenced,
     split_passages,
+    whole_article,
 )
 from legalrag.citations import find_citations
 from legalrag.index.embed import load_embedder
@@ -283,6 +285,45 @@ def test_an_article_the_question_names_is_quoted_and_read_first(brief, question,
     first = answer.sources[0]
     assert first.article == hits[0].article
     assert all(line in first.text for p in quoted for line in p.lines)
+
+
+def test_a_question_asking_only_for_an_article_is_quoted_the_article(brief, facts):
+    """《劳动合同法》第三十九条是怎么规定的？ was quoted its item （五） alone, chosen for the
+    words 规定的 it shares with the question; asked for the article, the reader is shown
+    the article. With a question of its own beside the number, a paragraph is chosen."""
+    a39 = article(facts, "劳动合同法", 39)
+    events = list(brief.stream("《劳动合同法》第三十九条是怎么规定的？", k=5))
+    (quoted,) = events[1].passages
+    assert quoted.article == a39 and quoted.citation == "《劳动合同法》第三十九条"
+    assert quoted.shown == tuple(a39.text.split("\n"))  # every line, none left out
+    assert events[-1].answer.text.startswith(f"依据《劳动合同法》第三十九条：“{quoted.quote}”")
+    assert all(line in events[-1].answer.sources[0].text for line in quoted.lines)
+    two = list(brief.stream("劳动合同法第三十九条和第四十条", k=5))[1].passages
+    assert [(p.article.number, p.span > 0) for p in two] == [(39, True), (40, True)]
+    mixed = list(brief.stream("劳动合同法第三十九条讲的是什么？和试用期有关吗？", k=5))[1]
+    assert mixed.passages[0].span == 0 and mixed.passages[0].article == a39
+
+
+def test_a_question_citing_a_paragraph_or_item_is_quoted_that_part(facts):
+    a10, a39 = article(facts, "劳动合同法", 10), article(facts, "劳动合同法", 39)
+    second = asked_passage(a10, "劳动合同法第十条第二款是什么意思")
+    assert second.citation == "《劳动合同法》第十条第二款"
+    assert second.shown == (a10.text.split("\n")[1],)
+    item = asked_passage(a39, "《中华人民共和国劳动合同法》第三十九条第二项")
+    assert item.citation == "《劳动合同法》第三十九条第（二）项"
+    assert item.lines == tuple(a39.text.split("\n")[:3:2])  # the lead, then （二）
+    # another law's 第三十九条, or none of the article's parts, is not this article's part
+    assert asked_passage(a39, "《劳动法》第三十九条第二项").span > 0
+    assert asked_passage(a10, "劳动合同法第十条第九款").span > 0
+
+
+def test_a_long_article_is_quoted_from_its_start_as_far_as_it_fits(facts):
+    a = article(facts, "劳动合同法", 39)
+    lines = a.text.split("\n")
+    cut = whole_article(a, limit=len(lines[0]) + len(lines[1]) + 1)
+    assert cut.span == 2 and cut.shown == (lines[0], lines[1], GAP)
+    assert whole_article(a, limit=1).shown == (lines[0], GAP)  # the first line always
+    assert excerpt(a, [cut]) == "\n".join([lines[0], lines[1], GAP])
 
 
 def test_a_slow_reader_gets_fewer_paragraphs_not_a_later_first_word(brief):

@@ -237,9 +237,13 @@ def test_an_answer_streams_sources_tokens_then_the_checked_answer(assistant):
     # cache. The text itself is not compared: with a cached prefix llama.cpp evaluates the
     # rest in other batches, whose float sums differ in the last bits, and a small model can
     # then pick another token (seen on an AVX2-only machine). What is guaranteed is the input.
-    again = assistant.answer(NAMED)
-    assert [s.article for s in again.sources] == [s.article for s in answer.sources]
-    assert again.timings.prompt_tokens == t.prompt_tokens
+    # The read limit is off here: it follows the speed the model last read at, which another
+    # job on the same cores changes between the two questions.
+    steady = Assistant(dataclasses.replace(assistant.settings, answer_read_seconds=0),
+                       retriever=assistant.retriever)
+    once, again = steady.answer(NAMED), steady.answer(NAMED)
+    assert [s.article for s in again.sources] == [s.article for s in once.sources]
+    assert again.timings.prompt_tokens == once.timings.prompt_tokens
     assert again.timings.cached_tokens > 0 and again.raw_text
 
 

@@ -610,6 +610,7 @@ def test_what_the_question_cites_that_the_corpus_cannot_back_is_said_first():
     ("民法典第2001条", True),
     ("请问《数据跨境流动促进法》第五条说了什么", True),
     ("《劳动合同法》第三十八条和第四十六条的内容是什么？", True),
+    ("劳动合同法第十条第二款是什么意思", True),
     ("根据《数据跨境流动促进法》第五条，企业需要做什么？", False),
     ("《民法典》第二千零一条和离婚冷静期", False),
     ("《刑法》第一百三十三条之一规定了哪些情形？", False),

@@ -57,7 +57,13 @@ from legalrag.answer.prompt import (
     readable_tokens,
     source_budget,
 )
-from legalrag.answer.provision import Passage, PassageScorer, provisions, referenced
+from legalrag.answer.provision import (
+    Passage,
+    PassageScorer,
+    asked_passage,
+    provisions,
+    referenced,
+)
 from legalrag.answer.support import SupportScorer
 from legalrag.config import Settings
 from legalrag.errors import QueryError
@@ -294,14 +300,20 @@ def quoted_passages(scorer: PassageScorer, query: str, hits: Sequence[Hit]
     them (provision.provisions), which lead the list since the model always reads them.
 
     An article the question names is what it asks about: the quote comes from it, and
-    the model reads it before anything else.
+    the model reads it before anything else. A question that asks for named articles and
+    nothing else (check.cites_only) is quoted the first two of them from their start, or
+    the paragraph or item it cites (provision.asked_passage), not one paragraph each
+    chosen by the words 是怎么规定的.
     """
     ranked = scorer.rank(query, [h.article for h in hits])
     named = [h.article for h in hits if "lookup" in h.ranks]
     if named:
         ids = {a.id for a in named}
         ranked = sorted(ranked, key=lambda p: p.article.id not in ids)
-    quoted = tuple(provisions(ranked, named or [h.article for h in hits[:PROVISION_FROM]]))
+    if named and cites_only(query):
+        quoted = tuple(asked_passage(a, query) for a in named[:2])
+    else:
+        quoted = tuple(provisions(ranked, named or [h.article for h in hits[:PROVISION_FROM]]))
     return [*quoted, *(p for p in ranked if p not in quoted)], quoted
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from legalrag.answer.check import paragraphs
-from legalrag.citations import LawNames, cross_references, reference_key
+from legalrag.citations import LawNames, cross_references, find_citations, reference_key
 from legalrag.numerals import parse_numeral, to_chinese
 from legalrag.records import Article
 from legalrag.vocab import bigrams
@@ -66,6 +66,10 @@ _EXCEPTIONS_RE = re.compile(r"(?:但|。)[^但。]*(?:下列|以下)[^但。]*�
 # A paragraph that says what it adds to the one before it (除前款所列商品外…,
 # 违反前款规定的…): read alone, 前款 points at words the reader was not shown.
 _PREVIOUS = "前款"
+# A question that asks for a named article and nothing else (…第三十九条是怎么规定的？) is
+# shown the article from its start, whole lines up to this many characters: any one of its
+# paragraphs or items, chosen by the words 是怎么规定的, would be arbitrary.
+WHOLE_CHARS = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +89,15 @@ class Passage:
     text: str  # the paragraph line (without its items) or the item line
     score: float = 0.0
     before: str = ""  # the paragraph before, when this one refers to it as 前款
+    span: int = 0  # a quote of the article itself: its first `span` lines (whole_article)
 
     @property
     def citation(self) -> str:
         """《劳动合同法》第三十八条第一款第（二）项; a one-paragraph article is cited
-        without 第一款, as statutes do."""
+        without 第一款, as statutes do; the article itself by its number."""
         out = self.article.citation
+        if self.span:
+            return out
         if self.before:
             out += f"第{to_chinese(self.paragraph - 1)}款、"
         if len(paragraphs(self.article)) > 1:
@@ -102,15 +109,20 @@ class Passage:
     @property
     def lines(self) -> tuple[str, ...]:
         """The article lines quoted, in order: the paragraph before (前款), an item's
-        lead, and the item or the paragraph."""
+        lead, and the item or the paragraph; for the article itself, its first lines."""
+        if self.span:
+            return tuple(p.text for p in split_passages(self.article)[:self.span])
         return tuple(line for line in (self.before, self.lead, self.text) if line)
 
     @property
     def shown(self) -> tuple[str, ...]:
         """The lines with …… where the article has lines between them (the items between
         a lead and its third item, the list of the paragraph before), and after a
-        paragraph whose list is left out (…但下列商品除外：……)."""
+        paragraph whose list is left out (…但下列商品除外：……), or after the part of an
+        article that fits WHOLE_CHARS."""
         at = {p.key: i for i, p in enumerate(split_passages(self.article))}
+        if self.span:
+            return self.lines + ((GAP,) if self.span < len(at) else ())
         keys = [*([(self.paragraph - 1, 0)] if self.before else []),
                 *([(self.paragraph, 0)] if self.lead else []), self.key]
         out: list[str] = []
@@ -146,6 +158,39 @@ def split_passages(article: Article) -> list[Passage]:
             out.append(Passage(article, p, number, head, line, before=before))
         previous = head
     return out
+
+
+def whole_article(article: Article, limit: int = WHOLE_CHARS) -> Passage:
+    """The article as one quote: its lines from the start while they fit limit characters
+    (the first always), …… after them when more follow."""
+    lines = split_passages(article)
+    span, size = 0, 0
+    for p in lines:
+        size += len(p.text)
+        if span and size > limit:
+            break
+        span += 1
+    first = lines[0]
+    return Passage(article, first.paragraph, None, "", first.text, span=span)
+
+
+def asked_passage(article: Article, question: str) -> Passage:
+    """What a question that asks for a named article is shown of it: the paragraph or
+    item it cites (劳动合同法第十条第二款是什么意思？), else the article (whole_article)."""
+    for ref in find_citations(question):
+        if (ref.number, ref.suffix) != (article.number, article.suffix) or ref.law not in (
+                article.law, article.law_title) and article.law not in ref.law:
+            continue
+        if ref.paragraph is None and ref.item is None:
+            break
+        passages = split_passages(article)
+        # 第三项 without 第M款: an item of the first paragraph that lists items
+        paragraph = ref.paragraph or next((p.paragraph for p in passages if p.item), None)
+        part = next((p for p in passages if p.paragraph == paragraph and p.item == ref.item),
+                    None)
+        if part is not None:
+            return part
+    return whole_article(article)
 
 
 def _item_number(numeral: str) -> int:
@@ -231,7 +276,8 @@ def excerpt(article: Article, chosen: Sequence[Passage]) -> str:
     lines = split_passages(article)
     at = {p.key: i for i, p in enumerate(lines)}
     chosen = [p for p in chosen if p.article.id == article.id]
-    keep = sorted({at[p.key] for p in chosen}
+    keep = sorted({i for p in chosen for i in range(p.span)}
+                  | {at[p.key] for p in chosen}
                   | {at[(p.paragraph, 0)] for p in chosen if p.item is not None}
                   | {at[(p.paragraph - 1, 0)] for p in chosen if p.before})
     out: list[str] = []
