@@ -876,15 +876,16 @@ def premise_notes(question: str, facts: CorpusFacts) -> tuple[str, ...]:
     return tuple(seen)
 
 
-# How people ask for what an article says, and the particles around it: a question that
-# is citations and these words only asks for the articles it names and nothing else.
+# How people ask for what an article says or how two differ, and the particles around it:
+# a question that is citations and these words only asks for the articles it names.
 _ASKING_RE = re.compile(
     "|".join(sorted((
         "是怎么规定的", "是如何规定的", "怎么规定的", "如何规定的", "怎么规定", "如何规定",
         "规定了什么", "规定了哪些", "规定的是什么", "有什么规定", "有哪些规定", "的规定",
         "规定", "的内容是什么", "内容是什么", "的内容", "内容", "说了什么", "讲了什么",
         "写了什么", "说的是什么", "讲的是什么", "原文", "全文", "条文", "是什么", "什么意思",
-        "是什么意思", "啥意思", "的意思",
+        "是什么意思", "啥意思", "的意思", "有什么区别", "有何区别", "区别是什么", "的区别",
+        "区别", "有什么不同", "有何不同",
         "怎么理解", "如何理解", "请解释一下", "请解释", "解释一下", "解读", "请问", "查一下",
         "帮我查", "看看", "是", "的", "了", "吗", "呢", "啊", "吧", "呀", "和", "与", "及",
         "以及", "还有", "中", "里"), key=len, reverse=True)))
