@@ -228,7 +228,7 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
     last_number = 0
     clean = [SPACES_RE.sub(" ", INVISIBLE_RE.sub("", ln)).strip() for ln in lines]
     filled = [i for i in range(body_start, len(clean)) if clean[i]]
-    after = dict(zip(filled, [*filled[1:], None], strict=True))  # the next non-empty line
+    after = dict(zip(filled, filled[1:], strict=False))  # the next non-empty line
     previous = ""  # the last non-empty line before this one
     for i in filled:
         line, before, previous = clean[i], previous, clean[i]
@@ -240,7 +240,7 @@ def parse_file(path: Path, source: str, category: str) -> ParsedFile:
             headings = [x for x in headings if x[0] < depth]
             headings.append((depth, h.group(2)))
             continue
-        if not use_items and _bare_heading(line, before, clean[after[i]] if after[i] else ""):
+        if not use_items and _bare_heading(line, before, clean[after[i]] if i in after else ""):
             flush()
             current = None
             if HEADING_RE.match(before) and headings:  # the heading's second line
