@@ -122,6 +122,19 @@ def test_plain_user_format(tmp_path):
     assert pf.articles[2].text == "违反本条例的，予以警告。"
 
 
+def test_plain_user_format_with_chapter_lines(tmp_path):
+    """An uploaded plain file writes its chapters as lines of their own: they head the
+    articles, where they used to end the article before them as text."""
+    f = write(tmp_path / "规定.txt",
+              "某市文明养犬条例\n第一章 总则\n第一条 为了规范养犬行为，制定本条例。\n"
+              "第二章 养犬管理\n第二条 养犬人应当束犬链。\n第三章　法律责任\n第三条 违反的，予以警告。\n")
+    pf = parse_file(f, "规定.txt", "用户上传")
+    assert [(a.path, a.text) for a in pf.articles] == [
+        (("第一章 总则",), "为了规范养犬行为，制定本条例。"),
+        (("第二章 养犬管理",), "养犬人应当束犬链。"),
+        (("第三章 法律责任",), "违反的，予以警告。")]
+
+
 def test_reference_at_line_start_stays_in_its_article(tmp_path):
     f = write(tmp_path / "a.md", "# 测试法\n第一条 总则。\n第五条规定的情形除外。\n第二条 其他。\n")
     pf = parse_file(f, "a.md", "")
