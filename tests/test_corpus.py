@@ -127,7 +127,8 @@ def test_plain_user_format_with_chapter_lines(tmp_path):
     articles, where they used to end the article before them as text."""
     f = write(tmp_path / "规定.txt",
               "某市文明养犬条例\n第一章 总则\n第一条 为了规范养犬行为，制定本条例。\n"
-              "第二章 养犬管理\n第二条 养犬人应当束犬链。\n第三章　法律责任\n第三条 违反的，予以警告。\n")
+              "第二章 养犬管理\n第二条 养犬人应当束犬链。\n"
+              "第三章　法律责任\n第三条 违反的，予以警告。\n")
     pf = parse_file(f, "规定.txt", "用户上传")
     assert [(a.path, a.text) for a in pf.articles] == [
         (("第一章 总则",), "为了规范养犬行为，制定本条例。"),
