@@ -31,7 +31,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from legalrag.answer.assistant import quoted_passages
+    from legalrag.answer.assistant import corpus_facts, quoted_passages
     from legalrag.answer.check import cites_only
     from legalrag.answer.provision import WHOLE_CHARS, PassageScorer, provisions
     from legalrag.config import Settings
@@ -42,6 +42,7 @@ def main() -> int:
     settings = Settings.load()
     retriever = Retriever.open(settings)
     scorer = PassageScorer(load_embedder(settings).encode)
+    names = corpus_facts(retriever).names
     rows = []
     named_questions = asking = 0
     for q in load_queries(args.queries):
@@ -50,12 +51,12 @@ def main() -> int:
         if not named:
             continue
         named_questions += 1
-        asking += cites_only(q.query)
+        asking += cites_only(q.query, names)
         ids = {a.id for a in named}
         ranked = [p for p in scorer.rank(q.query, [h.article for h in hits])
                   if p.article.id in ids]
         by_score = provisions(ranked, named)
-        _, now = quoted_passages(scorer, q.query, hits)
+        _, now = quoted_passages(scorer, q.query, hits, names)
         if [p.quote for p in by_score] != [p.quote for p in now]:
             rows.append({"id": q.id, "query": q.query,
                          "by_score": [f"{p.citation}：{p.quote}" for p in by_score],

@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from legalrag.answer.assistant import quoted_passages
+    from legalrag.answer.assistant import corpus_facts, quoted_passages
     from legalrag.answer.provision import PassageScorer
     from legalrag.config import Settings
     from legalrag.index.embed import load_embedder
@@ -41,6 +41,7 @@ def main() -> int:
     settings = Settings.load()
     retriever = Retriever.open(settings)
     scorer = PassageScorer(load_embedder(settings).encode)
+    names = corpus_facts(retriever).names
     queries = [q for q in load_queries(args.queries)
                if args.split == "all" or split_of(q.id) == args.split]
     quoted_any = with_before = exceptions = 0
@@ -48,7 +49,7 @@ def main() -> int:
     changed = []
     for q in queries:
         hits = retriever.search(q.query, k=settings.top_k)
-        ranked, quoted = quoted_passages(scorer, q.query, hits)
+        ranked, quoted = quoted_passages(scorer, q.query, hits, names)
         if not quoted:
             continue
         quoted_any += 1

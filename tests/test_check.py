@@ -621,3 +621,17 @@ def test_what_the_question_cites_that_the_corpus_cannot_back_is_said_first():
 ])
 def test_a_question_that_only_asks_for_what_it_cites(question, only):
     assert cites_only(question) is only
+    assert cites_only(question, FACTS.names) is only
+
+
+@pytest.mark.parametrize("question, only", [
+    ("醉驾适用刑法第一百三十三条之一吗？", False),  # 醉驾适用 is asked, not part of a title
+    ("离婚适用民法典第1260条吗", False),
+    ("公司违反劳动合同法第三十九条", False),
+    ("请问劳动合同法第三十九条", True),  # 请问 asks; 劳动合同法 is the title
+    ("劳动合同法第三十九条和第二十一条", True),
+    ("中华人民共和国刑法第一百三十三条之一", True),
+    ("我国数据跨境流动促进法第五条", True),  # names no corpus law: the whole run is the title
+])
+def test_words_before_a_bare_title_are_asked_when_the_corpus_knows_the_law(question, only):
+    assert cites_only(question, FACTS.names) is only

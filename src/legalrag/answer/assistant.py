@@ -65,6 +65,7 @@ from legalrag.answer.provision import (
     referenced,
 )
 from legalrag.answer.support import SupportScorer
+from legalrag.citations import LawNames
 from legalrag.config import Settings
 from legalrag.errors import QueryError
 from legalrag.index.embed import load_embedder
@@ -294,8 +295,8 @@ def looping(text: str, window: int = LOOP_WINDOW, times: int = LOOP_TIMES) -> bo
     return text.count(text[-window:]) >= times
 
 
-def quoted_passages(scorer: PassageScorer, query: str, hits: Sequence[Hit]
-                    ) -> tuple[list[Passage], tuple[Passage, ...]]:
+def quoted_passages(scorer: PassageScorer, query: str, hits: Sequence[Hit],
+                    names: LawNames | None = None) -> tuple[list[Passage], tuple[Passage, ...]]:
     """The passages of the hits' articles, best first, and the provisions quoted from
     them (provision.provisions), which lead the list since the model always reads them.
 
@@ -303,14 +304,15 @@ def quoted_passages(scorer: PassageScorer, query: str, hits: Sequence[Hit]
     the model reads it before anything else. A question that asks for named articles and
     nothing else (check.cites_only) is quoted the first two of them from their start, or
     the paragraph or item it cites (provision.asked_passage), not one paragraph each
-    chosen by the words 是怎么规定的.
+    chosen by the words 是怎么规定的. names (the corpus's law names) tell the words before
+    a bare title from the title (check.cites_only).
     """
     ranked = scorer.rank(query, [h.article for h in hits])
     named = [h.article for h in hits if "lookup" in h.ranks]
     if named:
         ids = {a.id for a in named}
         ranked = sorted(ranked, key=lambda p: p.article.id not in ids)
-    if named and cites_only(query):
+    if named and cites_only(query, names):
         quoted = tuple(asked_passage(a, query) for a in named[:2])
     else:
         quoted = tuple(provisions(ranked, named or [h.article for h in hits[:PROVISION_FROM]]))
@@ -539,8 +541,9 @@ class Assistant:
         relevance = measure(retriever, query, hits, s.retrieval_mode, s.include_old_versions)
         retrieval_ms = (time.perf_counter() - t0) * 1000
         abstained = self.rule_for(retriever).abstains(relevance)
-        premise = premise_notes(q, self.facts(retriever))
-        if premise and not any("lookup" in h.ranks for h in hits) and cites_only(q):
+        facts = self.facts(retriever)
+        premise = premise_notes(q, facts)
+        if premise and not any("lookup" in h.ranks for h in hits) and cites_only(q, facts.names):
             # 《民法典》第二千零一条是怎么规定的？: it names nothing the corpus holds and asks
             # nothing else, so whatever the search found would answer another question.
             abstained = True
@@ -557,7 +560,7 @@ class Assistant:
         quoted: tuple[Passage, ...] = ()
         if self.brief and hits:
             # The question as retrieval read it (a follow-up's rewrite) picks the paragraph.
-            ranked, quoted = quoted_passages(self.passages, query, hits)
+            ranked, quoted = quoted_passages(self.passages, query, hits, facts.names)
             if quoted:
                 yield Provision(quoted, (time.perf_counter() - t0) * 1000)
         yield from self._generate(q, query, hits, retriever, t0, retrieval_ms, ranked, quoted,

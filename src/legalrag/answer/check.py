@@ -892,10 +892,16 @@ _ASKING_RE = re.compile(
 _NOT_WORDS_RE = re.compile(r"[\W_]+")
 
 
-def cites_only(question: str) -> bool:
+def cites_only(question: str, names: LawNames | None = None) -> bool:
     """Whether the question asks for the articles or laws it cites and nothing more
-    (《民法典》第二千零一条是怎么规定的？): without them there is nothing to search for."""
-    spans = [(c.start, c.end) for c in find_citations(question, malformed=True)]
+    (《民法典》第二千零一条是怎么规定的？): without them there is nothing to search for.
+
+    A bare title is read from running text with the words before it (醉驾适用刑法第一百
+    三十三条之一吗？ is parsed as the law 醉驾适用刑法). Given the corpus's law names, only
+    the ending that names a law counts as the citation, so 醉驾适用 is asked, not cited.
+    """
+    spans = [(_title_start(question, c, names), c.end)
+             for c in find_citations(question, malformed=True)]
     spans += [m.span() for m in _LAW_MENTION_RE.finditer(question)]
     if not spans:
         return False
@@ -903,3 +909,13 @@ def cites_only(question: str) -> bool:
     for s, e in spans:
         rest[s:e] = [" "] * (e - s)
     return not _NOT_WORDS_RE.sub("", _ASKING_RE.sub("", "".join(rest)))
+
+
+def _title_start(question: str, ref: CitationRef, names: LawNames | None) -> int:
+    """Where a citation's law title begins in the question: for a bare title, the longest
+    ending of the words before 第 that names a corpus law (or the whole, if none does)."""
+    end = question.find("第", ref.start, ref.end)
+    if ref.bracketed or names is None or end < 0:
+        return ref.start
+    return next((i for i in range(ref.start, end - 1) if names.exact(question[i:end])),
+                ref.start)
