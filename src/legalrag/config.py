@@ -59,6 +59,9 @@ class Settings:
     # exact lookup is followed by what the article cites and what cites it
     # (retrieval/crossref.py; docs/evaluation.md, "Cross-references")
     cross_references: bool = True
+    # the question is searched with the statute terms its everyday words stand for
+    # (retrieval/glossary.py, data/glossary.txt: 周末加班 → 休息日 延长工作时间)
+    query_glossary: bool = True
     # a cross-encoder reads the question with each of the best hits and reorders them
     # (retrieval/cross.py; "" for the ranking without it)
     cross_encoder: str = "data/models/cross-m3e-small-2l.npz"

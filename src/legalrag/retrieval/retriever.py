@@ -46,6 +46,7 @@ from legalrag.records import Article, Hit
 from legalrag.retrieval.cross import CrossEncoder
 from legalrag.retrieval.crossref import CrossRefs, Key, follow, related
 from legalrag.retrieval.fusion import Fusion, rrf
+from legalrag.retrieval.glossary import Glossary
 from legalrag.retrieval.rerank import Pool, features
 from legalrag.vocab import MODES
 
@@ -127,6 +128,7 @@ class Retriever:
         self.prior = np.array([self.fusion.prior(a.level, cited.get(a.law, 0))
                                for a in self.articles], dtype=np.float64)
         self.article_prior = self._article_prior() if tuned else None
+        self.glossary = Glossary.load() if settings.query_glossary else None
         self._embedder: Embedder | None = None
         self._lock = threading.Lock()
         self._derived: dict[str, object] = {}
@@ -268,6 +270,8 @@ class Retriever:
             # stands it finds 民事法律行为 and 规定, not 离婚.
             query, vec = self.named_query(query, named, embed=mode != "bm25")
         else:
+            if self.glossary is not None:  # 周末加班 is searched with 休息日 延长工作时间
+                query = self.glossary.expand(query)[:MAX_QUERY_CHARS]
             vec = self.embedder.encode([query]) if reranker else None
         rankings, raw = self.candidates(query, depth, mode, include_old, vec)
         fused = self.fuse(rankings)

@@ -1,0 +1,113 @@
+"""Everyday words to statute words: the terms a question's wording stands for.
+
+People ask 周末加班，加班费怎么算？; the article says 休息日安排劳动者工作…支付不低于工资的
+百分之二百的工资报酬. They ask whether a 十六岁 child's contract holds; the rule is about a
+限制民事行为能力人. BM25 matches only shared words, and the query encoder learned the
+wording of 1,000 questions, not of every asker. A hand-written glossary
+(data/glossary.txt, written from the statutes' own terms) names what such words stand
+for, and the search reads the question with those terms after it (Settings.query_glossary).
+
+Two readings are rules rather than words: an age (十六岁, 7周岁) is the age and capacity
+terms the statutes use (已满十六周岁, 未成年人, 限制民事行为能力人), and money lent or owed
+for years (借钱给朋友三年了没还) is a question about the 诉讼时效.
+
+>>> g = Glossary.load()
+>>> g.terms("周末加班，加班费怎么算？")
+['休息日', '延长工作时间']
+>>> g.terms("十六岁的孩子自己签的买卖合同有效吗？")
+['已满十六周岁', '未成年人', '限制民事行为能力人']
+>>> g.expand("试用期最长多久？")
+'试用期最长多久？'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from legalrag.numerals import parse_numeral, to_chinese
+
+GLOSSARY_FILE = "glossary.txt"
+MAX_TERMS = 8  # a question that matches more is already in statute words
+ADULT_AGE = 18  # 民法典第十七条
+CAPACITY_AGE = 8  # 民法典第十九条、第二十条
+
+_NUMBER = r"\d{1,3}|[一二两三四五六七八九十]{1,3}"
+_AGE_RE = re.compile(rf"(?<![第\d一二两三四五六七八九十])({_NUMBER})\s*(?:周)?岁")
+_OWED_RE = re.compile(rf"(?:{_NUMBER}|好几|几|多)\s*年(?:了|多|以上|前)?[^。？！?!]{{0,12}}?"
+                      r"(?:没|不|未)(?:有)?(?:还|给|付|要|讨|追|起诉|告)")
+LIMITATION_TERMS = ("诉讼时效", "诉讼时效期间")
+
+
+@dataclass(frozen=True, slots=True)
+class Glossary:
+    """Everyday words (each with the statute terms it stands for), longest first."""
+
+    entries: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @classmethod
+    def load(cls) -> Glossary:
+        text = resources.files("legalrag.data").joinpath(GLOSSARY_FILE).read_text("utf-8")
+        return cls.parse(text)
+
+    @classmethod
+    def parse(cls, text: str) -> Glossary:
+        """Lines `word|word = term term`; # starts a comment. ValueError names a bad line."""
+        entries: dict[str, tuple[str, ...]] = {}
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            words, sep, terms = line.partition("=")
+            if not sep or not words.strip() or not terms.split():
+                raise ValueError(f"{GLOSSARY_FILE} line {n}: {line!r} is not "
+                                 "`everyday words = statute terms`")
+            for word in filter(None, (w.strip() for w in words.split("|"))):
+                entries[word] = entries.get(word, ()) + tuple(terms.split())
+        return cls(tuple(sorted(entries.items(), key=lambda e: -len(e[0]))))
+
+    def terms(self, question: str) -> list[str]:
+        """The statute terms the question's words stand for and it does not hold, in the
+        order their words come in the question, each once, at most MAX_TERMS."""
+        found: list[tuple[int, str]] = []
+        taken = [False] * len(question)  # a longer word's span hides the shorter ones in it
+        for word, terms in self.entries:
+            start = question.find(word)
+            while start >= 0 and any(taken[start:start + len(word)]):
+                start = question.find(word, start + 1)
+            if start < 0:
+                continue
+            taken[start:start + len(word)] = [True] * len(word)
+            found += [(start, t) for t in terms]
+        found += [(m.start(), t) for m in _AGE_RE.finditer(question)
+                  for t in age_terms(m.group(1))]
+        if (m := _OWED_RE.search(question)) is not None:
+            found += [(m.start(), t) for t in LIMITATION_TERMS]
+        out: list[str] = []
+        for _, term in sorted(found, key=lambda f: f[0]):
+            if term not in out and term not in question:
+                out.append(term)
+        return out[:MAX_TERMS]
+
+    def expand(self, question: str) -> str:
+        """The question with its statute terms after it (（休息日 延长工作时间）), or as it
+        was when it has none."""
+        terms = self.terms(question)
+        return f"{question}（{' '.join(terms)}）" if terms else question
+
+
+def age_terms(number: str) -> tuple[str, ...]:
+    """How the statutes speak of a person of this age: 已满N周岁, and under 18 the
+    capacity the 民法典 gives them. An age that is not a number says nothing."""
+    try:
+        age = parse_numeral(number)
+    except ValueError:
+        return ()
+    if not 0 < age < 120:
+        return ()
+    said = (f"已满{to_chinese(age)}周岁",)
+    if age >= ADULT_AGE:
+        return said
+    return (*said, "未成年人",
+            "限制民事行为能力人" if age >= CAPACITY_AGE else "无民事行为能力人")

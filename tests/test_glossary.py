@@ -1,0 +1,101 @@
+"""The glossary of everyday words: what it adds to a question, and the search with it."""
+
+from dataclasses import replace
+
+import pytest
+
+from legalrag.retrieval.glossary import MAX_TERMS, Glossary, age_terms
+from legalrag.retrieval.retriever import Retriever
+
+SMALL = Glossary.parse("""
+# a comment
+加班 = 延长工作时间 加班费
+周末|周六 = 休息日
+无故辞退 = 违法解除劳动合同
+辞退 = 解除劳动合同
+""")
+
+
+@pytest.mark.fast
+def test_terms_come_in_the_order_of_their_words_each_once():
+    assert SMALL.terms("周末加班，周六也加班") == ["休息日", "延长工作时间", "加班费"]
+    assert SMALL.expand("周六加班费怎么算") == "周六加班费怎么算（休息日 延长工作时间）"
+
+
+@pytest.mark.fast
+def test_a_term_the_question_holds_is_not_added():
+    assert SMALL.terms("加班费和延长工作时间") == []
+    assert SMALL.expand("试用期多久") == "试用期多久"
+
+
+@pytest.mark.fast
+def test_a_longer_word_hides_the_shorter_one_inside_it():
+    # 无故辞退 is read, not 辞退 within it
+    assert SMALL.terms("被无故辞退了") == ["违法解除劳动合同"]
+    assert SMALL.terms("被无故辞退了，后来又被辞退") == ["违法解除劳动合同", "解除劳动合同"]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("question, terms", [
+    ("十六岁的孩子签的合同有效吗", ["已满十六周岁", "未成年人", "限制民事行为能力人"]),
+    ("7岁小孩打坏了东西", ["已满七周岁", "未成年人", "无民事行为能力人"]),
+    ("满18周岁了吗", ["已满十八周岁"]),
+    ("第十六岁", []),  # not an age
+    ("借钱给朋友三年了没还，还能要吗", ["诉讼时效", "诉讼时效期间"]),
+    ("欠款好几年都没有还", ["诉讼时效", "诉讼时效期间"]),
+    ("三年前买的房子", []),
+])
+def test_ages_and_years_of_debt_are_read_as_statute_terms(question, terms):
+    assert Glossary(()).terms(question) == terms
+
+
+@pytest.mark.fast
+def test_at_most_max_terms_are_added():
+    many = Glossary.parse("\n".join(f"词{i} = 术语{i}a 术语{i}b" for i in range(MAX_TERMS)))
+    question = "".join(f"词{i}" for i in range(MAX_TERMS))
+    assert len(many.terms(question)) == MAX_TERMS
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("line", ["加班 延长工作时间", "= 休息日", "加班 ="])
+def test_a_bad_line_is_named(line):
+    with pytest.raises(ValueError, match="line 2"):
+        Glossary.parse(f"# ok\n{line}\n")
+
+
+@pytest.mark.fast
+def test_the_shipped_glossary_loads_and_reads_everyday_words():
+    g = Glossary.load()
+    assert len(g.entries) > 100
+    assert g.terms("周末加班，加班费怎么算？") == ["休息日", "延长工作时间"]
+    assert age_terms("一百五十") == ()
+
+
+def rank_of(hits, law, number):
+    return next((h.rank for h in hits if (h.article.law, h.article.number) == (law, number)),
+                None)
+
+
+def test_off_is_the_search_without_it_and_on_is_the_expanded_question(small_settings):
+    off = Retriever.open(replace(small_settings, query_glossary=False))
+    on = Retriever.open(replace(small_settings, query_glossary=True))
+    plain = "试用期最长可以约定多久？"  # nothing to add: the same either way
+    assert ([h.article.id for h in on.search(plain, k=20)]
+            == [h.article.id for h in off.search(plain, k=20)])
+    q = "周末加班，加班费怎么算？"
+    expanded = Glossary.load().expand(q)
+    assert expanded != q
+    assert ([h.article.id for h in on.search(q, k=20)]
+            == [h.article.id for h in off.search(expanded, k=20)])
+
+
+@pytest.mark.parametrize("question, law, number", [
+    ("周末加班，加班费怎么算？", "劳动法", 44),
+    ("十六岁的孩子自己签的买卖合同有效吗？", "民法典", 19),
+])
+def test_the_rule_behind_everyday_words_ranks_higher(small_settings, question, law, number):
+    off = Retriever.open(replace(small_settings, query_glossary=False)).search(question, k=50)
+    on = Retriever.open(replace(small_settings, query_glossary=True)).search(question, k=50)
+    assert rank_of(on, law, number) is not None
+    assert rank_of(off, law, number) is None or rank_of(on, law, number) < rank_of(off, law,
+                                                                                    number)
