@@ -64,6 +64,8 @@ def ranking_from_stages(r, query: str, rerank: bool) -> list[int]:
     if named and r.rank_by_named:  # ranked as like the article the question names
         query, vec = r.named_query(query, named)
     else:
+        if r.glossary is not None:  # the statute terms of its everyday words after it
+            query = r.glossary.expand(query)
         vec = r.embedder.encode([query])
     rankings, raw = r.candidates(query, 300 if rerank else 100, vec=vec)
     if rerank:

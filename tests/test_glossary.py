@@ -36,6 +36,13 @@ def test_a_longer_word_hides_the_shorter_one_inside_it():
 
 
 @pytest.mark.fast
+def test_a_word_that_is_part_of_a_charge_is_not_read():
+    crimes = Glossary.parse("医疗事故 = 医疗损害")
+    assert crimes.terms("能否以医疗事故罪提起诉讼") == []
+    assert crimes.terms("出现医疗事故，能否以医疗事故罪提起诉讼") == ["医疗损害"]
+
+
+@pytest.mark.fast
 @pytest.mark.parametrize("question, terms", [
     ("十六岁的孩子签的合同有效吗", ["已满十六周岁", "未成年人", "限制民事行为能力人"]),
     ("7岁小孩打坏了东西", ["已满七周岁", "未成年人", "无民事行为能力人"]),
@@ -69,6 +76,8 @@ def test_the_shipped_glossary_loads_and_reads_everyday_words():
     assert len(g.entries) > 100
     assert g.terms("周末加班，加班费怎么算？") == ["休息日", "延长工作时间"]
     assert age_terms("一百五十") == ()
+    # statute words are not read as others: 投保人 is no 保人 (保证人)
+    assert "保证人" not in g.terms("投保人没有如实告知，保险公司能拒赔吗？")
 
 
 def rank_of(hits, law, number):
@@ -99,3 +108,17 @@ def test_the_rule_behind_everyday_words_ranks_higher(small_settings, question, l
     assert rank_of(on, law, number) is not None
     assert rank_of(off, law, number) is None or rank_of(on, law, number) < rank_of(off, law,
                                                                                     number)
+
+
+def test_the_retrieve_cli_says_which_terms_it_searched_with(small_settings, capsys):
+    from legalrag import cli
+
+    def err_of(question):
+        code = cli.main(["--corpus", str(small_settings.corpus_dir), "--index-dir",
+                         str(small_settings.index_dir), "retrieve", question, "-k", "3"])
+        assert code == 0
+        return capsys.readouterr().err
+
+    assert "休息日 延长工作时间" in err_of("周末加班，加班费怎么算？")
+    assert "statute terms" not in err_of("试用期最长可以约定多久？")
+    assert "statute terms" not in err_of("劳动法第四十四条和周末加班")  # named: no glossary

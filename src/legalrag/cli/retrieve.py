@@ -19,6 +19,10 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     if "dense" not in retriever.parts:
         print("note: the dense index is not built yet; results use BM25 and exact lookup",
               file=sys.stderr)
+    terms = retriever.glossary.terms(args.query.strip()) if retriever.glossary else []
+    if terms and not any("lookup" in h.ranks for h in hits):
+        print(f"note: searched with the statute terms of everyday words: {' '.join(terms)} "
+              "(query_glossary = false turns this off)", file=sys.stderr)
     if args.json:
         for h in hits:
             print(json.dumps(h.to_dict(), ensure_ascii=False))

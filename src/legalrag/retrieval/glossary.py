@@ -32,6 +32,7 @@ GLOSSARY_FILE = "glossary.txt"
 MAX_TERMS = 8  # a question that matches more is already in statute words
 ADULT_AGE = 18  # 民法典第十七条
 CAPACITY_AGE = 8  # 民法典第十九条、第二十条
+CHARGE = "罪"  # 医疗事故罪 names a crime: its 医疗事故 is not the everyday word
 
 _NUMBER = r"\d{1,3}|[一二两三四五六七八九十]{1,3}"
 _AGE_RE = re.compile(rf"(?<![第\d一二两三四五六七八九十])({_NUMBER})\s*(?:周)?岁")
@@ -74,7 +75,8 @@ class Glossary:
         taken = [False] * len(question)  # a longer word's span hides the shorter ones in it
         for word, terms in self.entries:
             start = question.find(word)
-            while start >= 0 and any(taken[start:start + len(word)]):
+            while start >= 0 and (any(taken[start:start + len(word)])
+                                  or question.startswith(CHARGE, start + len(word))):
                 start = question.find(word, start + 1)
             if start < 0:
                 continue
