@@ -69,8 +69,9 @@ class Glossary:
         return cls(tuple(sorted(entries.items(), key=lambda e: -len(e[0]))))
 
     def terms(self, question: str) -> list[str]:
-        """The statute terms the question's words stand for and it does not hold, in the
-        order their words come in the question, each once, at most MAX_TERMS."""
+        """The statute terms the question's words stand for and it does not hold, each
+        once, at most MAX_TERMS: the rules' terms (an age, years of debt) first, then the
+        words' in the order they come in the question."""
         found: list[tuple[int, str]] = []
         taken = [False] * len(question)  # a longer word's span hides the shorter ones in it
         for word, terms in self.entries:
@@ -82,10 +83,10 @@ class Glossary:
                 continue
             taken[start:start + len(word)] = [True] * len(word)
             found += [(start, t) for t in terms]
-        found += [(m.start(), t) for m in _AGE_RE.finditer(question)
-                  for t in age_terms(m.group(1))]
-        if (m := _OWED_RE.search(question)) is not None:
-            found += [(m.start(), t) for t in LIMITATION_TERMS]
+        # the rules' terms first: they name the legal issue, the words' terms the topic
+        found += [(-1, t) for m in _AGE_RE.finditer(question) for t in age_terms(m.group(1))]
+        if _OWED_RE.search(question) is not None:
+            found += [(-1, t) for t in LIMITATION_TERMS]
         out: list[str] = []
         for _, term in sorted(found, key=lambda f: f[0]):
             if term not in out and term not in question:
