@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 
+from legalrag.errors import InputFileError
 from legalrag.retrieval.glossary import MAX_TERMS, Glossary, age_terms
 from legalrag.retrieval.retriever import Retriever
 
@@ -66,8 +67,10 @@ def test_at_most_max_terms_are_added():
 @pytest.mark.fast
 @pytest.mark.parametrize("line", ["加班 延长工作时间", "= 休息日", "加班 ="])
 def test_a_bad_line_is_named(line):
-    with pytest.raises(ValueError, match="line 2"):
-        Glossary.parse(f"# ok\n{line}\n")
+    with pytest.raises(InputFileError) as e:
+        Glossary.parse(f"# ok\n{line}\n", "my-glossary.txt")
+    assert (e.value.path, e.value.line) == ("my-glossary.txt", 2)
+    assert "query_glossary = false" in e.value.fix
 
 
 @pytest.mark.fast

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from legalrag.errors import InputFileError
 from legalrag.numerals import parse_numeral, to_chinese
 
 GLOSSARY_FILE = "glossary.txt"
@@ -49,12 +50,13 @@ class Glossary:
 
     @classmethod
     def load(cls) -> Glossary:
-        text = resources.files("legalrag.data").joinpath(GLOSSARY_FILE).read_text("utf-8")
-        return cls.parse(text)
+        file = resources.files("legalrag.data").joinpath(GLOSSARY_FILE)
+        return cls.parse(file.read_text("utf-8"), str(file))
 
     @classmethod
-    def parse(cls, text: str) -> Glossary:
-        """Lines `word|word = term term`; # starts a comment. ValueError names a bad line."""
+    def parse(cls, text: str, path: str = GLOSSARY_FILE) -> Glossary:
+        """Lines `word|word = term term`; # starts a comment. InputFileError names a bad
+        line of path."""
         entries: dict[str, tuple[str, ...]] = {}
         for n, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
@@ -62,8 +64,9 @@ class Glossary:
                 continue
             words, sep, terms = line.partition("=")
             if not sep or not words.strip() or not terms.split():
-                raise ValueError(f"{GLOSSARY_FILE} line {n}: {line!r} is not "
-                                 "`everyday words = statute terms`")
+                raise InputFileError(path, n, f"{line!r} is not `everyday words = statute "
+                                     "terms`", fix="write the line as 加班 = 延长工作时间 "
+                                     "加班费, or set query_glossary = false")
             for word in filter(None, (w.strip() for w in words.split("|"))):
                 entries[word] = entries.get(word, ()) + tuple(terms.split())
         return cls(tuple(sorted(entries.items(), key=lambda e: -len(e[0]))))
