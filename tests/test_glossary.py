@@ -125,3 +125,14 @@ def test_the_retrieve_cli_says_which_terms_it_searched_with(small_settings, caps
     assert "休息日 延长工作时间" in err_of("周末加班，加班费怎么算？")
     assert "statute terms" not in err_of("试用期最长可以约定多久？")
     assert "statute terms" not in err_of("劳动法第四十四条和周末加班")  # named: no glossary
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_an_eval_report_says_whether_the_glossary_was_on(small_settings, on):
+    from legalrag.retrieval.evaluate import EvalQuery, render_markdown, run_eval
+
+    r = Retriever.open(replace(small_settings, query_glossary=on))
+    report = run_eval(r, [EvalQuery("q1", "周末加班，加班费怎么算？", ("《劳动法》第四十四条",))],
+                      modes=["bm25"])
+    assert report.to_dict()["query_glossary"] is on
+    assert f"glossary {'on' if on else 'off'}" in render_markdown(report).splitlines()[0]

@@ -310,6 +310,7 @@ class EvalReport:
     aggregate: dict[str, dict[str, float]]
     seconds: dict[str, float]  # mode -> wall time of its searches
     cross_references: bool | None = None  # the backend's setting, None when it has none
+    query_glossary: bool | None = None  # the same, for the glossary of everyday words
 
     @property
     def golds(self) -> int:
@@ -337,6 +338,7 @@ class EvalReport:
             "depth": self.depth,
             "include_old": self.include_old,
             "cross_references": self.cross_references,
+            "query_glossary": self.query_glossary,
             "aggregate": self.aggregate,
             "ms_per_query": {m: round(1000 * s / n, 1) for m, s in self.seconds.items()},
             "unresolved": [{"id": q, "citation": g.citation, "problem": g.problem}
@@ -418,9 +420,12 @@ def run_eval(
         for i, (q, golds) in enumerate(zip(queries, resolved, strict=True))
     )
     aggregate = {m: mean_metrics([r.metrics[m] for r in results]) for m in modes}
-    xref = getattr(getattr(backend, "settings", None), "cross_references", None)
+    settings = getattr(backend, "settings", None)
+    xref, glossary = (getattr(settings, name, None) for name in ("cross_references",
+                                                                 "query_glossary"))
     return EvalReport(source, modes, ks, depth, include_old, results, aggregate, seconds,
-                      xref if isinstance(xref, bool) else None)
+                      xref if isinstance(xref, bool) else None,
+                      glossary if isinstance(glossary, bool) else None)
 
 
 def check_modes(modes: Iterable[str]) -> tuple[str, ...]:
@@ -527,7 +532,9 @@ def render_markdown(report: EvalReport, max_listed: int | None = 20) -> str:
         f"{n} queries, {report.golds} gold articles ({len(report.unresolved)} unresolved), "
         f"{'all versions' if report.include_old else 'in-force articles'}, depth {report.depth}"
         + ("" if report.cross_references is None
-           else f", cross-references {'on' if report.cross_references else 'off'}"),
+           else f", cross-references {'on' if report.cross_references else 'off'}")
+        + ("" if report.query_glossary is None
+           else f", glossary {'on' if report.query_glossary else 'off'}"),
         "",
         "| " + " | ".join(head) + " |",
         "|---|" + "---:|" * (len(head) - 1),
