@@ -5,7 +5,13 @@ from dataclasses import replace
 import pytest
 
 from legalrag.errors import InputFileError
-from legalrag.retrieval.glossary import MAX_TERMS, Glossary, age_terms
+from legalrag.retrieval.glossary import (
+    ENFORCEMENT_TERMS,
+    LIMITATION_TERMS,
+    MAX_TERMS,
+    Glossary,
+    age_terms,
+)
 from legalrag.retrieval.retriever import Retriever
 
 SMALL = Glossary.parse("""
@@ -49,12 +55,27 @@ def test_a_word_that_is_part_of_a_charge_is_not_read():
     ("7岁小孩打坏了东西", ["已满七周岁", "未成年人", "无民事行为能力人"]),
     ("满18周岁了吗", ["已满十八周岁"]),
     ("第十六岁", []),  # not an age
-    ("借钱给朋友三年了没还，还能要吗", ["诉讼时效", "诉讼时效期间"]),
-    ("欠款好几年都没有还", ["诉讼时效", "诉讼时效期间"]),
+    ("借钱给朋友三年了没还，还能要吗", list(LIMITATION_TERMS)),
+    ("欠款好几年都没有还", list(LIMITATION_TERMS)),
     ("三年前买的房子", []),
+    ("欠钱不还过了好几年还能要回来吗", list(LIMITATION_TERMS)),
+    ("欠款一直没给，已经两年多了", list(LIMITATION_TERMS)),
+    ("不还款会坐几年牢", []),  # years, but no debt owed for them
+    ("法院判了对方还钱，他就是不给", list(ENFORCEMENT_TERMS)),
+    ("调解书生效后对方不履行", list(ENFORCEMENT_TERMS)),
+    ("我判断他不会还钱", []),
+    ("判决没有写利息", []),
 ])
 def test_ages_and_years_of_debt_are_read_as_statute_terms(question, terms):
     assert Glossary(()).terms(question) == terms
+
+
+@pytest.mark.fast
+def test_the_words_of_a_debt_owed_for_years_are_read_by_the_rule():
+    loans = Glossary.parse("借钱|欠钱 = 借款合同 民间借贷\n起诉 = 提起诉讼")
+    assert loans.terms("借钱给朋友三年了没还，还能起诉吗") == [*LIMITATION_TERMS, "提起诉讼"]
+    assert loans.terms("欠钱不还过了好几年") == list(LIMITATION_TERMS)
+    assert loans.terms("借钱给朋友，还能起诉吗") == ["借款合同", "民间借贷", "提起诉讼"]
 
 
 @pytest.mark.fast

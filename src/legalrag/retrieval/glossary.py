@@ -7,9 +7,10 @@ wording of 1,000 questions, not of every asker. A hand-written glossary
 (data/glossary.txt, written from the statutes' own terms) names what such words stand
 for, and the search reads the question with those terms after it (Settings.query_glossary).
 
-Two readings are rules rather than words: an age (十六岁, 7周岁) is the age and capacity
-terms the statutes use (已满十六周岁, 未成年人, 限制民事行为能力人), and money lent or owed
-for years (借钱给朋友三年了没还) is a question about the 诉讼时效.
+Three readings are rules rather than words: an age (十六岁, 7周岁) is the age and capacity
+terms the statutes use (已满十六周岁, 未成年人, 限制民事行为能力人); money lent or owed
+for years (借钱给朋友三年了没还) is a question about the 诉讼时效, not about the loan; and a
+judgment the other side does not obey (判了他也不还) is one for 申请执行.
 
 >>> g = Glossary.load()
 >>> g.terms("周末加班，加班费怎么算？")
@@ -37,9 +38,18 @@ CHARGE = "罪"  # 医疗事故罪 names a crime: its 医疗事故 is not the eve
 
 _NUMBER = r"\d{1,3}|[一二两三四五六七八九十]{1,3}"
 _AGE_RE = re.compile(rf"(?<![第\d一二两三四五六七八九十])({_NUMBER})\s*(?:周)?岁")
-_OWED_RE = re.compile(rf"(?:{_NUMBER}|好几|几|多)\s*年(?:了|多|以上|前)?[^。？！?!]{{0,12}}?"
-                      r"(?:没|不|未)(?:有)?(?:还|给|付|要|讨|追|起诉|告)")
-LIMITATION_TERMS = ("诉讼时效", "诉讼时效期间")
+_YEARS = rf"(?:{_NUMBER}|好几|几|多)\s*年"
+_UNPAID = r"(?:没|不|未)(?:有)?(?:还|给|付|要|讨|追|起诉|告)"
+# 三年了没还 and 欠钱不还过了好几年: the years before or after the unpaid debt
+_LENT = r"(?:(?:借|欠)[^。？！?!，,]{0,8}?)?"
+_OWED_RE = re.compile(rf"{_LENT}{_YEARS}(?:了|多|以上|前)?[^。？！?!]{{0,12}}?{_UNPAID}"
+                      rf"|欠[^。？！?!]{{0,6}}?{_UNPAID}[^。？！?!]{{0,8}}?{_YEARS}")
+# 判了他也不还: a judgment the other side does not obey is for the court to enforce
+_UNOBEYED_RE = re.compile(r"(?:判了|判决|判令|判他|判对方|调解书|裁决)[^。？！?!]{0,12}?"
+                          r"(?:不|没|未)(?:有)?(?:给|还|付|履行|执行|搬|赔)")
+ENFORCEMENT_TERMS = ("申请执行", "发生法律效力的判决")
+# 民法典第一百八十八条: 向人民法院请求保护民事权利的诉讼时效期间为三年
+LIMITATION_TERMS = ("诉讼时效", "诉讼时效期间", "请求保护民事权利")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,15 @@ class Glossary:
         words' in the order they come in the question."""
         found: list[tuple[int, str]] = []
         taken = [False] * len(question)  # a longer word's span hides the shorter ones in it
+        # the rules' terms first: they name the legal issue, the words' terms the topic.
+        # Money owed for years is a question of time limits, and its words (借钱, 欠款)
+        # are read by the rule, not as the loan they name.
+        found += [(-1, t) for m in _AGE_RE.finditer(question) for t in age_terms(m.group(1))]
+        if (owed := _OWED_RE.search(question)) is not None:
+            found += [(-1, t) for t in LIMITATION_TERMS]
+            taken[owed.start():owed.end()] = [True] * (owed.end() - owed.start())
+        if _UNOBEYED_RE.search(question) is not None:
+            found += [(-1, t) for t in ENFORCEMENT_TERMS]
         for word, terms in self.entries:
             start = question.find(word)
             while start >= 0 and (any(taken[start:start + len(word)])
@@ -86,10 +105,6 @@ class Glossary:
                 continue
             taken[start:start + len(word)] = [True] * len(word)
             found += [(start, t) for t in terms]
-        # the rules' terms first: they name the legal issue, the words' terms the topic
-        found += [(-1, t) for m in _AGE_RE.finditer(question) for t in age_terms(m.group(1))]
-        if _OWED_RE.search(question) is not None:
-            found += [(-1, t) for t in LIMITATION_TERMS]
         out: list[str] = []
         for _, term in sorted(found, key=lambda f: f[0]):
             if term not in out and term not in question:
