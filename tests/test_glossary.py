@@ -125,6 +125,7 @@ def test_off_is_the_search_without_it_and_on_is_the_expanded_question(small_sett
 @pytest.mark.parametrize("question, law, number", [
     ("周末加班，加班费怎么算？", "劳动法", 44),
     ("十六岁的孩子自己签的买卖合同有效吗？", "民法典", 19),
+    ("欠钱不还过了好几年还能要回来吗？", "民法典", 188),
 ])
 def test_the_rule_behind_everyday_words_ranks_higher(small_settings, question, law, number):
     off = Retriever.open(replace(small_settings, query_glossary=False)).search(question, k=50)
