@@ -56,7 +56,7 @@ def main() -> int:
         ranked = [p for p in scorer.rank(q.query, [h.article for h in hits])
                   if p.article.id in ids]
         by_score = provisions(ranked, named)
-        _, now = quoted_passages(scorer, q.query, hits, names)
+        _, now = quoted_passages(scorer, q.query, hits, names, retriever.glossary)
         if [p.quote for p in by_score] != [p.quote for p in now]:
             rows.append({"id": q.id, "query": q.query,
                          "by_score": [f"{p.citation}：{p.quote}" for p in by_score],

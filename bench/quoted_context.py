@@ -49,7 +49,7 @@ def main() -> int:
     changed = []
     for q in queries:
         hits = retriever.search(q.query, k=settings.top_k)
-        ranked, quoted = quoted_passages(scorer, q.query, hits, names)
+        ranked, quoted = quoted_passages(scorer, q.query, hits, names, retriever.glossary)
         if not quoted:
             continue
         quoted_any += 1

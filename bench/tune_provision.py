@@ -48,10 +48,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def collect(queries: list, limit: int | None, encoders: Path | None = None) -> list[dict]:
+def collect(queries: list, limit: int | None, encoders: Path | None = None,
+            plain: bool = False) -> list[dict]:
     """Per question: its part, the gold keys, and per passage (rank, article key, cosine,
     bigram share, tuned cosine, idf-weighted bigram share); the tuned cosine is the base
-    one without --encoders."""
+    one without --encoders. The paragraphs are scored against the question as the product
+    scores them (with the glossary's terms unless it names an article), or as written
+    with plain."""
     from dataclasses import replace
 
     from legalrag.answer.assistant import Assistant
@@ -91,14 +94,17 @@ def collect(queries: list, limit: int | None, encoders: Path | None = None) -> l
                                include_old=settings.include_old_versions)
         passages = [(r, p) for r, h in enumerate(hits) for p in split_passages(h.article)]
         texts = [p.lead + p.text for _, p in passages]
+        named = any("lookup" in h.ranks for h in hits)
+        said = (q.query if plain or named or retriever.glossary is None
+                else retriever.glossary.expand(q.query))
         if texts:
-            vectors = embed([q.query, *texts])
+            vectors = embed([said, *texts])
             cosines = (vectors[1:] @ vectors[0]).tolist()
             tcos = (cosines if encoders is None
-                    else (vectors[1:] @ searcher.embedder.encode([q.query])[0]).tolist())
+                    else (vectors[1:] @ searcher.embedder.encode([said])[0]).tolist())
         else:
             cosines = tcos = []
-        asked = bigrams(q.query)
+        asked = bigrams(said)
         weights = {b: idf[b] for b in asked if b in idf}
         total = sum(weights.values())
         feats = []
@@ -211,6 +217,8 @@ def main() -> int:
                     "rule with the articles its quotes apply quoted too")
     ap.add_argument("--encoders", type=Path, help="score with the tuned query encoder too, "
                     "the tune questions out of fold; keep the fold encoders here")
+    ap.add_argument("--plain", action="store_true", help="score the paragraphs against the "
+                    "question as written, without the glossary's terms (before 2026-12-07)")
     ap.add_argument("--idf", action="store_true",
                     help="also try the idf-weighted bigram share (the grid's idf column)")
     args = ap.parse_args()
@@ -222,7 +230,7 @@ def main() -> int:
     from legalrag.retrieval.evaluate import load_queries
 
     rows = cached(args.cache, lambda: collect(load_queries(args.queries), args.n,
-                                              args.encoders))
+                                              args.encoders, args.plain))
     grid = list(itertools.product((0.0, 0.25, 0.5, 0.75, 1.0),
                                   (0.8, 0.85, 0.9, 0.93, 0.96, 1.0),
                                   (1, 2, 3, 5), (0.0,), (0.0,)))

@@ -158,3 +158,24 @@ def test_an_eval_report_says_whether_the_glossary_was_on(small_settings, on):
                       modes=["bm25"])
     assert report.to_dict()["query_glossary"] is on
     assert f"glossary {'on' if on else 'off'}" in render_markdown(report).splitlines()[0]
+
+
+def test_the_quoted_paragraph_is_chosen_by_the_question_as_the_search_read_it(small_settings):
+    from legalrag.answer.assistant import quoted_passages
+    from legalrag.answer.provision import PassageScorer
+    from legalrag.index.embed import load_embedder
+
+    retriever = Retriever.open(small_settings)
+    scorer = PassageScorer(load_embedder(small_settings).encode)
+
+    def first_quote(question, glossary):
+        hits = retriever.search(question, k=5)
+        _, quoted = quoted_passages(scorer, question, hits, glossary=glossary)
+        return quoted[0].article.law, quoted[0].article.number
+
+    # 休息日 is the word of 劳动法第四十四条（二）; 周末 is not
+    q = "周末加班，加班费怎么算？"
+    assert first_quote(q, retriever.glossary) == ("劳动法", 44)
+    assert first_quote(q, None) != ("劳动法", 44)
+    named = "劳动法第四十一条和周末加班"  # a named article is quoted as it stands
+    assert first_quote(named, retriever.glossary) == first_quote(named, None) == ("劳动法", 41)

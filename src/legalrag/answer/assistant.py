@@ -71,6 +71,7 @@ from legalrag.errors import QueryError
 from legalrag.index.embed import load_embedder
 from legalrag.records import Article, Hit
 from legalrag.retrieval.abstain import AbstainRule, measure
+from legalrag.retrieval.glossary import Glossary
 from legalrag.retrieval.rewrite import Turn, rewrite_query
 
 log = logging.getLogger(__name__)
@@ -296,9 +297,15 @@ def looping(text: str, window: int = LOOP_WINDOW, times: int = LOOP_TIMES) -> bo
 
 
 def quoted_passages(scorer: PassageScorer, query: str, hits: Sequence[Hit],
-                    names: LawNames | None = None) -> tuple[list[Passage], tuple[Passage, ...]]:
+                    names: LawNames | None = None, glossary: Glossary | None = None
+                    ) -> tuple[list[Passage], tuple[Passage, ...]]:
     """The passages of the hits' articles, best first, and the provisions quoted from
     them (provision.provisions), which lead the list since the model always reads them.
+
+    The paragraphs are scored against the question as the search read it: with the
+    statute terms of its everyday words (glossary, when the search uses one), unless it
+    names an article. 法院判了对方还钱，他就是不给 shares no word with 第二百四十七条's
+    paragraph; read with 申请执行 发生法律效力的判决 it does.
 
     An article the question names is what it asks about: the quote comes from it, and
     the model reads it before anything else. A question that asks for named articles and
@@ -307,8 +314,9 @@ def quoted_passages(scorer: PassageScorer, query: str, hits: Sequence[Hit],
     chosen by the words 是怎么规定的. names (the corpus's law names) tell the words before
     a bare title from the title (check.cites_only).
     """
-    ranked = scorer.rank(query, [h.article for h in hits])
     named = [h.article for h in hits if "lookup" in h.ranks]
+    said = glossary.expand(query) if glossary is not None and not named else query
+    ranked = scorer.rank(said, [h.article for h in hits])
     if named:
         ids = {a.id for a in named}
         ranked = sorted(ranked, key=lambda p: p.article.id not in ids)
@@ -560,7 +568,8 @@ class Assistant:
         quoted: tuple[Passage, ...] = ()
         if self.brief and hits:
             # The question as retrieval read it (a follow-up's rewrite) picks the paragraph.
-            ranked, quoted = quoted_passages(self.passages, query, hits, facts.names)
+            ranked, quoted = quoted_passages(self.passages, query, hits, facts.names,
+                                             retriever.glossary)
             if quoted:
                 yield Provision(quoted, (time.perf_counter() - t0) * 1000)
         yield from self._generate(q, query, hits, retriever, t0, retrieval_ms, ranked, quoted,
