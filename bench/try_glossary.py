@@ -1,6 +1,12 @@
 """The glossary of everyday words (retrieval/glossary.py), on and off: tune out of fold, dev.
 
     LEGALRAG_INDEX_DIR=... .venv/bin/python bench/try_glossary.py --encoders DIR [--out FILE]
+    .venv/bin/python bench/try_glossary.py --encoders DIR --quick --ranks FILE   # 1 min
+
+--quick measures the tune part out of fold with the glossary on only (about a minute),
+for checking an entry before the whole run; --ranks writes every tune question's gold
+ranks of the glossary-on run as JSON lines, so two glossaries can be compared question by
+question.
 
 The glossary was written from the statutes' wording, not from STARD's questions, so nothing
 in it was fitted on either part. Two measures:
@@ -62,6 +68,10 @@ def main() -> int:
     ap.add_argument("--queries", type=Path, default=ROOT / "data/eval/stard_train.jsonl")
     ap.add_argument("--encoders", type=Path, required=True)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--quick", action="store_true",
+                    help="only the tune part out of fold, glossary on")
+    ap.add_argument("--ranks", type=Path, help="write the tune questions' gold ranks, "
+                    "glossary on, here (JSON lines)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tune_fusion import fold_encoders, fold_of
@@ -83,7 +93,7 @@ def main() -> int:
     glossary = Glossary.load()
     touched = {q.id for q in queries if glossary.terms(q.query)}
     report: dict = {"touched": {}}
-    for on in (False, True):
+    for on in (True,) if args.quick else (False, True):
         s = replace(settings, query_glossary=on)
         folds = [Retriever(product.build_dir, replace(s, query_encoder=str(p), cross_encoder=""),
                            verify=False, fusion=product.fusion) for p in paths]
@@ -91,10 +101,18 @@ def main() -> int:
         for fold in (0, 1):
             part = [q for q in queries if split_of(q.id) == "tune" and fold_of(q.id) == fold]
             tune |= ranks(folds[fold], part, golds)
-        dev = ranks(Retriever(product.build_dir, s, verify=False, fusion=product.fusion),
-                    [q for q in queries if split_of(q.id) == "dev"], golds)
+        dev = {} if args.quick else ranks(
+            Retriever(product.build_dir, s, verify=False, fusion=product.fusion),
+            [q for q in queries if split_of(q.id) == "dev"], golds)
+        if on and args.ranks:
+            args.ranks.write_text("".join(
+                json.dumps({"id": q.id, "query": q.query, "ranks": tune[q.id]},
+                           ensure_ascii=False) + "\n" for q in queries if q.id in tune),
+                encoding="utf-8")
         name = "on" if on else "off"
         for part, by_query in (("tune out of fold", tune), ("dev", dev)):
+            if not by_query:
+                continue
             report[f"{part}, glossary {name}"] = measure(by_query)
             report["touched"][f"{part}, glossary {name}"] = measure(
                 {i: r for i, r in by_query.items() if i in touched})

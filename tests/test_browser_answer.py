@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 from test_browser import App, ask, open_chat, page  # noqa: F401 (a fixture)
 
+from legalrag.answer.provision import GAP
+
 pytestmark = pytest.mark.browser
 
 # The browser records, after every DOM change, whether the last bubble shows the quoted
@@ -63,6 +65,9 @@ def test_the_provision_comes_first_and_is_highlighted(app, page):  # noqa: F811
         # the first is the basis; a second, less sure, is a related provision
         assert head.startswith("依据 《" if i == 0 else "另见 《") and "条" in head, head
         lines = [t.strip() for t in provision.locator("blockquote p").all_inner_texts()]
+        # A gap (……) stands for the lines left out between a list's lead and the item
+        # quoted; it is no words of the article, so it is not highlighted.
+        lines = [t for t in lines if t != GAP]
         # The same words are highlighted in the card the citation links to.
         target = provision.locator("a.lr-cite").get_attribute("href").lstrip("#")
         marked = page.locator(f"#{target} mark.lr-hl").all_inner_texts()
