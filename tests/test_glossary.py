@@ -102,6 +102,8 @@ def test_the_shipped_glossary_loads_and_reads_everyday_words():
     assert age_terms("一百五十") == ()
     # statute words are not read as others: 投保人 is no 保人 (保证人)
     assert "保证人" not in g.terms("投保人没有如实告知，保险公司能拒赔吗？")
+    assert "干涉婚姻自由" in g.terms("父母逼我嫁给不喜欢的人，合法吗？")
+    assert "被告" not in g.terms("应当起诉谁？")  # STARD's 起诉谁 asks who is liable
 
 
 def rank_of(hits, law, number):
