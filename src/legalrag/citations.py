@@ -47,7 +47,8 @@ STRONG_TRIGGERS = ("根据", "依照", "依据", "按照", "违反", "适用", "
 # Function words after which a known law's name may follow (劳动者有劳动合同法第三十九条…);
 # after these an unknown name is not read as a law (以及依法第十条 names none).
 WEAK_TRIGGERS = ("见", "即", "有", "在", "由", "和", "与", "及", "或", "是", "为", "、",
-                 "属于", "符合")  # 属于商标法第十条 (copied from a 司法解释)
+                 "属于", "符合",  # 属于商标法第十条 (copied from a 司法解释)
+                 "就", "对于")  # 经营者就消费者权益保护法第二十五条第一款规定的…
 _TRIGGER_RE = re.compile("|".join(sorted(STRONG_TRIGGERS + WEAK_TRIGGERS, key=len,
                                          reverse=True)))
 _STRONG_RE = re.compile("|".join(sorted(STRONG_TRIGGERS, key=len, reverse=True)))

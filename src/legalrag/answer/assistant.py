@@ -584,19 +584,28 @@ class Assistant:
         system, reminder = ((BRIEF_SYSTEM_PROMPT, BRIEF_REMINDER) if self.brief
                             else (SYSTEM_PROMPT, REMINDER))
         cap = s.answer_passage_tokens if self.brief else s.answer_source_tokens
+        hurried = False
         if s.answer_read_seconds > 0:
             # what the model reads in answer_read_seconds at the speed it last read at
-            cap = min(cap or sys.maxsize, readable_tokens(
-                q, model.count_tokens, self.prefill_tps, s.answer_read_seconds,
-                query=query, reminder=reminder))
+            readable = readable_tokens(q, model.count_tokens, self.prefill_tps,
+                                       s.answer_read_seconds, query=query, reminder=reminder)
+            hurried = readable < (cap or sys.maxsize)
+            cap = min(cap or sys.maxsize, readable)
         budget = source_budget(model.n_ctx, s.llm_max_tokens, q, model.count_tokens,
                                query=query, system=system, reminder=reminder, cap=cap)
         if self.brief:
             facts = self.facts(retriever)
+            # The quoted articles are sources [1] (and [2]): the answer shows them as its
+            # basis, so the model reads them first; the rest keep the retrieval order.
+            lead = list(dict.fromkeys(p.article.id for p in ranked[:quoted]))
+            order = sorted((h.article for h in hits),
+                           key=lambda a: lead.index(a.id) if a.id in lead else len(lead))
             sources = fit_passages(
-                ranked, [h.article for h in hits], budget, model.count_tokens,
+                ranked, order, budget, model.count_tokens,
                 references=lambda chosen: referenced(chosen, facts.names, facts.lookup),
-                keep=max(quoted, 1))
+                # a reader short of time is sure of the first quote; a second one goes
+                # in only where it fits, not at the cost of a later first word
+                keep=1 if hurried else max(quoted, 1))
         else:
             sources = fit_sources([h.article for h in hits], budget, model.count_tokens,
                                   max_chars=s.answer_source_chars)
