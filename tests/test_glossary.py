@@ -104,6 +104,9 @@ def test_the_shipped_glossary_loads_and_reads_everyday_words():
     assert "保证人" not in g.terms("投保人没有如实告知，保险公司能拒赔吗？")
     assert "干涉婚姻自由" in g.terms("父母逼我嫁给不喜欢的人，合法吗？")
     assert "被告" not in g.terms("应当起诉谁？")  # STARD's 起诉谁 asks who is liable
+    # the statute's own words for the cooling-off period and for finding a lost thing
+    assert "撤回离婚登记申请" in g.terms("协议离婚要先冷静一个月吗？")
+    assert g.terms("捡到钱包不还给失主犯法吗？")[:2] == ["拾得", "遗失物"]
 
 
 def rank_of(hits, law, number):
@@ -128,6 +131,7 @@ def test_off_is_the_search_without_it_and_on_is_the_expanded_question(small_sett
     ("周末加班，加班费怎么算？", "劳动法", 44),
     ("十六岁的孩子自己签的买卖合同有效吗？", "民法典", 19),
     ("欠钱不还过了好几年还能要回来吗？", "民法典", 188),
+    ("协议离婚要先冷静一个月吗？", "民法典", 1077),
 ])
 def test_the_rule_behind_everyday_words_ranks_higher(small_settings, question, law, number):
     off = Retriever.open(replace(small_settings, query_glossary=False)).search(question, k=50)
