@@ -52,6 +52,9 @@ def test_a_word_that_is_part_of_a_charge_is_not_read():
 @pytest.mark.fast
 @pytest.mark.parametrize("question, terms", [
     ("十六岁的孩子签的合同有效吗", ["已满十六周岁", "未成年人", "限制民事行为能力人"]),
+    # between two ages of criminal responsibility: the band, as 刑法第十七条 writes it
+    ("十五岁的孩子偷东西会坐牢吗", ["已满十五周岁", "已满十四周岁不满十六周岁", "未成年人",
+                                  "限制民事行为能力人"]),
     ("7岁小孩打坏了东西", ["已满七周岁", "未成年人", "无民事行为能力人"]),
     ("满18周岁了吗", ["已满十八周岁"]),
     ("第十六岁", []),  # not an age
