@@ -328,7 +328,8 @@ def test_a_long_article_is_quoted_from_its_start_as_far_as_it_fits(facts):
 
 def test_a_slow_reader_gets_fewer_paragraphs_not_a_later_first_word(brief):
     """answer_read_seconds cuts the prompt to what the model reads in that time at the
-    prefill speed it last measured; the quoted paragraph stays in it."""
+    prefill speed it last measured; the quoted paragraphs stay in it whatever the limit
+    (a card never quotes a provision the model was not given), so they are its floor."""
     settings = dataclasses.replace(brief.settings, answer_passage_tokens=2000,
                                    answer_read_seconds=2.0)
 
@@ -341,10 +342,14 @@ def test_a_slow_reader_gets_fewer_paragraphs_not_a_later_first_word(brief):
 
     fast, _, _ = ask(100_000.0)
     slow, quoted, final = ask(250.0)  # 500 tokens in 2 s
-    assert slow.tokens <= 500 < fast.tokens, (slow.tokens, fast.tokens)
-    assert slow.seconds <= 2.0
-    # what the slow reader still reads first is the quoted paragraph
+    floor, _, _ = ask(1.0)  # 2 tokens in 2 s: nothing but the quotes
+    assert floor.tokens <= slow.tokens < fast.tokens, (floor.tokens, slow.tokens, fast.tokens)
+    assert slow.tokens <= max(500, floor.tokens)
+    assert slow.seconds == pytest.approx(slow.tokens / 250.0)
+    # what the slow reader still reads first is the quoted paragraph, and every quote
     assert quoted.passages[0].text in final.answer.sources[0].text
+    assert all(any(p.text in src.text for src in final.answer.sources)
+               for p in quoted.passages)
     # answer_read_seconds = 0: no time limit, the same prompt as the fast reader's
     unlimited, _, _ = ask(250.0, answer_read_seconds=0.0)
     assert unlimited.tokens == fast.tokens

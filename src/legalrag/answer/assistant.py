@@ -584,13 +584,11 @@ class Assistant:
         system, reminder = ((BRIEF_SYSTEM_PROMPT, BRIEF_REMINDER) if self.brief
                             else (SYSTEM_PROMPT, REMINDER))
         cap = s.answer_passage_tokens if self.brief else s.answer_source_tokens
-        hurried = False
         if s.answer_read_seconds > 0:
             # what the model reads in answer_read_seconds at the speed it last read at
-            readable = readable_tokens(q, model.count_tokens, self.prefill_tps,
-                                       s.answer_read_seconds, query=query, reminder=reminder)
-            hurried = readable < (cap or sys.maxsize)
-            cap = min(cap or sys.maxsize, readable)
+            cap = min(cap or sys.maxsize, readable_tokens(
+                q, model.count_tokens, self.prefill_tps, s.answer_read_seconds,
+                query=query, reminder=reminder))
         budget = source_budget(model.n_ctx, s.llm_max_tokens, q, model.count_tokens,
                                query=query, system=system, reminder=reminder, cap=cap)
         if self.brief:
@@ -603,9 +601,9 @@ class Assistant:
             sources = fit_passages(
                 ranked, order, budget, model.count_tokens,
                 references=lambda chosen: referenced(chosen, facts.names, facts.lookup),
-                # a reader short of time is sure of the first quote; a second one goes
-                # in only where it fits, not at the cost of a later first word
-                keep=1 if hurried else max(quoted, 1))
+                # the quotes the answer shows are read whatever the time limit: a card
+                # must never quote a provision the model was not given
+                keep=max(quoted, 1))
         else:
             sources = fit_sources([h.article for h in hits], budget, model.count_tokens,
                                   max_chars=s.answer_source_chars)
