@@ -268,7 +268,8 @@ def fit_passages(ranked: Sequence[Passage], order: Sequence[Article], budget: in
     """Sources made of the best passages within budget tokens (the passage design).
 
     ranked: passages of the retrieved articles, best first (provision.PassageScorer);
-    order: the articles in retrieval order, which numbers the sources. The first `keep`
+    order: the articles in the order that numbers the sources (the assistant puts the
+    quoted ones first, the rest in retrieval order). The first `keep`
     passages always go in (the quoted provisions: what the answer shows as its basis, the
     model reads); the next ones while the blocks fit in reference_share of the budget.
     Then an article a chosen passage points to (references: provision.referenced) joins
