@@ -326,7 +326,7 @@ def test_a_long_article_is_quoted_from_its_start_as_far_as_it_fits(facts):
     assert excerpt(a, [cut]) == "\n".join([lines[0], lines[1], GAP])
 
 
-def test_a_slow_reader_gets_fewer_paragraphs_not_a_later_first_word(brief):
+def test_a_slow_reader_gets_fewer_paragraphs_but_every_quote(brief):
     """answer_read_seconds cuts the prompt to what the model reads in that time at the
     prefill speed it last measured; the quoted paragraphs stay in it whatever the limit
     (a card never quotes a provision the model was not given), so they are its floor."""
@@ -345,7 +345,6 @@ def test_a_slow_reader_gets_fewer_paragraphs_not_a_later_first_word(brief):
     floor, _, _ = ask(1.0)  # 2 tokens in 2 s: nothing but the quotes
     assert floor.tokens <= slow.tokens < fast.tokens, (floor.tokens, slow.tokens, fast.tokens)
     assert slow.tokens <= max(500, floor.tokens)
-    assert slow.seconds == pytest.approx(slow.tokens / 250.0)
     # what the slow reader still reads first is the quoted paragraph, and every quote
     assert quoted.passages[0].text in final.answer.sources[0].text
     assert all(any(p.text in src.text for src in final.answer.sources)

@@ -169,13 +169,13 @@ def test_this_law_means_the_law_named_before_it():
     got = check_answer(text, SOURCES, FACTS)
     assert [(c.raw, c.start, c.label, c.law, c.number, c.source, c.note) for c in got
             if c.kind == "article"] == [
-        ("《劳动合同法》第二十一条", 2, VERIFIED, "劳动合同法", 21, 2, "来源[2]"),
+        ("《劳动合同法》第二十一条", 2, VERIFIED, "劳动合同法", 21, 2, "在所给来源中"),
         ("本法第三十九条", text.index("本法"), NOT_RETRIEVED, "劳动合同法", 39, None,
          "按上文指《劳动合同法》；法库中有此条，但不在检索来源中"),
         ("第四十条", text.index("第四十条"), INVENTED, "劳动合同法", 40, None,
          "按上文指《劳动合同法》；《劳动合同法》没有第四十条"),
         ("本法第十九条", text.index("本法第十九条"), VERIFIED, "劳动合同法", 19, 1,
-         "按上文指《劳动合同法》；来源[1]"),
+         "按上文指《劳动合同法》；在所给来源中"),
     ]
 
 
@@ -286,7 +286,7 @@ def test_paragraphs_and_items_are_checked_against_the_article():
     got = check_answer(text, SOURCES, FACTS)
     assert [(c.raw, c.label, c.paragraph, c.item, c.note) for c in got
             if c.kind == "article"] == [
-        ("《劳动合同法》第十九条第二款", VERIFIED, 2, None, "来源[1]"),
+        ("《劳动合同法》第十九条第二款", VERIFIED, 2, None, "在所给来源中"),
         ("《劳动合同法》第十九条第三款", INVENTED, 3, None, "《劳动合同法》第十九条没有第三款"),
         ("劳动合同法第三十九条第一款第（一）项", NOT_RETRIEVED, 1, 1,
          "法库中有此条，但不在检索来源中"),
@@ -335,7 +335,7 @@ def test_sources_are_verified_only_when_the_sentence_is_supported():
         ("[1]", UNSUPPORTED),  # 工资 is not what source 1 says
         ("[1]", VERIFIED),
     ]
-    assert got[1].note == "未能核实来源[1]《劳动合同法》第十九条支持这句话，请对照原文"
+    assert got[1].note == "未能核实来源《劳动合同法》第十九条支持这句话，请对照原文"
     assert support.asked == [
         ("试用期不得超过一个月，见《劳动合同法》第十九条。", "《劳动合同法》第十九条"),
         ("工资应当按月支付[1]。", "《劳动合同法》第十九条"),
@@ -363,7 +363,7 @@ def test_a_law_named_without_an_article_is_verified_only_when_a_source_supports_
     later = check_answer("根据《劳动合同法》，在试用期中可以解除。", [L39, L21], FACTS,
                          KeywordSupport("在试用期中"))
     assert [(c.label, c.source, c.note) for c in later] == [
-        (VERIFIED, 2, "来源[2]《劳动合同法》第二十一条")]
+        (VERIFIED, 2, "来源《劳动合同法》第二十一条")]
 
 
 def test_quotes_must_occur_in_the_article_they_are_attributed_to():
@@ -406,8 +406,8 @@ def test_an_answer_that_copies_a_source_raises_no_false_alarm(labour_facts):
     assert not [c for c in got if c.label in ERRORS]
     refs = [(c.raw, c.label, c.source, c.note) for c in got if c.kind == "article"]
     assert refs == [
-        ("本法第三十八条", VERIFIED, 2, "引自来源[5]，指《劳动合同法》；来源[2]"),
-        ("本法第三十六条", VERIFIED, 3, "引自来源[5]，指《劳动合同法》；来源[3]"),
+        ("本法第三十八条", VERIFIED, 2, "引自来源[5]，指《劳动合同法》；在所给来源中"),
+        ("本法第三十六条", VERIFIED, 3, "引自来源[5]，指《劳动合同法》；在所给来源中"),
         ("本法第四十条", NOT_RETRIEVED, None,
          "引自来源[5]，指《劳动合同法》；法库中有此条，但不在检索来源中"),
         ("本法第四十一条第一款", NOT_RETRIEVED, None,
@@ -448,8 +448,8 @@ def test_this_law_in_a_sentence_with_a_marker_means_that_source():
     got = check_answer("试用期有上限，本法第十九条规定不得超过六个月[2]。本法第三十九条。",
                        [L39, L19], CorpusFacts.from_articles([L19, L39]))
     assert [(c.raw, c.label, c.note) for c in got if c.kind == "article"] == [
-        ("本法第十九条", VERIFIED, "按本句所注来源[2]，指《劳动合同法》；来源[2]"),
-        ("本法第三十九条", VERIFIED, "按上文指《劳动合同法》；来源[1]"),
+        ("本法第十九条", VERIFIED, "按本句所注来源[2]，指《劳动合同法》；在所给来源中"),
+        ("本法第三十九条", VERIFIED, "按上文指《劳动合同法》；在所给来源中"),
     ]
 
 

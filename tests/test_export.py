@@ -91,7 +91,7 @@ def test_a_copy_with_a_word_changed_is_not_listed_as_word_for_word(answer, small
     changed = dataclasses.replace(answer, raw_text=raw, citations=citations, provisions=())
     listed = to_markdown([Exported("试用期最长多久？", changed)])
     listed = listed[listed.index("**引用核对**"):listed.index("## 附录")]
-    assert "- ✗ 《劳动合同法》第十九条 — 引文与条文不符：抄录来源[1]" in listed
+    assert "- ✗ 《劳动合同法》第十九条 — 引文与条文不符：抄录来源《劳动合同法》第十九条" in listed
     assert "逐字一致" not in listed
 
 

@@ -55,6 +55,9 @@ def test_a_word_that_is_part_of_a_charge_is_not_read():
     # between two ages of criminal responsibility: the band, as 刑法第十七条 writes it
     ("十五岁的孩子偷东西会坐牢吗", ["已满十五周岁", "已满十四周岁不满十六周岁", "未成年人",
                                   "限制民事行为能力人"]),
+    ("十三岁", ["已满十三周岁", "已满十二周岁不满十四周岁", "未成年人", "限制民事行为能力人"]),
+    ("十四岁", ["已满十四周岁", "未成年人", "限制民事行为能力人"]),  # a boundary: as it is
+    ("十七岁", ["已满十七周岁", "未成年人", "限制民事行为能力人"]),  # 刑法 has no such band
     ("7岁小孩打坏了东西", ["已满七周岁", "未成年人", "无民事行为能力人"]),
     ("满18周岁了吗", ["已满十八周岁"]),
     ("第十六岁", []),  # not an age
@@ -110,6 +113,14 @@ def test_the_shipped_glossary_loads_and_reads_everyday_words():
     # the statute's own words for the cooling-off period and for finding a lost thing
     assert "撤回离婚登记申请" in g.terms("协议离婚要先冷静一个月吗？")
     assert g.terms("捡到钱包不还给失主犯法吗？")[:2] == ["拾得", "遗失物"]
+    # who ends the contract: the worker who walks out, or the boss who sends them away
+    assert "劳动者解除劳动合同" in g.terms("公司拖了三个月工资，我能马上走人还要补偿吗？")
+    assert "劳动者解除劳动合同" in g.terms("公司不让我走人怎么办？")
+    assert "用人单位解除劳动合同" in g.terms("老板让我明天走人，要给补偿吗？")
+    assert "劳动者解除劳动合同" not in g.terms("老板让我明天走人，要给补偿吗？")
+    # words that are something else outside work or a divorce
+    for other in ("开发商交房迟到了", "买了保险还在冷静期内能退吗", "捡了个便宜"):
+        assert g.terms(other) == [], other
 
 
 def rank_of(hits, law, number):

@@ -574,7 +574,7 @@ def test_every_citation_is_linked_and_labelled(small_index):
     answer = Answer("q", "q", hits, sources, text, raw, citations, False,
                     Timings(1.0, 2.0, 3.0), "m", notes)
     html = render_answer(answer, turn=3)
-    assert ('<a class="lr-cite lr-verified" title="已核实：来源[1]（有所引条文为据；'
+    assert ('<a class="lr-cite lr-verified" title="已核实：在所给来源中（有所引条文为据；'
             '条文中的例外、但书未必都已写出，请对照原文）" data-check="verified" '
             'href="#lr-t3-h1">《劳动合同法》第十九条</a><span class="lr-badge lr-verified">'
             "✓已核实</span>") in html

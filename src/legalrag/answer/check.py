@@ -86,6 +86,11 @@ _HAN_RE = re.compile(r"[\u4e00-\u9fff]")
 _ENUMERATOR_RE = re.compile(r"\s*(?:\d{1,2}[.、．)）]|[（(][一二三四五六七八九十\d]{1,3}[）)]|"
                             r"[一二三四五六七八九十]{1,3}、)\s*")
 UNCITED_MIN_HAN = 6
+# A verified article's note. Notes name a source by its citation, not by its number among
+# the model's sources: the sources panel numbers the articles by retrieval rank, and the
+# quoted articles come first among the model's sources, so the two numbers differ. Only a
+# marker the model wrote ([2]) is named by number, as the answer shows it.
+SOURCE_NOTE = "在所给来源中"
 # A sentence that copies a source but says this much of its own beside the copy (如果公司拖欠
 # 工资三个月，劳动者可以辞职，但前提是 + words of another rule) is the model's own claim,
 # which the copy does not cover.
@@ -516,7 +521,7 @@ def _copied(text: str, copies: Sequence[tuple[int, int, int]],
     out = []
     for s, e, n in copies:
         a = sources[n - 1]
-        label, note = VERIFIED, f"照录来源[{n}]{a.citation}的原文"
+        label, note = VERIFIED, f"照录来源{a.citation}的原文"
         left = _sentence_start(text, s)
         right = min((i for i in (text.find(ch, e) for ch in _SENTENCE_ENDS) if i >= 0),
                     default=len(text))
@@ -524,7 +529,7 @@ def _copied(text: str, copies: Sequence[tuple[int, int, int]],
         if change is not None:
             said, written = change
             label = MISQUOTED
-            note = (f"抄录来源[{n}]{a.citation}时改了字：" + (
+            note = (f"抄录来源{a.citation}时改了字：" + (
                 f"原文为“{written}”，此处为“{said}”" if said and written
                 else f"原文的“{written}”被略去" if written else f"多出了原文没有的“{said}”"))
         out.append(CheckedCitation("passage", text[s:e], s, e, label, a.law, a.number,
@@ -593,7 +598,7 @@ def _check_support(text: str, checked: list[CheckedCitation], sources: Sequence[
                 # pairs about a third of the sentences the scorer declines are supported
                 # (docs/evaluation.md, "Claim support"), so the note claims no more.
                 c = replace(c, label=UNSUPPORTED,
-                            note=f"未能核实来源[{c.source}]{sources[c.source - 1].citation}"
+                            note=f"未能核实来源{sources[c.source - 1].citation}"
                                  "支持这句话，请对照原文")
         out.append(c)
     return out
@@ -634,7 +639,7 @@ def _law_support(text: str, c: CheckedCitation, sources: Sequence[Article],
     sentence = sentence_at(text, c.start, c.end)
     for n, a in enumerate(sources, 1):
         if a.law == c.law and support(sentence, a):
-            return replace(c, source=n, note=f"来源[{n}]{a.citation}")
+            return replace(c, source=n, note=f"来源{a.citation}")
     return replace(c, label=UNSUPPORTED,
                    note=f"未能核实来源中的《{c.law}》条文支持这句话，请对照原文")
 
@@ -745,7 +750,7 @@ def _check_article(ref: CitationRef, raw: str, start: int, sources: Sequence[Art
         if (a.law, a.number, a.suffix) == (law, number, suffix):
             if cited_part(a, para, item) is None:
                 return cite(INVENTED, law, f"{a.citation}没有{part}", n, a)
-            return cite(VERIFIED, law, f"来源[{n}]", n, a)
+            return cite(VERIFIED, law, SOURCE_NOTE, n, a)
     versions = facts.lookup(law, number, suffix)
     if not versions:
         return cite(INVENTED, law, f"《{law}》没有{label_text}")
@@ -813,7 +818,7 @@ def _check_law(raw: str, start: int, end: int, written: str,
     for n, a in enumerate(sources, 1):
         if a.law == law:
             return CheckedCitation("law", raw, start, end, VERIFIED, law, source=n,
-                                   note=f"来源[{n}]")
+                                   note=f"来源{a.citation}")
     return CheckedCitation("law", raw, start, end, NOT_RETRIEVED, law,
                            note="法库中有此法，但不在检索来源中")
 

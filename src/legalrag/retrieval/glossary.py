@@ -34,9 +34,10 @@ GLOSSARY_FILE = "glossary.txt"
 MAX_TERMS = 8  # a question that matches more is already in statute words
 ADULT_AGE = 18  # 民法典第十七条
 CAPACITY_AGE = 8  # 民法典第十九条、第二十条
-# The ages at which criminal responsibility changes (刑法第十七条): a child between two of
-# them is spoken of as 已满十四周岁不满十六周岁, never as 已满十五周岁.
-CRIMINAL_AGES = (12, 14, 16, 18)
+# The ages at which criminal responsibility changes below 16 (刑法第十七条): a child
+# between two of them is written 已满十四周岁不满十六周岁, never 已满十五周岁. (17 has no band:
+# 刑法 never writes 已满十六周岁不满十八周岁.)
+CRIMINAL_AGES = (12, 14, 16)
 CHARGE = "罪"  # 医疗事故罪 names a crime: its 医疗事故 is not the everyday word
 
 _NUMBER = r"\d{1,3}|[一二两三四五六七八九十]{1,3}"
@@ -123,7 +124,7 @@ class Glossary:
 
 def age_terms(number: str) -> tuple[str, ...]:
     """How the statutes speak of a person of this age: 已满N周岁, between two ages of
-    criminal responsibility the band around it (15: 已满十四周岁不满十六周岁), and under 18
+    criminal responsibility below 16 the band around it (15: 已满十四周岁不满十六周岁), and under 18
     the capacity the 民法典 gives them. An age that is not a number says nothing."""
     try:
         age = parse_numeral(number)
@@ -134,8 +135,8 @@ def age_terms(number: str) -> tuple[str, ...]:
     said: tuple[str, ...] = (f"已满{to_chinese(age)}周岁",)
     if age >= ADULT_AGE:
         return said
-    if age >= CRIMINAL_AGES[0] and age not in CRIMINAL_AGES:  # 已满十六周岁 is said as is
-        low = max(a for a in CRIMINAL_AGES if a < age)
-        said = (*said, f"已满{to_chinese(low)}周岁不满{to_chinese(low + 2)}周岁")
+    for low, high in zip(CRIMINAL_AGES, CRIMINAL_AGES[1:], strict=False):
+        if low < age < high:  # an age at a boundary (已满十四周岁) is said as it is
+            said = (*said, f"已满{to_chinese(low)}周岁不满{to_chinese(high)}周岁")
     return (*said, "未成年人",
             "限制民事行为能力人" if age >= CAPACITY_AGE else "无民事行为能力人")
