@@ -444,6 +444,27 @@ def test_check_text_labels_against_the_corpus_alone(real_facts):
     assert check_text("本法第十条", real_facts)[0].label == UNRESOLVED
 
 
+def test_check_text_misquotes_a_copy_with_a_word_changed(real_facts):
+    """An article in force, cited by a sentence that copies its words with one changed
+    (两个月 for 一个月, 可以 for 应当), is not ✓现行有效: the sentence states a rule the
+    article does not. The same copy without the change stays in force, and a sentence
+    citing two articles is left alone (the word may be the other article's)."""
+    faithful = ("《劳动合同法》第四十七条规定，经济补偿按劳动者在本单位工作的年限，"
+                "每满一年支付一个月工资的标准向劳动者支付。")
+    got = check_text(faithful, real_facts)
+    assert [(c.number, c.label) for c in got] == [(47, IN_FORCE)]
+    changed = faithful.replace("一个月", "两个月")
+    (c,) = check_text(changed, real_facts)
+    assert c.label == MISQUOTED and c.note == \
+        "这句话抄录《劳动合同法》第四十七条时改了字：原文为“一”，此处为“二”"
+    modal = ("依照《劳动合同法》第五十条，用人单位可以在解除或者终止劳动合同时"
+             "出具解除或者终止劳动合同的证明。")
+    assert [c.label for c in check_text(modal, real_facts)] == [MISQUOTED]
+    assert [c.label for c in check_text(modal.replace("可以", "应当"), real_facts)] == [IN_FORCE]
+    two = changed.replace("第四十七条规定", "第四十七条和第四十六条规定")
+    assert [c.label for c in check_text(two, real_facts)] == [IN_FORCE, IN_FORCE]
+
+
 def test_this_law_in_a_sentence_with_a_marker_means_that_source():
     got = check_answer("试用期有上限，本法第十九条规定不得超过六个月[2]。本法第三十九条。",
                        [L39, L19], CorpusFacts.from_articles([L19, L39]))

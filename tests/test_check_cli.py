@@ -62,6 +62,8 @@ def test_check_exits_0_when_every_citation_is_in_force(small_settings, tmp_path,
     code, out, _ = run(small_settings, [str(doc)], capsys)
     assert code == 0
     assert out.splitlines()[-1] == "共 2 处引用：现行有效 2"
+    # what ✓现行有效 does not say, said once, above the count
+    assert out.splitlines()[-2].startswith("✓现行有效 只说明所引条文存在且现行有效")
 
 
 def test_check_reads_stdin(small_settings, capsys, monkeypatch):

@@ -34,6 +34,11 @@ LABEL_SIGNS = {VERIFIED: "✓", UNSUPPORTED: "?", NOT_RETRIEVED: "?", IN_FORCE: 
 # may state the rule and leave out the exception after it (但是……除外), which the support
 # check accepts (docs/evaluation.md, "A fourth batch"). Shown beside every ✓.
 VERIFIED_SCOPE = "有所引条文为据；条文中的例外、但书未必都已写出，请对照原文"
+# What in_force promises (legalrag check and the 核查引用 tab), and what not: the article
+# exists and is in force, nothing about the sentence around it (a browser session read ✓
+# beside 抢劫罪规定在《刑法》第二百六十四条 as an endorsement). A sentence that copies the
+# article with a word changed is misquoted instead (answer.check._check_changed_words).
+IN_FORCE_SCOPE = "✓现行有效 只说明所引条文存在且现行有效，不说明文中的说法与条文相符"
 # Written after a citation that is not verified, so it never appears unmarked.
 MARKS = {
     UNSUPPORTED: f"〔{LABEL_NAMES[UNSUPPORTED]}，请核对原文〕",

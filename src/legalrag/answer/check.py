@@ -503,6 +503,8 @@ def check_citations(text: str, facts: CorpusFacts, sources: Sequence[Article] | 
     if sources is not None:
         out += _markers(text, sources)
     out = _check_quotes(text, out)
+    if sources is None:
+        out = _check_changed_words(text, out)
     if sources is not None:
         out = _check_support(text, out, sources, copies, support)
         out = _check_marker_agreement(text, out, sources)
@@ -527,13 +529,37 @@ def _copied(text: str, copies: Sequence[tuple[int, int, int]],
                     default=len(text))
         change = copy_change(text[left:right], a)
         if change is not None:
-            said, written = change
-            label = MISQUOTED
-            note = (f"抄录来源{a.citation}时改了字：" + (
-                f"原文为“{written}”，此处为“{said}”" if said and written
-                else f"原文的“{written}”被略去" if written else f"多出了原文没有的“{said}”"))
+            label, note = MISQUOTED, f"抄录来源{a.citation}时改了字：{_change_words(*change)}"
         out.append(CheckedCitation("passage", text[s:e], s, e, label, a.law, a.number,
                                    a.suffix, n, note, article=a))
+    return out
+
+
+def _change_words(said: str, written: str) -> str:
+    """What copy_change found, in words: 原文为“一”，此处为“二”."""
+    return (f"原文为“{written}”，此处为“{said}”" if said and written
+            else f"原文的“{written}”被略去" if written else f"多出了原文没有的“{said}”")
+
+
+def _check_changed_words(text: str, checked: list[CheckedCitation]) -> list[CheckedCitation]:
+    """Without sources (check_text): a sentence that cites one article and copies its words
+    with one of them changed (support.copy_change: 两个月 for 一个月, 可以 for 应当, a 不
+    left out) misquotes it, though the article is in force. in_force says nothing about the
+    sentence, and here the sentence states a rule the article does not.
+
+    A sentence citing two or more articles is left alone: the changed word may be the
+    other article's own."""
+    out = []
+    for c in checked:
+        if c.kind == "article" and c.label == IN_FORCE and c.article is not None:
+            left, right = sentence_span(text, c.start, c.end)
+            cited = {(o.law, o.number, o.suffix) for o in checked
+                     if o.kind in ("article", "law") and left <= o.start < right}
+            change = copy_change(text[left:right], c.article) if len(cited) == 1 else None
+            if change is not None:
+                c = replace(c, label=MISQUOTED,
+                            note=f"这句话抄录{c.citation}时改了字：{_change_words(*change)}")
+        out.append(c)
     return out
 
 

@@ -131,6 +131,11 @@ ALTER_WIDTH, ALTER_FLANK = 4, 3
 # dropped_condition: a copy is at least this many characters (and half the claim) long.
 COPY_MIN = 8
 _CONDITION_ENDS = ("的", "外", "前", "后", "时")
+# ... or opening with 除, 在 or 因 (因旅游经营者方面的同一原因造成旅游者人身损害、财产损失，), or
+# saying that one of the cases listed must hold (有下列情形之一，被告已经履行……的，).
+_CONDITION_OPENS = ("除", "在", "因")
+_ONE_OF_RE = re.compile(r"(?:下列|以下)[^，,]{0,8}之一")
+_PUT_IN_RE = re.compile(r"可以|有权|应当")
 _LEAD_RE = re.compile(r"^(根据|依照|依据|按照)")
 
 
@@ -275,9 +280,10 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
 
     The sentence must begin with the copy (after 根据…, with no condition of its own before
     it), and the article's clause run before the copied words, back to the last 。；： or
-    line break, must state a condition (a clause ending in 的/外/前/后/时, or opening with
-    除 or 在) that the sentence does not repeat. 没有约定保证份额的，债权人可以请求任何一个保证人……
-    copied as 债权人可以请求任何一个保证人…… states a rule the article does not.
+    line break, must state a condition (a clause ending in 的/外/前/后/时, opening with 除,
+    在 or 因, or naming one of a list: 有下列情形之一) that the sentence does not repeat.
+    没有约定保证份额的，债权人可以请求任何一个保证人…… copied as 债权人可以请求任何一个
+    保证人…… states a rule the article does not.
 
     >>> a = Article("中华人民共和国保险法", "保险法", "法律", "", (), 62, 0, "第六十二条",
     ...             "除被保险人的家庭成员故意造成保险事故外，保险人不得对被保险人的家庭成员"
@@ -293,15 +299,24 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
     where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
     body = "".join(text[k] for k in where)
     m = SequenceMatcher(None, claim, body, autojunk=False).find_longest_match()
-    if m.size < COPY_MIN or m.size < len(claim) / 2 or m.a > 2:
-        return None  # not a copy, or the sentence states its own condition first
-    start = where[m.b]
+    if m.size < COPY_MIN or m.size < len(claim) / 2:
+        return None  # not a copy
+    b = m.b
+    if m.a > 2:
+        # the copy may begin earlier, with a modal word put in (旅游者可以选择请求…… for the
+        # article's 旅游者选择请求……); otherwise the sentence states its own condition first
+        bare = _PUT_IN_RE.sub("", claim[:m.a])
+        if bare == claim[:m.a] or not body[:m.b].endswith(bare):
+            return None
+        b = m.b - len(bare)
+    start = where[b]
     run = text[max(text.rfind(c, 0, start) for c in "。；：;:\n") + 1:start].rstrip()
     if not run or run[-1] not in "，,":
         return None
     before = run[:-1]
     clauses = re.split(r"[，,]", before)
-    if not any(c.endswith(_CONDITION_ENDS) or c.startswith(("除", "在")) for c in clauses):
+    if not any(c.endswith(_CONDITION_ENDS) or c.startswith(_CONDITION_OPENS)
+               or _ONE_OF_RE.search(c) for c in clauses):
         return None
     if "".join(_ALIGN_RE.findall(before)) in claim:
         return None
@@ -424,6 +439,9 @@ SPLICE_MIN = 6
 _CLAUSE_MARKS = str.maketrans({",": "，", "、": "，", "：": "，", ":": "，"})
 
 
+_ITEM_START_RE = re.compile(r"\s*[（(][一二三四五六七八九十]{1,3}[）)]")
+
+
 def _with_commas(text: str) -> str:
     """Chinese characters and digits (numbers in words, list numbers out) with every clause
     mark as one ，: what spliced compares."""
@@ -439,8 +457,9 @@ def spliced(sentence: str, article: Article) -> tuple[str, str] | None:
     《民法典》第一千二百五十八条 gives the 施工人 one defence (已经设置明显标志和采取安全措施)
     and the 管理人 of a manhole another (尽到管理职责). 窨井等地下设施造成他人损害，管理人不能
     证明已经设置明显标志和采取安全措施的，应当承担侵权责任 is made of the article's words, but
-    gives the 管理人 the 施工人's defence. Parts joined at a clause mark (……的，应当……) or
-    whole sentences one after the other are not caught.
+    gives the 管理人 the 施工人's defence. Parts joined at a clause mark (……的，应当……),
+    whole sentences one after the other, and a list's lead with one of its items in the
+    place of its 下列… (返还因拒绝……被增收的费用 for 返还下列费用) are not caught.
 
     >>> a = Article("中华人民共和国民法典", "民法典", "法律", "", (), 1258, 0, "第一千二百五十八条",
     ...             "挖掘地下设施造成他人损害，施工人不能证明已经设置明显标志的，应当承担责任。\\n"
@@ -451,8 +470,12 @@ def spliced(sentence: str, article: Article) -> tuple[str, str] | None:
     >>> spliced("窨井等地下设施造成他人损害，管理人不能证明尽到管理职责的，应当承担责任。", a)
     """
     claim = re.sub(r"^(根据|依照|依据|按照)?，?", "", _with_commas(claim_text(sentence)))
-    parts = [p for p in (_with_commas(t).strip("，") for t in re.split(r"[。；;\n]", article.text))
-             if p]
+    pieces_of = [(p, t) for t in re.split(r"[。；;\n]", article.text)
+                 if (p := _with_commas(t).strip("，"))]
+    parts = [p for p, _ in pieces_of]
+    # the article's list items ((一)…), and the leads that announce a list (返还下列费用的)
+    items = {n for n, (_, t) in enumerate(pieces_of) if _ITEM_START_RE.match(t)}
+    leads = {n for n, p in enumerate(parts) if "下列" in p or "以下" in p}
     pieces = []  # the claim cut, left to right, into the longest runs found in the article
     i = 0
     while i < len(claim):
@@ -475,6 +498,9 @@ def spliced(sentence: str, article: Article) -> tuple[str, str] | None:
         if any(parts[n].endswith(first) for n in homes1) and \
                 any(parts[n].startswith(second) for n in homes2):
             continue  # whole sentences, one after the other
+        if any(first + w in parts[n] for n in homes1 & leads for w in ("下列", "以下")) and \
+                any(parts[n].startswith(second) for n in homes2 & items):
+            continue  # an item put in the place of its lead's 下列…: the list read out
         return first[first.rfind("，") + 1:], second.split("，")[0]
     return None
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from legalrag.cli.common import load_settings
 from legalrag.errors import InputFileError
-from legalrag.vocab import IN_FORCE, LABEL_NAMES, LABEL_SIGNS
+from legalrag.vocab import IN_FORCE, IN_FORCE_SCOPE, LABEL_NAMES, LABEL_SIGNS
 
 MAX_INPUT_BYTES = 5 * 1024 * 1024  # a court paper is well under 1 MB; a 5 MB paste is a mistake
 
@@ -80,6 +80,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         for c in checked:
             counts[c.label] = counts.get(c.label, 0) + 1
         summary = "，".join(f"{LABEL_NAMES[k]} {n}" for k, n in counts.items())
+        if IN_FORCE in counts:
+            print(f"{IN_FORCE_SCOPE}；请对照上面列出的原文。")
         print(f"共 {len(checked)} 处引用" + (f"：{summary}" if summary else "（没有找到引用）"))
     return 0 if all(c.label == IN_FORCE for c in checked) else 1
 

@@ -30,6 +30,7 @@ from legalrag.answer.provision import Passage
 from legalrag.records import Hit
 from legalrag.vocab import (
     IN_FORCE,
+    IN_FORCE_SCOPE,
     LABEL_NAMES,
     LABEL_SIGNS,
     MARKS,
@@ -452,10 +453,7 @@ def render_sources(session: ChatSession) -> str:
 
 CHECK_EMPTY = ("粘贴一段文字（合同、判决书、其他聊天机器人的回答……），点击“核查”，"
                "逐条标出其中引用的法律条文是否现行有效、已失效、法库中不存在或无法识别。")
-# ✓现行有效 says the article exists and is in force, nothing about the sentence around it
-# (a browser session read ✓ beside 抢劫罪规定在《刑法》第二百六十四条 as an endorsement).
-CHECK_SCOPE = ("✓现行有效 只说明所引条文存在且现行有效，不说明文中的说法与条文相符；"
-               "请点击引用对照原文。")
+CHECK_SCOPE = f"{IN_FORCE_SCOPE}；请点击引用对照原文。"
 
 
 def render_check(text: str, checked: Sequence[CheckedCitation]) -> str:
