@@ -27,6 +27,12 @@ itself, with no model but the embedding model:
    rules) about each, and counts ✓ per kind. The faithful copies' ✓ rate is the recall
    side; every ✓ on a changed copy is a wrong ✓.
 
+With --check-text the same copies go to `legalrag check`'s checker instead
+(`check.check_text`, the corpus alone, no scorer and no model): there a ✓ is the label
+现行有效 (in_force) on the copy's citation, which a faithful copy should keep and a copy
+with a word changed should lose to misquoted. That checker looks for changed words only,
+so splices keep their ✓ there.
+
 Some changes leave the meaning as it was (或者 → 并且 in a list of one, the parties
 exchanged in a sentence about both), so a few ✓ on them may be right; --list prints every
 ✓ given to a changed copy so that each can be read.
@@ -129,11 +135,26 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--list", action="store_true", help="print every ✓ on a changed copy")
     ap.add_argument("--out", type=Path, help="write the counts here (JSON)")
+    ap.add_argument("--check-text", action="store_true",
+                    help="ask legalrag check's checker (✓ = in_force) instead of the scorer")
     args = ap.parse_args()
-    articles = [a for a in parse_corpus(ROOT / "corpus").articles
-                if a.in_force and a.level in ("法律", "司法解释")]
+    corpus = parse_corpus(ROOT / "corpus").articles
+    articles = [a for a in corpus if a.in_force and a.level in ("法律", "司法解释")]
     random.Random(args.seed).shuffle(articles)
-    scorer = SupportScorer.default(default_embed())
+    if args.check_text:
+        from legalrag.answer.check import CorpusFacts, check_text
+        from legalrag.vocab import IN_FORCE
+
+        facts = CorpusFacts.from_articles(corpus)
+
+        def ticked(text: str, a) -> bool:
+            return [c.label for c in check_text(text, facts) if c.kind == "article"
+                    and (c.law, c.number) == (a.law, a.number)][:1] == [IN_FORCE]
+    else:
+        scorer = SupportScorer.default(default_embed())
+
+        def ticked(text: str, a) -> bool:
+            return scorer.supports(text, a)
     given: Counter[str] = Counter()
     asked: Counter[str] = Counter()
     wrong: list[dict] = []
@@ -151,7 +172,7 @@ def main() -> int:
             changed["splice"] = joined
         for kind, text in {"faithful": first, **changed}.items():
             asked[kind] += 1
-            if scorer.supports(frame + text + "。", a):
+            if ticked(frame + text + "。", a):
                 given[kind] += 1
                 if kind != "faithful":
                     wrong.append({"kind": kind, "article": a.citation, "copy": text,
@@ -169,7 +190,9 @@ def main() -> int:
         for w in wrong:
             print(f"{w['kind']}\t{w['article']}\t{w['copy']}\t(article: {w['article_text']})")
     if args.out:
-        args.out.write_text(json.dumps({"n": drawn, "seed": args.seed, "kinds": rows,
+        args.out.write_text(json.dumps({"n": drawn, "seed": args.seed,
+                                        "checker": "check_text" if args.check_text
+                                        else "support", "kinds": rows,
                                         "changed_ticks": wrong}, ensure_ascii=False,
                                        indent=1) + "\n", encoding="utf-8")
     return 0

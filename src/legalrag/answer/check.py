@@ -535,6 +535,9 @@ def _copied(text: str, copies: Sequence[tuple[int, int, int]],
     return out
 
 
+_FULL_STOPS = "。！？\n"
+
+
 def _change_words(said: str, written: str) -> str:
     """What copy_change found, in words: 原文为“一”，此处为“二”."""
     return (f"原文为“{written}”，此处为“{said}”" if said and written
@@ -548,13 +551,18 @@ def _check_changed_words(text: str, checked: list[CheckedCitation]) -> list[Chec
     sentence, and here the sentence states a rule the article does not.
 
     A sentence citing two or more articles is left alone: the changed word may be the
-    other article's own."""
+    other article's own. A citation the article itself makes (本法第十八条, copied with
+    it) is no second article."""
     out = []
     for c in checked:
         if c.kind == "article" and c.label == IN_FORCE and c.article is not None:
-            left, right = sentence_span(text, c.start, c.end)
+            # the whole sentence to its 。: a rule's clauses after ； are copied too
+            left = max(text.rfind(ch, 0, c.start) for ch in _FULL_STOPS) + 1
+            right = min((i for i in (text.find(ch, c.end) for ch in _FULL_STOPS) if i >= 0),
+                        default=len(text))
             cited = {(o.law, o.number, o.suffix) for o in checked
-                     if o.kind in ("article", "law") and left <= o.start < right}
+                     if o.kind in ("article", "law") and left <= o.start < right
+                     and (o is c or o.raw not in c.article.text)}  # its own 本法第N条
             change = copy_change(text[left:right], c.article) if len(cited) == 1 else None
             if change is not None:
                 c = replace(c, label=MISQUOTED,
