@@ -213,6 +213,11 @@ A_TOUR3 = Article(TOUR, "旅游纠纷规定", "司法解释", "", (), 3, 0, "第
                   "2020-12-29", True, "", 1)
 
 
+A_TOUR16 = Article(TOUR, "旅游纠纷规定", "司法解释", "", (), 16, 0, "第十六条",
+                   "因公共客运交通工具延误，导致合同不能按照约定履行，旅游者请求旅游经营者退还未实际"
+                   "发生的费用的，人民法院应予支持。合同另有约定的除外。\n因旅游者自身原因导致合同不能"
+                   "履行，旅游者请求旅游经营者退还全部费用的，人民法院不予支持。",
+                   "2020-12-29", True, "", 1)
 A_TOUR20 = Article(TOUR, "旅游纠纷规定", "司法解释", "", (), 20, 0, "第二十条",
                    "旅游者要求旅游经营者返还下列费用的，人民法院应予支持：\n"
                    "（一）因拒绝旅游经营者安排的购物活动或者另行付费的项目被增收的费用；\n"
@@ -409,6 +414,16 @@ COPY730 = ("根据《民法典》第七百三十条，当事人对租赁期限�
     # too short to be a rule, and a paraphrase
     ("自然人享有", M1003, False),
     ("根据《民法典》第一千零三条，身体权包括身体完整和行动自由。", M1003, False),
+    # a claim the court is to grant (……请求……的，人民法院应予支持), said as the right it gives
+    ("根据《旅游纠纷规定》第十六条，因公共客运交通工具延误，导致合同不能按照约定履行，旅游者"
+     "可以请求旅游经营者退还未实际发生的费用。", A_TOUR16, True),
+    ("因公共客运交通工具延误，导致合同不能按照约定履行，旅游者请求旅游经营者退还未实际发生的"
+     "费用的，人民法院应予支持。", A_TOUR16, True),
+    # without the delay it is bound to, or a claim the court refuses: not the article's
+    ("旅游者可以请求旅游经营者退还未实际发生的费用。", A_TOUR16, False),
+    ("根据《旅游纠纷规定》第十六条，因公共客运交通工具延误，导致合同不能按照约定履行，旅游者"
+     "可以请求旅游经营者退还全部费用。", A_TOUR16, False),
+    ("因旅游者自身原因导致合同不能履行，旅游者可以请求旅游经营者退还全部费用。", A_TOUR16, False),
 ])
 def test_quotes_clauses(sentence, article, quoted):
     from legalrag.answer.support import quotes_clauses

@@ -350,7 +350,28 @@ def quotes_clauses(sentence: str, article: Article) -> bool:
     claims = {c for c in claims if len(_CJK_RE.findall(c)) >= QUOTE_MIN_HAN}
     if not claims:
         return False
-    text = numbers_in_words(article.text)
+    return any(_quotes_in(claims, numbers_in_words(t))
+               for t in {article.text, court_grants(article.text)})
+
+
+# A judicial interpretation grants a claim as 旅游者请求旅游经营者退还……费用的，人民法院应予
+# 支持; an answer says the same as 旅游者可以请求旅游经营者退还……费用.
+_GRANTED_RE = re.compile(r"(请求|要求)([^。；;\n]*?)的，人民法院应(?:予|当予以)支持")
+
+
+def court_grants(text: str) -> str:
+    """text with every claim the court is to grant (X请求Y的，人民法院应予支持) written as the
+    right it gives (X可以请求Y).
+
+    >>> court_grants("旅游者请求旅游经营者退还费用的，人民法院应予支持。另有约定的除外。")
+    '旅游者可以请求旅游经营者退还费用。另有约定的除外。'
+    """
+    return _GRANTED_RE.sub(r"可以\1\2", text)
+
+
+def _quotes_in(claims: set[str], text: str) -> bool:
+    """Whether one of the claims (aligned characters) is whole clauses of text from the
+    start of one of its sentences (quotes_clauses)."""
     where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
     body = "".join(text[k] for k in where)
     variants = {v for claim in claims
