@@ -290,14 +290,14 @@ def test_the_rules_never_reject_a_sentence_the_reviewers_found_supported():
     sys.path.insert(0, str(ROOT / "bench"))
     from calibrate_support import article_of, load_labelled
 
-    from legalrag.answer.support import altered, dropped_condition, spliced
+    from legalrag.answer.support import altered, dropped_condition, dropped_lead, spliced
 
     rows = [r for name in ("support_labels.jsonl", "support_labels_test4.jsonl",
                            "support_labels_test5.jsonl")
             for r in load_labelled(ROOT / "data" / "eval" / name) if r["kind"] == "cited"]
     fired = {name: [r for r in rows if rule(r["sentence"], article_of(r)) is not None]
              for name, rule in (("altered", altered), ("dropped", dropped_condition),
-                                ("spliced", spliced))}
+                                ("lead", dropped_lead), ("spliced", spliced))}
     assert "stard-613:1" in {r["pair"] for r in fired["spliced"]}  # 第一千二百五十八条
     for name, hits in fired.items():
         assert hits, f"{name} catches none of the labelled copies it was written for"

@@ -323,6 +323,71 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
     return before
 
 
+# dropped_lead: a clause of the lead that the claim repeats less than this share of
+# (its character bigrams) is not stated by the claim.
+LEAD_SAID = 0.5
+_LIST_WORD_RE = re.compile(r"下列|以下")
+
+
+def dropped_lead(sentence: str, article: Article) -> str | None:
+    """The condition the sentence leaves out when it copies an item of one of the article's
+    lists as a rule without what the list's lead says first; None when it does not.
+
+    The copy (at least COPY_MIN characters and half the claim) must lie in an item line
+    ((一)…), with nothing of the sentence's own before it but the item's words (a word
+    put in aside). The lead is the line ending in ： above the items; each of its clauses
+    but the one that announces the list (按照下列情形分别处理, 有下列情形之一的) must be said by
+    the sentence. 动产抵押合同订立后未办理抵押登记，动产抵押权的效力按照下列情形分别处理：
+    (一)抵押人转让抵押财产，受让人占有抵押财产后，抵押权人向受让人请求行使抵押权的，
+    人民法院不予支持 holds for unregistered mortgages only.
+
+    >>> a = Article("担保制度解释", "担保制度解释", "司法解释", "", (), 54, 0, "第五十四条",
+    ...             "动产抵押合同订立后未办理抵押登记，动产抵押权的效力按照下列情形分别处理："
+    ...             "\\n（一）抵押人转让抵押财产，受让人占有抵押财产后，抵押权人向受让人请求"
+    ...             "行使抵押权的，人民法院不予支持；", "", True, "", 0)
+    >>> dropped_lead("抵押人转让抵押财产后，受让人占有抵押财产后，抵押权人向受让人请求行使"
+    ...              "抵押权的，人民法院不予支持。", a)
+    '动产抵押合同订立后未办理抵押登记'
+    >>> dropped_lead("动产抵押合同订立后未办理抵押登记，抵押人转让抵押财产，受让人占有抵押财产"
+    ...              "后，抵押权人向受让人请求行使抵押权的，人民法院不予支持。", a) is None
+    True
+    """
+    if _ENUMERATOR_RE.match(sentence.lstrip()):
+        return None  # an item of the answer's own list, under the answer's own lead
+    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
+    text = article.text
+    where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
+    body = "".join(text[k] for k in where)
+    m = SequenceMatcher(None, claim, body, autojunk=False).find_longest_match()
+    if m.size < COPY_MIN or m.size < len(claim) / 2:
+        return None
+    line = text.rfind("\n", 0, where[m.b]) + 1
+    item = _ITEM_START_RE.match(text, line)
+    if item is None:
+        return None
+    own = claim[:m.a]  # the sentence's words before the copy: the item's own, if any
+    mine = "".join(_ALIGN_RE.findall(text[item.end():where[m.b]]))
+    if own and SequenceMatcher(None, own, mine, autojunk=False).ratio() < 0.8:
+        return None
+    top = line
+    while top > 0:  # up over the list's items to its lead
+        above = text.rfind("\n", 0, top - 1) + 1
+        if not _ITEM_START_RE.match(text, above):
+            break
+        top = above
+    lead = text[text.rfind("\n", 0, top - 1) + 1:top].strip() if top > 0 else ""
+    if not lead.endswith(("：", ":")):
+        return None
+    lead = lead[max(lead.rfind(c) for c in "。；;") + 1:-1]
+    said = _grams(claim, 2)
+    for clause in re.split(r"[，,]", lead):
+        grams = _grams("".join(_ALIGN_RE.findall(clause)), 2)
+        if grams and not _LIST_WORD_RE.search(clause) and \
+                len(grams & said) / len(grams) < LEAD_SAID:
+            return clause
+    return None
+
+
 # quotes_clauses: a quotation this short is a phrase (自然人享有), not a rule.
 QUOTE_MIN_HAN = 6
 # The words a model swaps in a copied list's lead (有以下情形之一的 for 有下列情形之一的).
@@ -540,6 +605,7 @@ def changes_rule(sentence: str, article: Article) -> bool:
     return altered(sentence, article) is not None or \
         changed_number(sentence, article) is not None or \
         dropped_condition(sentence, article) is not None or \
+        dropped_lead(sentence, article) is not None or \
         spliced(sentence, article) is not None
 
 
