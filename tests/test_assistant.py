@@ -73,6 +73,19 @@ def test_good_questions_are_stripped():
     assert validate_question("GDPR 第5条", 1000) == "GDPR 第5条"  # one Chinese word is enough
 
 
+@pytest.mark.parametrize("question, plain", [
+    ("试用期\u3000最长多久？", "试用期 最长多久？"),  # a full-width space, as Chinese IMEs type it
+    ("试用\u00a0期多久？", "试用 期多久？"),  # a no-break space copied from a web page
+    ("物业公司有权罚款，合法吗？\u200d", "物业公司有权罚款，合法吗？"),  # a STARD question's ZWJ
+    ("\ufeff试用期\u200b多久？", "试用期多久？"),  # a byte order mark, a zero-width space
+    ("试用期多久？\r\n第二行\u2028第三行", "试用期多久？\n第二行\n第三行"),
+])
+def test_invisible_and_layout_characters_are_made_plain_not_refused(question, plain):
+    """Characters a person cannot see cannot be retyped away: they are made plain, and the
+    question is asked. Control characters proper (U+0000, an escape) are still refused."""
+    assert validate_question(question, 1000) == plain
+
+
 def art(law, number, text="……"):
     from legalrag.numerals import article_label
 
@@ -271,6 +284,26 @@ def test_follow_up_is_rewritten_and_returned(assistant):
     assert (follow.sources[0].article.law, follow.sources[0].article.number) == ("劳动合同法", 19)
     with pytest.raises(QueryError, match="history"):
         assistant.answer("那呢？", ["公司辞退员工要给经济补偿吗？"])
+
+
+def test_an_answer_run_refuses_unusable_questions_before_it_starts(smol_settings, small_index):
+    """eval-answers once stopped an hour into a run at a question it could not ask. Every
+    question is checked first, and the error names each one that cannot be asked; a
+    question with only invisible characters to clean is asked."""
+    from legalrag.answer.evaluate import run_answer_eval
+    from legalrag.retrieval.evaluate import EvalQuery
+
+    fresh = Assistant(smol_settings, retriever=small_index)
+    queries = [EvalQuery("ok", "试用期\u3000最长多久？\u200d", ("《劳动合同法》第十九条",)),
+               EvalQuery("nul", "试用期\x00多久", ("《劳动合同法》第十九条",)),
+               EvalQuery("latin", "How long is probation?", ("《劳动合同法》第十九条",))]
+    with pytest.raises(QueryError) as e:
+        run_answer_eval(fresh, queries)
+    assert e.value.message.startswith("2 question(s) cannot be asked: nul: ")
+    assert "latin: the question has no Chinese characters" in e.value.message
+    assert not fresh._prefix_read  # warm_up (models, prompt prefix) never ran
+    report = run_answer_eval(fresh, queries[:1])
+    assert report.results[0].answer.question == "试用期 最长多久？"
 
 
 def test_a_second_question_waits_its_turn(assistant):

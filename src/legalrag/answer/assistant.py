@@ -24,6 +24,7 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -244,11 +245,34 @@ Event = Sources | Provision | Reading | Queued | Token | Final
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
+def plain_question(text: str) -> str:
+    """text with the invisible and layout characters that input methods and copying bring
+    in made plain: line breaks (\\r\\n, \\r, U+2028/2029) become \\n, every other space (the
+    full-width 全角空格 U+3000, a no-break space) a space, and format characters (zero-width
+    joiners and spaces, a byte order mark, soft hyphens, direction marks) are dropped. A
+    person cannot see them, so cannot be asked to retype the question without them.
+
+    >>> plain_question("试用期\\u3000最长多久？\\u200d\\r\\n第二行")
+    '试用期 最长多久？\\n第二行'
+    """
+    out = []
+    for ch in text.replace("\r\n", "\n").replace("\r", "\n"):
+        kind = unicodedata.category(ch)
+        if kind in ("Zl", "Zp"):
+            out.append("\n")
+        elif kind == "Zs":
+            out.append(" ")
+        elif kind != "Cf":
+            out.append(ch)
+    return "".join(out)
+
+
 def validate_question(question: object, max_chars: int) -> str:
-    """The question stripped, or a QueryError that says what is wrong with it."""
+    """The question made plain (plain_question) and stripped, or a QueryError that says
+    what is wrong with it."""
     if not isinstance(question, str):
         raise QueryError("the question must be text")
-    q = question.strip()
+    q = plain_question(question).strip()
     if not q:
         raise QueryError("the question is empty",
                          fix="type a legal question, e.g. 试用期最长多久？")

@@ -30,7 +30,9 @@ from legalrag.answer.assistant import (
     Provision,
     Sources,
     Token,
+    validate_question,
 )
+from legalrag.errors import QueryError
 from legalrag.records import Article
 from legalrag.retrieval.evaluate import EvalQuery, Gold, resolve_gold
 from legalrag.vocab import LABEL_NAMES, LABELS, VERIFIED
@@ -212,6 +214,16 @@ def run_answer_eval(assistant: Assistant, queries: Sequence[EvalQuery], *,
 
     The models are loaded and the shared prompt prefix read first (Assistant.warm_up, as
     a UI does at start-up), so the first question is timed like every other."""
+    unusable = []  # found now, not an hour into the run
+    for q in queries:
+        try:
+            validate_question(q.query, assistant.settings.max_question_chars)
+        except QueryError as e:
+            unusable.append(f"{q.id}{f' (line {q.line})' if q.line else ''}: {e.message}")
+    if unusable:
+        raise QueryError(f"{len(unusable)} question(s) cannot be asked: "
+                         + "; ".join(unusable[:5]) + ("; …" if len(unusable) > 5 else ""),
+                         fix="correct them in the query file or leave them out")
     results = []
     model = ""
     if queries:
