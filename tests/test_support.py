@@ -223,6 +223,9 @@ A_TOUR20 = Article(TOUR, "旅游纠纷规定", "司法解释", "", (), 20, 0, "�
                    "（一）因拒绝旅游经营者安排的购物活动或者另行付费的项目被增收的费用；\n"
                    "（二）在同一旅游行程中，旅游经营者提供相同服务，因旅游者的年龄、职业等差异而增收的"
                    "费用。", "2020-12-29", True, "", 1)
+M454 = Article("中华人民共和国民法典", "民法典", "法律", "", (), 454, 0, "第四百五十四条",
+               "债务人可以请求留置权人在债务履行期限届满后行使留置权；留置权人不行使的，债务人可以"
+               "请求人民法院拍卖、变卖留置财产。", "2021-01-01", True, "", 1)
 M1258 = Article("中华人民共和国民法典", "民法典", "法律", "", (), 1258, 0, "第一千二百五十八条",
                 "在公共场所或者道路上挖掘、修缮安装地下设施等造成他人损害，施工人不能证明已经设置明显"
                 "标志和采取安全措施的，应当承担侵权责任。\n窨井等地下设施造成他人损害，管理人不能证明"
@@ -239,6 +242,10 @@ M1258 = Article("中华人民共和国民法典", "民法典", "法律", "", (),
     ("根据《旅游纠纷规定》第二十条，旅游者可以要求旅游经营者返还因拒绝旅游经营者安排的购物活动"
      "或者另行付费的项目被增收的费用，以及在同一旅游行程中，旅游经营者提供相同服务，因旅游者的"
      "年龄、职业等差异而增收的费用。", A_TOUR20, False),
+    # words of its own before a copy of one sentence: the comma before the copy is no
+    # sign of the other sentence (…的，债务人可以请求人民法院…; sixth batch, supported)
+    ("根据《民法典》第四百五十四条，债权期满后，债务人可以请求留置权人在债务履行期限届满后"
+     "行使留置权。", M454, False),
 ])
 def test_a_splice_is_two_passages_joined_but_a_list_read_out_is_not(sentence, article, joined):
     from legalrag.answer.support import spliced
@@ -293,7 +300,7 @@ def test_the_rules_never_reject_a_sentence_the_reviewers_found_supported():
     from legalrag.answer.support import altered, dropped_condition, dropped_lead, spliced
 
     rows = [r for name in ("support_labels.jsonl", "support_labels_test4.jsonl",
-                           "support_labels_test5.jsonl")
+                           "support_labels_test5.jsonl", "support_labels_test6.jsonl")
             for r in load_labelled(ROOT / "data" / "eval" / name) if r["kind"] == "cited"]
     fired = {name: [r for r in rows if rule(r["sentence"], article_of(r)) is not None]
              for name, rule in (("altered", altered), ("dropped", dropped_condition),
@@ -447,7 +454,7 @@ def test_a_quotation_of_whole_clauses_is_supported_and_adds_no_wrong_tick(scorer
     assert scorer.score("根据《民法典》第一千零三条，自然人享有身体权。", M1003) \
         < scorer.model.threshold
     rows = [r for name in ("support_labels.jsonl", "support_labels_test4.jsonl",
-                           "support_labels_test5.jsonl")
+                           "support_labels_test5.jsonl", "support_labels_test6.jsonl")
             for r in load_labelled(ROOT / "data" / "eval" / name) if r["kind"] == "cited"]
     added = [r for r in rows if quotes_clauses(r["sentence"], article_of(r))
              and not changes_rule(r["sentence"], article_of(r))

@@ -577,7 +577,8 @@ def spliced(sentence: str, article: Article) -> tuple[str, str] | None:
         first, second = claim[a1:a2], claim[b1:b2]
         if a2 != b1 or first.endswith("，") or second.startswith("，"):
             continue  # the model's own words between them, or joined where a clause ends
-        homes1 = {n for n, p in enumerate(parts) if first in p}
+        # a clause mark the piece starts with belongs to no sentence in particular
+        homes1 = {n for n, p in enumerate(parts) if first.lstrip("，") in p}
         homes2 = {n for n, p in enumerate(parts) if second in p}
         if homes1 & homes2:
             continue
