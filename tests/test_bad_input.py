@@ -249,9 +249,10 @@ def smol_settings(small_settings):
 ASSISTANT_REFUSES = {
     "empty": "the question is empty",
     "whitespace": "the question is empty",
-    "zero-width only": "control characters (U+200B, U+200C, U+FEFF)",
+    # invisible format characters are dropped (assistant.plain_question): nothing is left
+    "zero-width only": "the question is empty",
     "20,000 characters": "the question is 20000 characters long; the limit is 1000",
-    "control characters": "control characters (U+0000, U+001B, U+007F, U+202E)",
+    "control characters": "control characters (U+0000, U+001B, U+007F)",  # U+202E dropped
     "lone surrogate": "control characters (U+D800)",
     # the statutes are Chinese: told to ask in Chinese, not "nothing relevant found"
     "emoji only": "the question has no Chinese characters",

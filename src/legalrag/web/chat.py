@@ -37,6 +37,7 @@ from legalrag.answer.assistant import (
     Sources,
     Token,
     corpus_facts,
+    plain_question,
 )
 from legalrag.answer.llm import ChatModel
 from legalrag.config import Settings
@@ -207,7 +208,7 @@ def describe_error(e: LegalRagError, question: object, settings: Settings) -> st
     """A LegalRagError as a message for the chat, in Chinese where the cause is known."""
     if not isinstance(question, str):
         return "问题必须是文字。"
-    q = question.strip()
+    q = plain_question(question).strip()  # as the assistant read it: 全角空格 is a space
     if isinstance(e, QueryError):
         if not q:
             return EMPTY_QUESTION
