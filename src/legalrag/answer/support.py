@@ -136,6 +136,8 @@ _CONDITION_ENDS = ("的", "外", "前", "后", "时")
 _CONDITION_OPENS = ("除", "在", "因")
 _ONE_OF_RE = re.compile(r"(?:下列|以下)[^，,]{0,8}之一")
 _PUT_IN_RE = re.compile(r"可以|有权|应当")
+# ... or saying that someone fails to do something (债务人不履行到期债务，债权人可以留置……)
+_FAILS_RE = re.compile(r"[不未](?:履行|支付|按照|依照|依法|能|经|在)")
 _LEAD_RE = re.compile(r"^(根据|依照|依据|按照)")
 
 
@@ -202,6 +204,33 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
             if j2 - j1 <= ALTER_WIDTH and any(
                     r.search(said) and r.search(written) for r in _NUMERAL_RES):
                 return said, written
+    return _swapped_across(claim, body, ops)
+
+
+def _swapped_across(claim: str, body: str, ops: list[tuple[str, int, int, int, int]]
+                    ) -> tuple[str, str] | None:
+    """A party swapped for its counterpart where the two share a character, which the
+    alignment keeps as copied: 出借人 for the article's 借款人 aligns as 出 left out, 借
+    kept, 款 put in. Changes no wider than ALTER_WIDTH on either side, joined across
+    copied runs shorter than ALTER_FLANK, between copied runs of ALTER_FLANK (or the
+    sentence's start or end), are read as one replacement."""
+    k = 0
+    while k < len(ops):
+        if ops[k][0] == "equal":
+            k += 1
+            continue
+        end = k  # the last op of the window: changes and the short copies between them
+        while end + 2 < len(ops) and ops[end + 1][0] == "equal" and \
+                ops[end + 1][2] - ops[end + 1][1] < ALTER_FLANK and ops[end + 2][0] != "equal":
+            end += 2
+        i1, j1, i2, j2 = ops[k][1], ops[k][3], ops[end][2], ops[end][4]
+        before = k == 0 or ops[k - 1][2] - ops[k - 1][1] >= ALTER_FLANK
+        after = end == len(ops) - 1 or ops[end + 1][2] - ops[end + 1][1] >= ALTER_FLANK
+        if end > k and before and after and (k > 0 or end < len(ops) - 1) and \
+                max(i2 - i1, j2 - j1) <= ALTER_WIDTH and \
+                (contrast := _contrast(claim, i1, i2, body, j1, j2)):
+            return contrast
+        k = end + 1
     return None
 
 
@@ -302,25 +331,130 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
     if m.size < COPY_MIN or m.size < len(claim) / 2:
         return None  # not a copy
     b = m.b
-    if m.a > 2:
+    if m.a > 0:
         # the copy may begin earlier, with a modal word put in (旅游者可以选择请求…… for the
-        # article's 旅游者选择请求……); otherwise the sentence states its own condition first
+        # article's 旅游者选择请求……), or with the subject named otherwise (留置权人可以留置……
+        # for 债权人可以留置……); otherwise the sentence states its own condition first (a
+        # word or two of its own, 对 or 若, are let pass)
         bare = _PUT_IN_RE.sub("", claim[:m.a])
-        if bare == claim[:m.a] or not body[:m.b].endswith(bare):
+        if bare != claim[:m.a] and body[:m.b].endswith(bare):
+            b = m.b - len(bare)
+        elif (subject := _renamed_subject(sentence, m.a, text, where, m.b)) is not None:
+            b = subject
+        elif m.a > 2:
             return None
-        b = m.b - len(bare)
     start = where[b]
     run = text[max(text.rfind(c, 0, start) for c in "。；：;:\n") + 1:start].rstrip()
+    if run and run[-1] not in "，," and b == m.b and m.a == 0:
+        # the copy begins inside a clause and goes on past it: the words of the clause
+        # left out may name whom the condition is about (物业使用人违反本条例和管理规约的
+        # 规定，有关业主应当承担连带责任 holds for the users' breaches, not anyone's)
+        left = run[max(run.rfind(c) for c in "，,") + 1:]
+        clause = text[start:].split("，", 1)[0]
+        if _names_actor(left) and "".join(_ALIGN_RE.findall(left)) not in claim and \
+                not re.search(r"[。；;：:\n]", clause) and \
+                len(_ALIGN_RE.findall(clause)) < m.size:
+            return left
+        return None
     if not run or run[-1] not in "，,":
         return None
     before = run[:-1]
     clauses = re.split(r"[，,]", before)
-    if not any(c.endswith(_CONDITION_ENDS) or c.startswith(_CONDITION_OPENS)
-               or _ONE_OF_RE.search(c) for c in clauses):
+    if not any(_is_condition(c) for c in clauses):
         return None
     if "".join(_ALIGN_RE.findall(before)) in claim:
         return None
     return before
+
+
+def _is_condition(clause: str) -> bool:
+    """Whether an article's clause states a condition of the rule after it."""
+    return clause.endswith(_CONDITION_ENDS) or clause.startswith(_CONDITION_OPENS) or \
+        _ONE_OF_RE.search(clause) is not None or _FAILS_RE.search(clause) is not None
+
+
+# skipped_condition: the copied runs on either side of the skipped clauses are at least
+# this long.
+SKIP_FLANK = 4
+
+
+def skipped_condition(sentence: str, article: Article) -> str | None:
+    """The condition the sentence skips in the middle of a copy: whole clauses of one
+    sentence of the article, between two copied runs, at least one of them a condition
+    (as dropped_condition reads one); None when it skips none. Clauses that open with 或
+    are an alternative: the sentence keeps a case in which the rule holds.
+
+    >>> a = Article("中华人民共和国民法典", "民法典", "法律", "", (), 950, 0, "第九百五十条",
+    ...             "物业服务合同终止后，在新物业服务人接管之前，原物业服务人应当继续处理物业服务"
+    ...             "事项。", "", True, "", 0)
+    >>> skipped_condition("根据《民法典》第九百五十条，物业服务合同终止后，原物业服务人应当继续处理"
+    ...                   "物业服务事项。", a)
+    '在新物业服务人接管之前'
+    >>> skipped_condition("物业服务合同终止后，在新物业服务人接管之前，原物业服务人应当继续处理。",
+    ...                   a) is None
+    True
+    """
+    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
+    # the article read as the sentence is: citations in it (除存在民法典第一百四十六条……
+    # 规定的情形外) are left out of both
+    text = claim_text(article.text)
+    where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
+    body = "".join(text[k] for k in where)
+    ops = SequenceMatcher(None, claim, body, autojunk=False).get_opcodes()
+    runs = [op for op in ops if op[0] == "equal" and op[2] - op[1] >= SKIP_FLANK]
+    if sum(op[2] - op[1] for op in runs) < max(COPY_MIN, len(claim) / 2):
+        return None  # not a copy
+    for (_, _, i2, _, j2), (_, i1, _, j1, _) in zip(runs, runs[1:], strict=False):
+        if i1 - i2 > 2 or j1 - j2 < SKIP_FLANK:
+            continue  # nothing of the article's skipped, or words of the sentence's own
+        gap = text[where[j2 - 1] + 1:where[j1]]
+        skipped = gap.strip("，, ")
+        if re.search(r"[。；;：:\n]", skipped) or not gap.lstrip().startswith(("，", ",")) or \
+                not gap.rstrip().endswith(("，", ",")):
+            continue  # not whole clauses of one sentence
+        if skipped.startswith("或"):
+            continue  # one alternative left out: what the sentence keeps still suffices
+        if any(_is_condition(c) for c in re.split(r"[，,]", skipped)):
+            return skipped
+    return None
+
+
+# A subject renamed (留置权人 for 债权人) or an actor left out is this short at most.
+SUBJECT_MAX = 6
+_ACTOR_END_RE = re.compile(r"(?:人|者|单位|机关|机构|组织|企业|部门)$")
+
+
+def _names_actor(words: str) -> bool:
+    """Whether words (a clause's start, at most SUBJECT_MAX characters) end with who acts:
+    物业使用人, 用人单位, 人民法院; not 法人的, which only says whose 法定代表人 acts."""
+    words = "".join(_ALIGN_RE.findall(words))
+    return 0 < len(words) <= SUBJECT_MAX and (
+        bool(_ACTOR_END_RE.search(words)) or words.endswith((*PERSONS, *_AUTHORITY_OF)))
+
+
+def _renamed_subject(sentence: str, own: int, text: str, where: list[int], copy: int
+                     ) -> int | None:
+    """Where (in the article's aligned characters) the article's clause holding the copy
+    begins, when the sentence's own words before the copy (own characters) and the
+    article's before it in that clause are both one short subject, the sentence's named
+    otherwise (留置权人可以留置…… for the article's 债务人不履行到期债务，债权人可以留置……);
+    None when they are not."""
+    claim = "".join(_ALIGN_RE.findall(claim_text(sentence)))
+    lead = len(claim) - len(_LEAD_RE.sub("", claim))
+    said = claim_text(sentence)
+    at = [k for k, ch in enumerate(said) if _ALIGN_RE.match(ch)]
+    # the copy may begin with the subject's last characters (留置权人可以…, 债权人可以…):
+    # both subjects run to the modal word the copy begins with
+    shared = re.match(r"^.{0,2}?(?=可以|有权|应当|不得)", claim[lead + own:])
+    more = len(shared.group()) if shared else 0
+    mine = said[at[lead]:at[lead + own + more - 1] + 1]
+    start = where[copy + more]
+    head = max(text.rfind(c, 0, start) for c in "，,。；：;:\n") + 1
+    theirs = text[head:start]
+    if re.search(r"[，,；;：:、]", mine) or not _names_actor(_PUT_IN_RE.sub("", mine)) or \
+            not _names_actor(_PUT_IN_RE.sub("", theirs)):
+        return None
+    return copy + more - len(_ALIGN_RE.findall(theirs))
 
 
 # dropped_lead: a clause of the lead that the claim repeats less than this share of
@@ -600,12 +734,14 @@ def copy_change(sentence: str, article: Article) -> tuple[str, str] | None:
 
 
 def changes_rule(sentence: str, article: Article) -> bool:
-    """Whether the sentence copies the article but states another rule: a changed modal
-    or number (altered, changed_number), or a condition left out (dropped_condition).
-    Never supported."""
+    """Whether the sentence copies the article but states another rule: a changed modal,
+    number or party (altered, changed_number), a condition left out before the copy or in
+    its middle (dropped_condition, skipped_condition), an item without its list's lead
+    (dropped_lead), or two passages joined (spliced). Never supported."""
     return altered(sentence, article) is not None or \
         changed_number(sentence, article) is not None or \
         dropped_condition(sentence, article) is not None or \
+        skipped_condition(sentence, article) is not None or \
         dropped_lead(sentence, article) is not None or \
         spliced(sentence, article) is not None
 
