@@ -20,6 +20,9 @@ itself, with no model but the embedding model:
    - bound: 以上 ↔ 以下, 较大 ↔ 较小, 之前 ↔ 之后, 以前 ↔ 以后;
    - parties: the two sides of a pair (用人单位/劳动者, 出租人/承租人, ...) exchanged;
    - scope: 或者 → 并且;
+   - condition_out: the sentence's first clause left out when it states a condition
+     (…的, …后, 除…外, 在…, 因…), so the rule after it reads as if it always held;
+   - condition_mid: the first such clause after the first left out of the middle;
    - splice: the first half of the article's first sentence and the second half of its
      second, joined inside a clause;
 
@@ -30,8 +33,8 @@ itself, with no model but the embedding model:
 With --check-text the same copies go to `legalrag check`'s checker instead
 (`check.check_text`, the corpus alone, no scorer and no model): there a ✓ is the label
 现行有效 (in_force) on the copy's citation, which a faithful copy should keep and a copy
-with a word changed should lose to misquoted. That checker looks for changed words only,
-so splices keep their ✓ there.
+with a word changed should lose to misquoted. That checker looks for changed words
+and for conditions left out (support.left_out), so splices keep their ✓ there.
 
 Some changes leave the meaning as it was (或者 → 并且 in a list of one, the parties
 exchanged in a sentence about both), so a few ✓ on them may be right; --list prints every
@@ -104,7 +107,19 @@ def perturbations(sentence: str) -> dict[str, str]:
                 break
     if "或者" in sentence:
         out["scope"] = sentence.replace("或者", "并且", 1)
+    clauses = sentence.split("，")
+    if len(clauses) >= 2 and _is_condition(clauses[0]) and len("，".join(clauses[1:])) >= 8:
+        out["condition_out"] = "，".join(clauses[1:])
+    mid = next((k for k in range(1, len(clauses) - 1) if _is_condition(clauses[k])), None)
+    if mid is not None:
+        out["condition_mid"] = "，".join(clauses[:mid] + clauses[mid + 1:])
     return out
+
+
+def _is_condition(clause: str) -> bool:
+    """A clause that states when the rule holds: …的, …前/后/时, 除…外, 在…, 因…."""
+    return len(clause) >= 4 and (clause.endswith(("的", "前", "后", "时", "外"))
+                                 or clause.startswith(("在", "除", "因")))
 
 
 def splice(text: str) -> str | None:

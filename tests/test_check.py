@@ -465,6 +465,25 @@ def test_check_text_misquotes_a_copy_with_a_word_changed(real_facts):
     assert [c.label for c in check_text(two, real_facts)] == [IN_FORCE, IN_FORCE]
 
 
+def test_check_text_misquotes_a_copy_without_its_condition(real_facts):
+    """The article's rule copied without the condition the article puts before it, or in
+    its middle, is stated as holding where it does not: misquoted, with the condition
+    named. The copy with its condition stays in force."""
+    whole = ("根据《民法典》第九百五十条，物业服务合同终止后，在业主或者业主大会选聘的新物业服务人"
+             "或者决定自行管理的业主接管之前，原物业服务人应当继续处理物业服务事项。")
+    assert [c.label for c in check_text(whole, real_facts)] == [IN_FORCE]
+    (c,) = check_text(whole.replace("在业主或者业主大会选聘的新物业服务人或者决定自行管理的业主"
+                                    "接管之前，", ""), real_facts)
+    assert c.label == MISQUOTED and c.note == (
+        "这句话抄录《民法典》第九百五十条时略去了条件：原文有“在业主或者业主大会选聘的新物业"
+        "服务人或者决定自行管理的业主接管之前”")
+    rule = "根据《民法典》第六百九十九条，债权人可以请求任何一个保证人在其保证范围内承担保证责任。"
+    (c,) = check_text(rule, real_facts)
+    assert c.label == MISQUOTED and "没有约定保证份额的" in c.note
+    assert [c.label for c in check_text(rule.replace("，债权人", "，没有约定保证份额的，债权人"),
+                                        real_facts)] == [IN_FORCE]
+
+
 def test_this_law_in_a_sentence_with_a_marker_means_that_source():
     got = check_answer("试用期有上限，本法第十九条规定不得超过六个月[2]。本法第三十九条。",
                        [L39, L19], CorpusFacts.from_articles([L19, L39]))

@@ -684,9 +684,9 @@ def test_altered_sees_an_actor_of_another_kind(sentence, article, change):
 def test_copies_with_one_detail_changed_rarely_get_a_tick(scorer):
     """bench/perturbed_copies.py on 80 articles: the first sentence of each, copied as a
     model copies it and changed in one detail (a number, a modal, a negation, a bound, the
-    parties, 或者), or two sentences spliced; the faithful copies mostly get ✓ and the
-    changed ones almost never. Before the rules of 2026-12-05 the changed copies got ✓ in
-    23.5% of 783 cases (400 articles)."""
+    parties, 或者, a condition left out at the start or in the middle), or two sentences
+    spliced; the faithful copies mostly get ✓ and the changed ones almost never. Before
+    the rules of 2026-12-05 the changed copies got ✓ in 23.5% of 783 cases (400 articles)."""
     import random
     import sys
 

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from legalrag.answer.support import copy_change, omitted_proviso
+from legalrag.answer.support import copy_change, left_out, omitted_proviso
 from legalrag.citations import (
     CitationRef,
     LawNames,
@@ -518,8 +518,9 @@ def _copied(text: str, copies: Sequence[tuple[int, int, int]],
             sources: Sequence[Article]) -> list[CheckedCitation]:
     """A ``passage`` entry per run of words copied from a source: verified, unless the
     sentence around it changes a word of the copy (support.copy_change: 以上 for 以下
-    between two copied runs, 2个月 for 一个月, a 不 left out). Each run is then word for word
-    the article's, but what the sentence says is not, so the runs are ``misquoted``."""
+    between two copied runs, 2个月 for 一个月, a 不 left out) or leaves out the condition the
+    article puts on it (support.left_out). Each run is then word for word the article's,
+    but what the sentence says is not, so the runs are ``misquoted``."""
     out = []
     for s, e, n in copies:
         a = sources[n - 1]
@@ -530,6 +531,12 @@ def _copied(text: str, copies: Sequence[tuple[int, int, int]],
         change = copy_change(text[left:right], a)
         if change is not None:
             label, note = MISQUOTED, f"抄录来源{a.citation}时改了字：{_change_words(*change)}"
+        # a condition is looked for in the whole sentence, to its 。: a list read out
+        # after its lead (……以下内容：……；交通……标准；) has the lead before the ；
+        elif (omitted := left_out(text[max(text.rfind(ch, 0, s) for ch in _FULL_STOPS) + 1:
+                                       min((i for i in (text.find(ch, e) for ch in _FULL_STOPS)
+                                            if i >= 0), default=len(text))], a)) is not None:
+            label, note = MISQUOTED, f"抄录来源{a.citation}时略去了条件：原文有“{omitted}”"
         out.append(CheckedCitation("passage", text[s:e], s, e, label, a.law, a.number,
                                    a.suffix, n, note, article=a))
     return out
@@ -547,8 +554,10 @@ def _change_words(said: str, written: str) -> str:
 def _check_changed_words(text: str, checked: list[CheckedCitation]) -> list[CheckedCitation]:
     """Without sources (check_text): a sentence that cites one article and copies its words
     with one of them changed (support.copy_change: 两个月 for 一个月, 可以 for 应当, a 不
-    left out) misquotes it, though the article is in force. in_force says nothing about the
-    sentence, and here the sentence states a rule the article does not.
+    left out), or without the condition the article puts on them (support.left_out: 债权人
+    可以请求任何一个保证人… without 没有约定保证份额的), misquotes it, though the article
+    is in force. in_force says nothing about the sentence, and here the sentence states a
+    rule the article does not.
 
     A sentence citing two or more articles is left alone: the changed word may be the
     other article's own. A citation the article itself makes (本法第十八条, copied with
@@ -563,10 +572,15 @@ def _check_changed_words(text: str, checked: list[CheckedCitation]) -> list[Chec
             cited = {(o.law, o.number, o.suffix) for o in checked
                      if o.kind in ("article", "law") and left <= o.start < right
                      and (o is c or o.raw not in c.article.text)}  # its own 本法第N条
-            change = copy_change(text[left:right], c.article) if len(cited) == 1 else None
+            sentence = text[left:right]
+            change = copy_change(sentence, c.article) if len(cited) == 1 else None
+            omitted = left_out(sentence, c.article) if len(cited) == 1 else None
             if change is not None:
                 c = replace(c, label=MISQUOTED,
                             note=f"这句话抄录{c.citation}时改了字：{_change_words(*change)}")
+            elif omitted is not None:
+                c = replace(c, label=MISQUOTED,
+                            note=f"这句话抄录{c.citation}时略去了条件：原文有“{omitted}”")
         out.append(c)
     return out
 

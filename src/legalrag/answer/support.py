@@ -324,6 +324,8 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
     True
     """
     claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
+    if claim.startswith("但"):
+        return None  # an exception, to a rule stated before it
     text = article.text
     where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
     body = "".join(text[k] for k in where)
@@ -409,12 +411,12 @@ def skipped_condition(sentence: str, article: Article) -> str | None:
             continue  # nothing of the article's skipped, or words of the sentence's own
         gap = text[where[j2 - 1] + 1:where[j1]]
         skipped = gap.strip("，, ")
-        if re.search(r"[。；;：:\n]", skipped) or not gap.lstrip().startswith(("，", ",")) or \
+        if re.search(r"[。：:\n]", skipped) or not gap.lstrip().startswith(("，", ",")) or \
                 not gap.rstrip().endswith(("，", ",")):
-            continue  # not whole clauses of one sentence
+            continue  # not whole clauses of one sentence (； parts one)
         if skipped.startswith("或"):
             continue  # one alternative left out: what the sentence keeps still suffices
-        if any(_is_condition(c) for c in re.split(r"[，,]", skipped)):
+        if any(_is_condition(c) for c in re.split(r"[，,；;]", skipped)):
             return skipped
     return None
 
@@ -489,6 +491,8 @@ def dropped_lead(sentence: str, article: Article) -> str | None:
     if _ENUMERATOR_RE.match(sentence.lstrip()):
         return None  # an item of the answer's own list, under the answer's own lead
     claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
+    if claim.startswith("但"):
+        return None  # an exception, to a rule stated before it
     text = article.text
     where = [k for k, ch in enumerate(text) if _ALIGN_RE.match(ch)]
     body = "".join(text[k] for k in where)
@@ -731,6 +735,14 @@ def copy_change(sentence: str, article: Article) -> tuple[str, str] | None:
     word changed (altered, changed_number); None when it does not. Unlike a dropped
     condition, such a change makes the copy itself untrue to the article."""
     return altered(sentence, article) or changed_number(sentence, article)
+
+
+def left_out(sentence: str, article: Article) -> str | None:
+    """The condition or list lead a copy of the article leaves out (dropped_condition,
+    skipped_condition, dropped_lead); None when it leaves out none. Like copy_change it
+    needs no scorer: the copy states the article's rule as holding where it does not."""
+    return dropped_condition(sentence, article) or skipped_condition(sentence, article) or \
+        dropped_lead(sentence, article)
 
 
 def changes_rule(sentence: str, article: Article) -> bool:
