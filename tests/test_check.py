@@ -677,6 +677,31 @@ def test_words_before_a_bare_title_are_asked_when_the_corpus_knows_the_law(quest
     assert cites_only(question, FACTS.names) is only
 
 
+M950 = art("民法典", 950, "物业服务合同终止后，在业主或者业主大会选聘的新物业服务人或者决定自行"
+           "管理的业主接管之前，原物业服务人应当继续处理物业服务事项，并可以请求业主支付该期间的"
+           "物业费。")
+
+
+def test_an_answer_that_copies_a_rule_without_its_condition_is_marked():
+    """An answer's words copied from a source, in a sentence that leaves out the condition
+    the article puts on them (the sixth batch: 在…接管之前 skipped), are misquoted, not a
+    verified copy; the answer gets the changed-copy note. With the condition the copy is
+    verified."""
+    from legalrag.answer.assistant import CHANGED_COPY_NOTE, compose
+
+    facts = CorpusFacts.from_articles([M950])
+    raw = ("物业服务合同终止后，原物业服务人应当继续处理物业服务事项，并可以请求业主支付该期间的"
+           "物业费。")
+    got = [c for c in check_answer(raw, [M950], facts) if c.kind == "passage"]
+    assert got and {c.label for c in got} == {MISQUOTED}
+    assert "略去了条件：原文有“在业主或者业主大会选聘的新物业服务人" in got[0].note
+    _, notes = compose(raw, check_answer(raw, [M950], facts), sources=[M950])
+    assert CHANGED_COPY_NOTE.format(n=1) in notes
+    whole = M950.text
+    assert {c.label for c in check_answer(whole, [M950], facts) if c.kind == "passage"} \
+        == {VERIFIED}
+
+
 def test_check_text_keeps_faithful_copies_in_force_and_misquotes_changed_ones():
     """bench/perturbed_copies.py --check-text on 80 articles (seed 1) of the real corpus: the
     first sentence of each, cited as 根据《法》第N条，…, stays in_force when copied word for

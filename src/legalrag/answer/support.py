@@ -136,8 +136,13 @@ _CONDITION_ENDS = ("的", "外", "前", "后", "时")
 _CONDITION_OPENS = ("除", "在", "因")
 _ONE_OF_RE = re.compile(r"(?:下列|以下)[^，,]{0,8}之一")
 _PUT_IN_RE = re.compile(r"可以|有权|应当")
-# ... or saying that someone fails to do something (债务人不履行到期债务，债权人可以留置……)
-_FAILS_RE = re.compile(r"[不未](?:履行|支付|按照|依照|依法|能|经|在)")
+# ... or saying that someone fails to do something (债务人不履行到期债务，债权人可以留置……),
+# or that the parties may agree on what follows (出租人、出卖人、承租人可以约定，……)
+_FAILS_RE = re.compile(r"[不未](?:履行|支付|按照|依照|依法|能|经|在)|(?:可以|另行)约定$")
+# A copy that refers back to the case the clause before it states (当事人就该情形下……, for
+# the article's 融资租赁合同无效，当事人就该情形下……) leaves out that case if it leaves out
+# the clause, whatever the clause's form.
+_BACK_RE = re.compile(r"(?:该|此|这|上述|前述)(?:种|类)?(?:情形|情况)")
 _LEAD_RE = re.compile(r"^(根据|依照|依据|按照)")
 
 
@@ -362,7 +367,8 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
         return None
     before = run[:-1]
     clauses = re.split(r"[，,]", before)
-    if not any(_is_condition(c) for c in clauses):
+    if not any(_is_condition(c) for c in clauses) and \
+            not _BACK_RE.search(text[start:].split("，", 1)[0]):
         return None
     if "".join(_ALIGN_RE.findall(before)) in claim:
         return None
@@ -737,6 +743,43 @@ def copy_change(sentence: str, article: Article) -> tuple[str, str] | None:
     return altered(sentence, article) or changed_number(sentence, article)
 
 
+_DEFINES_RE = re.compile(r"^(.{2,12}?)(?:是指|指的是|就是)$")
+# defined_otherwise: a term the article names has at least this share of its character
+# bigrams in the article.
+TERM_SAID = 0.5
+
+
+def defined_otherwise(sentence: str, article: Article) -> str | None:
+    """The term the sentence defines as a copy of the article (X是指……) when the article
+    does not name it; None when it does not. 红旗规则是指网络服务提供者接到权利人的通知书后，
+    应当立即删除…… copies the notice-and-takedown rule word for word, and says it is
+    another rule.
+
+    >>> a = Article("信息网络传播权保护条例", "信息网络传播权保护条例", "行政法规", "", (), 15, 0,
+    ...             "第十五条", "网络服务提供者接到权利人的通知书后，应当立即删除涉嫌侵权的作品。",
+    ...             "", True, "", 0)
+    >>> defined_otherwise("红旗规则是指网络服务提供者接到权利人的通知书后，应当立即删除涉嫌侵权的"
+    ...                   "作品。", a)
+    '红旗规则'
+    >>> defined_otherwise("通知删除是指网络服务提供者接到权利人的通知书后，应当立即删除涉嫌侵权的"
+    ...                   "作品。", a) is None
+    True
+    """
+    claim = _LEAD_RE.sub("", "".join(_ALIGN_RE.findall(claim_text(sentence))))
+    body = "".join(_ALIGN_RE.findall(article.text))
+    m = SequenceMatcher(None, claim, body, autojunk=False).find_longest_match()
+    if m.size < COPY_MIN or m.size < len(claim) / 2:
+        return None  # not a copy
+    defines = _DEFINES_RE.match(claim[:m.a])
+    if defines is None:
+        return None
+    term = defines.group(1)
+    grams = _grams(term, 2)
+    if not grams or len(grams & _grams(body, 2)) / len(grams) >= TERM_SAID:
+        return None
+    return term
+
+
 def left_out(sentence: str, article: Article) -> str | None:
     """The condition or list lead a copy of the article leaves out (dropped_condition,
     skipped_condition, dropped_lead); None when it leaves out none. Like copy_change it
@@ -749,13 +792,15 @@ def changes_rule(sentence: str, article: Article) -> bool:
     """Whether the sentence copies the article but states another rule: a changed modal,
     number or party (altered, changed_number), a condition left out before the copy or in
     its middle (dropped_condition, skipped_condition), an item without its list's lead
-    (dropped_lead), or two passages joined (spliced). Never supported."""
+    (dropped_lead), two passages joined (spliced), or a term the article does not name
+    defined as it (defined_otherwise). Never supported."""
     return altered(sentence, article) is not None or \
         changed_number(sentence, article) is not None or \
         dropped_condition(sentence, article) is not None or \
         skipped_condition(sentence, article) is not None or \
         dropped_lead(sentence, article) is not None or \
-        spliced(sentence, article) is not None
+        spliced(sentence, article) is not None or \
+        defined_otherwise(sentence, article) is not None
 
 
 def _modal_at(text: str, end: bool) -> bool:
