@@ -375,6 +375,13 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
     return before
 
 
+def _said(clause: str, said: set[str]) -> bool:
+    """Whether at least LEAD_SAID of the clause's character bigrams are among said (the
+    claim's): the sentence states the clause, in its own order or words (dropped_lead)."""
+    grams = _grams("".join(_ALIGN_RE.findall(clause)), 2)
+    return bool(grams) and len(grams & said) / len(grams) >= LEAD_SAID
+
+
 def _is_condition(clause: str) -> bool:
     """Whether an article's clause states a condition of the rule after it."""
     return clause.endswith(_CONDITION_ENDS) or clause.startswith(_CONDITION_OPENS) or \
@@ -469,6 +476,9 @@ def _renamed_subject(sentence: str, own: int, text: str, where: list[int], copy:
 # (its character bigrams) is not stated by the claim.
 LEAD_SAID = 0.5
 _LIST_WORD_RE = re.compile(r"下列|以下")
+# The words that announce a list: 有下列情形之一的, 下列事项, 按照以下规定.
+_OWN_RULE_RE = re.compile(r"的[，,]")
+_ANNOUNCE_RE = re.compile(r"(?:具有|有)?(?:下列|以下)[^，,、；;]{0,4}?(?:之一)?(?:的|：|:)?")
 
 
 def dropped_lead(sentence: str, article: Article) -> str | None:
@@ -523,11 +533,17 @@ def dropped_lead(sentence: str, article: Article) -> str | None:
     if not lead.endswith(("：", ":")):
         return None
     lead = lead[max(lead.rfind(c) for c in "。；;") + 1:-1]
+    own_line = text[line:].split("\n", 1)[0]
     said = _grams(claim, 2)
     for clause in re.split(r"[，,]", lead):
-        grams = _grams("".join(_ALIGN_RE.findall(clause)), 2)
-        if grams and not _LIST_WORD_RE.search(clause) and \
-                len(grams & said) / len(grams) < LEAD_SAID:
+        if _LIST_WORD_RE.search(clause):
+            # the clause that announces the list is no condition, unless it also states
+            # the rule and the items are only what it applies to (下列事项可以设定行政许可：
+            # (一)……需要按照法定条件予以批准的事项), with no rule of their own (……的，支付……)
+            rule = _ANNOUNCE_RE.sub("", clause)
+            if _modal(rule) and not _said(rule, said) and not _OWN_RULE_RE.search(own_line):
+                return clause
+        elif not _said(clause, said) and _grams("".join(_ALIGN_RE.findall(clause)), 2):
             return clause
     return None
 
