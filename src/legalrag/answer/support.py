@@ -355,10 +355,13 @@ def dropped_condition(sentence: str, article: Article) -> str | None:
     if run and run[-1] not in "，," and b == m.b and m.a == 0:
         # the copy begins inside a clause and goes on past it: the words of the clause
         # left out may name whom the condition is about (物业使用人违反本条例和管理规约的
-        # 规定，有关业主应当承担连带责任 holds for the users' breaches, not anyone's)
+        # 规定，有关业主应当承担连带责任 holds for the users' breaches, not anyone's), or
+        # narrow what the copy begins with (实名制客运合同的旅客丢失客票的，可以请求…
+        # holds for tickets of a real-name contract, not every passenger's)
         left = run[max(run.rfind(c) for c in "，,") + 1:]
         clause = text[start:].split("，", 1)[0]
-        if _names_actor(left) and "".join(_ALIGN_RE.findall(left)) not in claim and \
+        if (_names_actor(left) or _qualifies(left)) and \
+                "".join(_ALIGN_RE.findall(left)) not in claim and \
                 not re.search(r"[。；;：:\n]", clause) and \
                 len(_ALIGN_RE.findall(clause)) < m.size:
             return left
@@ -424,14 +427,32 @@ def skipped_condition(sentence: str, article: Article) -> str | None:
             continue  # nothing of the article's skipped, or words of the sentence's own
         gap = text[where[j2 - 1] + 1:where[j1]]
         skipped = gap.strip("，, ")
-        if re.search(r"[。：:\n]", skipped) or not gap.lstrip().startswith(("，", ",")) or \
-                not gap.rstrip().endswith(("，", ",")):
-            continue  # not whole clauses of one sentence (； parts one)
+        if re.search(r"[。：:\n]", skipped):
+            continue  # not within one sentence of the article (； parts one)
+        if not gap.lstrip().startswith(("，", ",")) or not gap.rstrip().endswith(("，", ",")):
+            if _cut_from_condition(text, where[j2 - 1] + 1, where[j1], skipped):
+                return skipped
+            continue  # not whole clauses
         if skipped.startswith("或"):
             continue  # one alternative left out: what the sentence keeps still suffices
         if any(_is_condition(c) for c in re.split(r"[，,；;]", skipped)):
             return skipped
     return None
+
+
+def _cut_from_condition(text: str, start: int, end: int, skipped: str) -> bool:
+    """Whether text[start:end], left out of a copy, is words of two clauses (the end of one
+    and the start of the next) within the condition its sentence opens with, the clauses
+    up to its last …的，: 承租人已经支付大部分租金，但是无力支付剩余租金 copied as
+    承租人无力支付剩余租金 drops half of when the lessee may claim. Not an alternative
+    (a clause opening with 或)."""
+    if not re.search(r"[，,]", skipped) or re.search(r"[；;]|[，,]\s*或", skipped):
+        return False
+    head = max(text.rfind(c, 0, start) for c in "。；;\n") + 1
+    sentence_end = min((k for k in (text.find(c, end) for c in "。；;\n") if k >= 0),
+                       default=len(text))
+    rule = max(text.rfind("的，", head, sentence_end), text.rfind("的,", head, sentence_end))
+    return rule >= end
 
 
 # A subject renamed (留置权人 for 债权人) or an actor left out is this short at most.
@@ -445,6 +466,19 @@ def _names_actor(words: str) -> bool:
     words = "".join(_ALIGN_RE.findall(words))
     return 0 < len(words) <= SUBJECT_MAX and (
         bool(_ACTOR_END_RE.search(words)) or words.endswith((*PERSONS, *_AUTHORITY_OF)))
+
+
+# _qualifies: a qualifier has at least this many characters, 的 included (not 其的).
+QUALIFIER_MIN = 3
+
+
+def _qualifies(words: str) -> bool:
+    """Whether words (a clause's start) are a qualifier of the noun after them, ending in
+    的 (实名制客运合同的, 依法成立的): left out, the rule holds for more than the article says.
+    Not an actor's 的 (法人的法定代表人): whose officer it is goes without saying."""
+    words = "".join(_ALIGN_RE.findall(words))
+    return len(words) >= QUALIFIER_MIN and words.endswith("的") and \
+        not _names_actor(words[:-1])
 
 
 def _renamed_subject(sentence: str, own: int, text: str, where: list[int], copy: int
