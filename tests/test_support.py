@@ -410,6 +410,10 @@ M758 = civil_code(758, "当事人约定租赁期限届满租赁物归承租人�
     # whose officer acts goes without saying (法人的法定代表人)
     ("dropped_condition", "法定代表人因执行职务造成他人损害的，由法人承担民事责任。",
      civil_code(62, "法人的法定代表人因执行职务造成他人损害的，由法人承担民事责任。"), None),
+    # nor what opens a definition (seen on a saved dev answer, 著作权法第四十九条)
+    ("dropped_condition", "技术措施，是指用于防止、限制未经权利人许可浏览、欣赏作品的有效技术。",
+     civil_code(1, "本法所称的技术措施，是指用于防止、限制未经权利人许可浏览、欣赏作品的"
+                   "有效技术。"), None),
     # ... and stard-1308:1: half of the condition cut out across a comma
     ("skipped_condition", "根据《民法典》第七百五十八条，当事人约定租赁期限届满租赁物归承租人所有，"
      "承租人无力支付剩余租金，出租人因此解除合同收回租赁物，收回的租赁物的价值超过承租人欠付的"

@@ -470,15 +470,17 @@ def _names_actor(words: str) -> bool:
 
 # _qualifies: a qualifier has at least this many characters, 的 included (not 其的).
 QUALIFIER_MIN = 3
+_NAMED_AS_RE = re.compile(r"所(?:称|指|说)的$")
 
 
 def _qualifies(words: str) -> bool:
     """Whether words (a clause's start) are a qualifier of the noun after them, ending in
     的 (实名制客运合同的, 依法成立的): left out, the rule holds for more than the article says.
-    Not an actor's 的 (法人的法定代表人): whose officer it is goes without saying."""
+    Not an actor's 的 (法人的法定代表人): whose officer it is goes without saying; nor the
+    words that open a definition (本法所称的技术措施，是指…)."""
     words = "".join(_ALIGN_RE.findall(words))
     return len(words) >= QUALIFIER_MIN and words.endswith("的") and \
-        not _names_actor(words[:-1])
+        not _names_actor(words[:-1]) and not _NAMED_AS_RE.search(words)
 
 
 def _renamed_subject(sentence: str, own: int, text: str, where: list[int], copy: int
