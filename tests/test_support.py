@@ -19,6 +19,9 @@ from legalrag.answer.support import (
 from legalrag.records import Article
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every labelled file: the calibration pairs and the test batches (data/eval/README.md).
+LABEL_FILES = ("support_labels.jsonl",
+               *(f"support_labels_test{n}.jsonl" for n in range(4, 10)))
 A19 = Article("中华人民共和国劳动合同法", "劳动合同法", "法律", "社会法", (), 19, 0, "第十九条",
               "劳动合同期限三个月以上不满一年的，试用期不得超过一个月；劳动合同期限一年以上不满三年的，"
               "试用期不得超过二个月；三年以上固定期限和无固定期限的劳动合同，试用期不得超过六个月。",
@@ -471,9 +474,7 @@ def test_the_rules_never_reject_a_sentence_the_reviewers_found_supported():
         spliced,
     )
 
-    rows = [r for name in ("support_labels.jsonl", "support_labels_test4.jsonl",
-                           "support_labels_test5.jsonl", "support_labels_test6.jsonl",
-                           "support_labels_test7.jsonl", "support_labels_test8.jsonl")
+    rows = [r for name in LABEL_FILES
             for r in load_labelled(ROOT / "data" / "eval" / name) if r["kind"] == "cited"]
     known = {"dropped": {"stard-1401:1", "stard-1465:1"}, "skipped": {"stard-1380:1"},
              "spliced": {"stard-1342:1"}}
@@ -629,9 +630,7 @@ def test_a_quotation_of_whole_clauses_is_supported_and_adds_no_wrong_tick(scorer
     assert scorer.supports("根据《民法典》第一千零三条，自然人享有身体权。", M1003)
     assert scorer.score("根据《民法典》第一千零三条，自然人享有身体权。", M1003) \
         < scorer.model.threshold
-    rows = [r for name in ("support_labels.jsonl", "support_labels_test4.jsonl",
-                           "support_labels_test5.jsonl", "support_labels_test6.jsonl",
-                           "support_labels_test7.jsonl", "support_labels_test8.jsonl")
+    rows = [r for name in LABEL_FILES
             for r in load_labelled(ROOT / "data" / "eval" / name) if r["kind"] == "cited"]
     added = [r for r in rows if quotes_clauses(r["sentence"], article_of(r))
              and not changes_rule(r["sentence"], article_of(r))
@@ -731,6 +730,9 @@ L37 = Article("中华人民共和国劳动合同法", "劳动合同法", "法律
               "劳动者提前三十日以书面形式通知用人单位，可以解除劳动合同。劳动者在试用期内提前三日"
               "通知用人单位，可以解除劳动合同。", "2012-12-28", True, "劳动合同法.md", 1)
 
+M1218 = civil_code(1218, "患者在诊疗活动中受到损害，医疗机构或者其医务人员有过错的，由医疗机构承担"
+                   "赔偿责任。")
+
 
 @pytest.mark.fast
 @pytest.mark.parametrize(("sentence", "article", "change"), [
@@ -744,6 +746,12 @@ L37 = Article("中华人民共和国劳动合同法", "劳动合同法", "法律
     # (the sixth batch's wrong ✓)
     ("根据《民法典》第六百七十三条，出借人未按照约定的借款用途使用借款的，贷款人可以停止发放借款。",
      M673, ("出借人", "借款人")),
+    # the patient and the hospital swapped (the ninth batch's one wrong ✓, an everyday
+    # question); the hospital named in the asker's word is the same party
+    ("根据《民法典》第一千二百一十八条，医院在诊疗活动中受到损害，医疗机构或者其医务人员有过错"
+     "的，由医疗机构承担赔偿责任。", M1218, ("医院", "患者")),
+    ("患者在诊疗活动中受到损害，医院或者其医务人员有过错的，由医疗机构承担赔偿责任。", M1218,
+     None),
     # the copy itself, and words of the same meaning (和 and 及 are both "and")
     ("盗窃公私财物，数额较大的，处三年以下有期徒刑、拘役或者管制，并处或者单处罚金。", X264, None),
     ("劳动者及用人单位", Article("x", "x", "法律", "", (), 1, 0, "第一条", "劳动者和用人单位", "",

@@ -77,6 +77,11 @@ CONTRASTS = (
     ("抵押权人", "抵押人"), ("质权人", "出质人"), ("用人单位", "劳动者"),
     ("保险人", "投保人", "被保险人"), ("赠与人", "受赠人"), ("承运人", "托运人"),
     ("保管人", "寄存人"), ("甲方", "乙方"), ("买方", "卖方"), ("夫", "妻"),
+    # the parties of everyday rules, each side in the article's word and the asker's (医院
+    # for 医疗机构 is the same party and no swap)
+    ("患者", "医疗机构"), ("患者", "医院"), ("消费者", "经营者"), ("消费者", "商家"),
+    ("旅客", "承运人"), ("旅游者", "旅游经营者"), ("业主", "物业服务人"), ("业主", "物业"),
+    ("学生", "学校"), ("学生", "教育机构"),
 )
 # Who acts: a court, a procuratorate, an arbitration body, an administrative organ (the
 # government and the police are such organs), a supervisory organ; and the private persons
