@@ -27,6 +27,7 @@ from legalrag.vocab import (
     MARKS,
     MISQUOTED,
     NOT_RETRIEVED,
+    QUOTED,
     REPEALED,
     UNRESOLVED,
     UNSUPPORTED,
@@ -201,7 +202,7 @@ def test_a_title_that_names_no_legal_instrument_is_no_citation():
     ]
 
 
-def test_no_citation_is_left_unmarked_unless_verified():
+def test_no_citation_is_left_unmarked_unless_verified_or_the_statutes_own():
     text = ("《劳动合同法》第十九条[1]；《合同法》第五十二条；《劳动合同法》第九百条[7]；"
             "劳动合同法第三十九条。")
     checked = check_answer(text, SOURCES, FACTS)
@@ -209,7 +210,8 @@ def test_no_citation_is_left_unmarked_unless_verified():
         "《劳动合同法》第十九条[1]；《合同法》第五十二条〔⚠已失效〕；《劳动合同法》第九百条〔⚠法库中无此条文〕"
         "[7]〔⚠引用无效〕；劳动合同法第三十九条〔未在检索来源中，请自行核对〕。")
     assert {c.label for c in checked} <= set(LABELS)
-    assert set(MARKS) == set(LABELS) - {VERIFIED}
+    # a reference inside a copy of a source (QUOTED) is the statute's own text: unmarked
+    assert set(MARKS) == set(LABELS) - {VERIFIED, QUOTED}
 
 
 def test_no_citations_at_all():
@@ -404,18 +406,18 @@ def test_an_answer_that_copies_a_source_raises_no_false_alarm(labour_facts):
            + a46.text.replace("\n", "\n\n") + "\n因此您有权获得经济补偿。")
     got = check_answer(raw, sources, labour_facts, KeywordSupport("经济补偿"))
     assert not [c for c in got if c.label in ERRORS]
+    # the copy's own references are the statute's text, not claims: neither ✓ nor a mark
+    # (a browser session read ✓ on them as "this article says the sentence")
+    copied = ("照录的《劳动合同法》第四十六条原文中的引用，不是回答自己的说法；"
+              "引自来源[5]，指《劳动合同法》；")
     refs = [(c.raw, c.label, c.source, c.note) for c in got if c.kind == "article"]
     assert refs == [
-        ("本法第三十八条", VERIFIED, 2, "引自来源[5]，指《劳动合同法》；在所给来源中"),
-        ("本法第三十六条", VERIFIED, 3, "引自来源[5]，指《劳动合同法》；在所给来源中"),
-        ("本法第四十条", NOT_RETRIEVED, None,
-         "引自来源[5]，指《劳动合同法》；法库中有此条，但不在检索来源中"),
-        ("本法第四十一条第一款", NOT_RETRIEVED, None,
-         "引自来源[5]，指《劳动合同法》；法库中有此条，但不在检索来源中"),
-        ("本法第四十四条第一项", NOT_RETRIEVED, None,
-         "引自来源[5]，指《劳动合同法》；法库中有此条，但不在检索来源中"),
-        ("本法第四十四条第四项", NOT_RETRIEVED, None,
-         "引自来源[5]，指《劳动合同法》；法库中有此条，但不在检索来源中"),
+        ("本法第三十八条", QUOTED, 2, copied + "在所给来源中"),
+        ("本法第三十六条", QUOTED, 3, copied + "在所给来源中"),
+        ("本法第四十条", QUOTED, None, copied + "法库中有此条，但不在检索来源中"),
+        ("本法第四十一条第一款", QUOTED, None, copied + "法库中有此条，但不在检索来源中"),
+        ("本法第四十四条第一项", QUOTED, None, copied + "法库中有此条，但不在检索来源中"),
+        ("本法第四十四条第四项", QUOTED, None, copied + "法库中有此条，但不在检索来源中"),
     ]
     (passage,) = [c for c in got if c.kind == "passage"]
     assert (passage.source, passage.label) == (5, VERIFIED)
@@ -423,6 +425,8 @@ def test_an_answer_that_copies_a_source_raises_no_false_alarm(labour_facts):
     text, notes = compose(raw, got)
     assert NO_CITATION_NOTE not in notes
     assert "⚠" not in text
+    assert "〔" not in text.split("\n\n注意")[0].replace("〔未引条文〕", "")
+    assert not any("不在所给来源中" in n for n in notes)
 
 
 def test_check_text_labels_against_the_corpus_alone(real_facts):
@@ -519,6 +523,26 @@ def test_a_sentence_that_cites_nothing_is_marked_even_after_a_verified_one(labou
     alone = raw[:raw.index("因此")]
     text, notes = compose(alone, check_answer(alone, sources, labour_facts), sources=sources)
     assert UNCITED_MARK not in text and not any("未引条文" in n for n in notes)
+
+
+def test_a_bare_verdict_or_a_denial_built_on_a_copy_is_marked(labour_facts):
+    """A browser session saw two unmarked sentences beside ✓ ones: 不可以。 (the answer's
+    verdict, three characters) and 没有涉及，因为没有提供借据、收据…的证据 (a copy with a
+    denial of the model's own). Both are the model's claims and carry 〔未引条文〕; a short
+    heading (例外：) and a copy with a frame of its own (因此，…) still do not."""
+    from legalrag.answer.check import uncited_sentences
+
+    sources = [labour_facts.lookup("劳动合同法", n)[0] for n in (39, 21)]
+    raw = ("不可以。根据《劳动合同法》第三十九条，用人单位可以解除劳动合同。例外：")
+    got = check_answer(raw, sources, labour_facts)
+    assert [raw[s:e] for s, e in uncited_sentences(raw, got, sources)] == ["不可以"]
+    copy = "除劳动者有本法第三十九条和第四十条第一项、第二项规定的情形外，用人单位不得解除劳动合同"
+    raw = f"根据《劳动合同法》第三十九条，用人单位可以解除劳动合同。因此，{copy}。"
+    got = check_answer(raw, sources, labour_facts)
+    assert uncited_sentences(raw, got, sources) == []
+    raw = f"根据《劳动合同法》第三十九条，用人单位可以解除劳动合同。没有涉及，{copy}。"
+    got = check_answer(raw, sources, labour_facts)
+    assert [raw[s:e] for s, e in uncited_sentences(raw, got, sources)] == [f"没有涉及，{copy}"]
 
 
 def test_what_does_not_count_as_an_uncited_sentence(labour_facts):

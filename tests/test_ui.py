@@ -27,7 +27,7 @@ from legalrag.index.corpus import USER_CATEGORY, CorpusError
 from legalrag.index.store import IndexStore
 from legalrag.records import Hit
 from legalrag.retrieval.live import LiveRetriever
-from legalrag.vocab import LABELS
+from legalrag.vocab import LABELS, QUOTED, VERIFIED
 from legalrag.web.chat import ChatService
 from legalrag.web.kb import KnowledgeBase
 from legalrag.web.session import ChatOptions, ChatSession
@@ -537,6 +537,29 @@ def test_a_verified_sentence_that_leaves_out_the_proviso_shows_it():
             '<span class="lr-badge lr-proviso" title="所引条文接着规定：“但是，能够证明尽到'
             '管理职责的，不承担侵权责任”；这句话没有写出，请对照原文">另有例外</span>') in html
     assert "所引条文另有例外或但书" in html  # the note
+
+
+def test_a_reference_inside_a_copied_article_gets_no_tick(small_index):
+    """A browser session: 试用期内，除劳动者有本法第三十九条和第四十条第一项、第二项规定的情形
+    外，用人单位不得解除劳动合同 (第二十一条, copied) showed ✓已核实 on 本法第三十九条 and
+    第四十条第一项, read as "article 39 says this". They are the copied article's own
+    references: links to their articles, with no ✓ and no mark."""
+    a21, a39, a40 = (small_index.lookup("劳动合同法", n)[0] for n in (21, 39, 40))
+    sources = [a39, a21, a40]
+    raw = ("根据《劳动合同法》第二十一条，试用期内，除劳动者有本法第三十九条和第四十条第一项、"
+           "第二项规定的情形外，用人单位不得解除劳动合同。")
+    citations = tuple(check_answer(raw, sources, CorpusFacts.from_articles(small_index.articles)))
+    inner = [c for c in citations if c.raw in ("本法第三十九条", "第四十条第一项")]
+    assert [(c.label, c.source) for c in inner] == [(QUOTED, 1), (QUOTED, 3)]
+    text, notes = compose(raw, citations, sources=sources)
+    answer = Answer("q", "q", tuple(Hit(a, 1.0, i) for i, a in enumerate(sources, 1)),
+                    tuple(Source(i, a, a.text, False) for i, a in enumerate(sources, 1)),
+                    text, raw, citations, False, Timings(1.0, 2.0, 3.0), "m", notes)
+    html = render_answer(answer, turn=2)
+    assert html.count("✓已核实") == sum(c.label == VERIFIED and c.kind != "passage"
+                                      for c in citations) <= 1  # 第二十一条's own at most
+    assert '本法第三十九条</a>和' in html and 'data-check="quoted"' in html
+    assert "照录的《劳动合同法》第二十一条原文中的引用" in html
 
 
 def test_a_copy_with_a_word_changed_is_labelled_on_screen():

@@ -18,18 +18,22 @@ NOT_RETRIEVED = "not_retrieved"  # a real article, but not one of the sources
 IN_FORCE = "in_force"  # (legalrag check, no sources) a real article in the version in force
 INVENTED = "invented"  # no such law, article, paragraph or item in the corpus
 REPEALED = "repealed"  # the law or article is no longer in force
+# (answers) a reference inside words copied from a source (本法第三十九条 in a copy of
+# 第二十一条): the statute's own text, not a claim of the answer, so neither ✓ nor a mark
+QUOTED = "quoted"
 MISQUOTED = "misquoted"  # text in “…” attributed to the article does not occur in it
 UNRESOLVED = "unresolved"  # 本法第N条 with nothing to say which law: not checked, no error
 INVALID = "invalid"  # cannot be read as a citation (a malformed number, a wrong [n])
 LABELS = (VERIFIED, UNSUPPORTED, NOT_RETRIEVED, IN_FORCE, INVENTED, REPEALED, MISQUOTED,
-          UNRESOLVED, INVALID)
+          UNRESOLVED, INVALID, QUOTED)
 
 LABEL_NAMES = {VERIFIED: "已核实", UNSUPPORTED: "未能核实此说法",
                NOT_RETRIEVED: "未在检索来源中", IN_FORCE: "现行有效",
                INVENTED: "法库中无此条文", REPEALED: "已失效", MISQUOTED: "引文与条文不符",
-               UNRESOLVED: "未能确定所指法律", INVALID: "引用无效"}
+               UNRESOLVED: "未能确定所指法律", INVALID: "引用无效", QUOTED: "原文所引"}
 LABEL_SIGNS = {VERIFIED: "✓", UNSUPPORTED: "?", NOT_RETRIEVED: "?", IN_FORCE: "✓",
-               INVENTED: "✗", REPEALED: "✗", MISQUOTED: "✗", UNRESOLVED: "·", INVALID: "✗"}
+               INVENTED: "✗", REPEALED: "✗", MISQUOTED: "✗", UNRESOLVED: "·", INVALID: "✗",
+               QUOTED: "·"}
 # What a ✓ promises, and what not: the sentence has its article behind it, but a sentence
 # may state the rule and leave out the exception after it (但是……除外), which the support
 # check accepts (docs/evaluation.md, "A fourth batch"). Shown beside every ✓.
@@ -64,8 +68,8 @@ PROVISO_TITLE = "所引条文接着规定：“{proviso}”；这句话没有写
 # Labels shown in red: the citation is wrong, not merely unchecked.
 ERRORS = frozenset({INVENTED, REPEALED, MISQUOTED, INVALID})
 # The worst label of a group decides how a shared span ([1,9]) is shown.
-SEVERITY = {VERIFIED: 0, IN_FORCE: 0, UNRESOLVED: 1, NOT_RETRIEVED: 2, UNSUPPORTED: 3,
-            REPEALED: 4, INVALID: 5, MISQUOTED: 6, INVENTED: 7}
+SEVERITY = {VERIFIED: 0, IN_FORCE: 0, QUOTED: 0, UNRESOLVED: 1, NOT_RETRIEVED: 2,
+            UNSUPPORTED: 3, REPEALED: 4, INVALID: 5, MISQUOTED: 6, INVENTED: 7}
 
 
 # -- text ---------------------------------------------------------------------------------

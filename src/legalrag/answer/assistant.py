@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from legalrag.answer.check import (
+    QUOTED,
     REPEALED,
     UNSUPPORTED,
     VERIFIED,
@@ -380,7 +381,8 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
     # Repealed citations have their own note; a copied passage is no citation written.
     written = [c for c in citations if c.kind != "passage"]
     unsupported = sum(1 for c in written if c.label == UNSUPPORTED)
-    unchecked = sum(1 for c in written if c.label not in (VERIFIED, REPEALED, UNSUPPORTED))
+    unchecked = sum(1 for c in written
+                    if c.label not in (VERIFIED, REPEALED, UNSUPPORTED, QUOTED))
     if unsupported:
         notes.append(UNSUPPORTED_NOTE.format(n=unsupported))
     if unchecked:

@@ -60,6 +60,7 @@ from legalrag.vocab import (
     MISQUOTED,
     NOT_RETRIEVED,
     PROVISO_MARK,
+    QUOTED,
     REPEALED,
     UNCITED_MARK,
     UNRESOLVED,
@@ -86,6 +87,14 @@ _HAN_RE = re.compile(r"[\u4e00-\u9fff]")
 _ENUMERATOR_RE = re.compile(r"\s*(?:\d{1,2}[.、．)）]|[（(][一二三四五六七八九十\d]{1,3}[）)]|"
                             r"[一二三四五六七八九十]{1,3}、)\s*")
 UNCITED_MIN_HAN = 6
+# ... except a bare verdict, the answer to the question in a word or two (不可以。是的。
+# 不合法。): a browser session saw 不可以。 shown unmarked before a sentence with a ✓.
+_VERDICT_RE = re.compile(r"(?:[不没无非]|不是|并不)?(?:可以|能够?|行|是|会|合法|违法|有效|"
+                         r"需要|要|用|应当|应该|算|构成|属于|有权|对|犯法|违规)(?:的|了|啊|呀)?")
+# A sentence built on a copy with words of its own that deny something (没有涉及，因为没有
+# 提供借据、收据、欠条等债权凭证…, where the asker had said there was a 借条) says what
+# the source does not, however few those words are.
+_OWN_DENIAL_RE = re.compile(r"没有|不|未|无|非|否")
 # A verified article's note. Notes name a source by its citation, not by its number among
 # the model's sources: the sources panel numbers the articles by retrieval rank, and the
 # quoted articles come first among the model's sources, so the two numbers differ. Only a
@@ -346,7 +355,9 @@ def uncited_sentences(text: str, checked: Sequence[CheckedCitation],
     """
     if not checked:
         return []
-    cited = [sentence_span(text, c.start, c.end) for c in checked if c.kind != "passage"]
+    # a reference inside a copy (QUOTED) is the statute's text: the copy covers it
+    cited = [sentence_span(text, c.start, c.end) for c in checked
+             if c.kind != "passage" and c.label != QUOTED]
     copied = [(c.start, c.end) for c in checked if c.kind == "passage"]
     targets = [_normalized(a.text)[0] for a in sources]
     out = []
@@ -358,14 +369,17 @@ def uncited_sentences(text: str, checked: Sequence[CheckedCitation],
             end -= 1
         enumerator = _ENUMERATOR_RE.match(text, start, end)
         words = _normalized(text[enumerator.end() if enumerator else start:end])[0]
-        if (len(_HAN_RE.findall(words)) < UNCITED_MIN_HAN or _overlaps(start, end, cited)
-                or text[end - 1] in "：:" or any(words in t for t in targets)):
+        verdict = _VERDICT_RE.fullmatch(words) is not None
+        if (not verdict and (len(_HAN_RE.findall(words)) < UNCITED_MIN_HAN
+                             or any(words in t for t in targets))
+                or _overlaps(start, end, cited) or text[end - 1] in "：:"):
             continue
         if _overlaps(start, end, copied):
             # the words beside the copy, a list heading before it (5. **留置的条件**：) aside
             label = _LABEL_RE.match(text, enumerator.end() if enumerator else start, end)
             own = _outside(text, label.end() if label else start, end, copied)
-            if len(_HAN_RE.findall(own)) < OWN_WORDS_MIN_HAN:
+            if len(_HAN_RE.findall(own)) < OWN_WORDS_MIN_HAN and \
+                    not _OWN_DENIAL_RE.search(own):
                 continue
         out.append((start, end))
     return out
@@ -509,8 +523,28 @@ def check_citations(text: str, facts: CorpusFacts, sources: Sequence[Article] | 
         out = _check_support(text, out, sources, copies, support)
         out = _check_marker_agreement(text, out, sources)
         out = note_provisos(text, out, sources, copies)
+        out = _quoted_references(out, copies, sources)
         out += _copied(text, copies, sources)
     out.sort(key=lambda c: (c.start, c.end))
+    return out
+
+
+def _quoted_references(checked: list[CheckedCitation], copies: Sequence[tuple[int, int, int]],
+                       sources: Sequence[Article]) -> list[CheckedCitation]:
+    """A citation inside words copied from a source (本法第三十九条 in a copy of 第二十一条)
+    is the statute's own text, not a claim of the answer: ``quoted``, shown as a link with no
+    ✓ and no mark. A browser session read ✓ on such a 本法第三十九条 as "article 39 says
+    this sentence", and 未在检索来源中 on one whose article was not retrieved as a fault of
+    the answer. Errors (an article the corpus lacks, a repealed law) keep their label."""
+    out = []
+    for c in checked:
+        copy = next((n for s, e, n in copies if s <= c.start < e), None)
+        if copy is not None and c.kind in ("article", "law") and \
+                c.label in (VERIFIED, NOT_RETRIEVED):
+            c = replace(c, label=QUOTED, proviso="",
+                        note=f"照录的{sources[copy - 1].citation}原文中的引用，不是回答自己的说法；"
+                             + c.note)
+        out.append(c)
     return out
 
 
@@ -880,7 +914,7 @@ def annotate(text: str, checked: Sequence[CheckedCitation],
     for _, end, _group in changed_copies(text, checked):
         marks[end] = MARKS[MISQUOTED]
     for c in sorted(checked, key=lambda c: c.end):
-        if c.label != VERIFIED and c.kind != "passage":
+        if c.label not in (VERIFIED, QUOTED) and c.kind != "passage":
             marks.setdefault(c.end, MARKS[c.label])  # one mark per span ([1,9] yields two)
         elif c.proviso:
             marks.setdefault(c.end, PROVISO_MARK.format(proviso=c.proviso))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from legalrag.cli.common import load_settings
 from legalrag.errors import LegalRagError
-from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, VERIFIED
+from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, QUOTED, VERIFIED
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -132,7 +132,7 @@ def _print_checked(answer) -> None:
                   + (f"：{note}" if note else ""))
     else:
         print("引用核对：回答中没有引用。")
-    if any(c.label != VERIFIED for c in answer.citations) or answer.notes:
+    if any(c.label not in (VERIFIED, QUOTED) for c in answer.citations) or answer.notes:
         # The streamed text showed unchecked citations as written; repeat the answer with
         # each one marked, so nothing invented is left on screen unmarked.
         print("\n核对后的回答（〔〕内为核对标记）：")

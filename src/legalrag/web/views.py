@@ -37,6 +37,7 @@ from legalrag.vocab import (
     NOT_RETRIEVED,
     PROVISO_NAME,
     PROVISO_TITLE,
+    QUOTED,
     SEVERITY,
     UNCITED_NAME,
     UNCITED_TITLE,
@@ -132,7 +133,7 @@ def _hit_anchor(answer: Answer, turn: int, c: CheckedCitation) -> str | None:
             if h.article.id == article_id:
                 return anchor(turn, h.rank)
         return anchor(turn, c.source)
-    if c.kind == "article" and c.label == NOT_RETRIEVED:
+    if c.kind == "article" and c.label in (NOT_RETRIEVED, QUOTED):
         for h in answer.hits:
             a = h.article
             if (a.law, a.number, a.suffix) == (c.law, c.number, c.suffix):
@@ -158,6 +159,8 @@ def _citation(text: str, group: Sequence[CheckedCitation], answer: Answer, turn:
              if proviso else "")
     if worst.kind == "marker" and label == VERIFIED:
         return link + extra  # a green [n] chip; the citation it follows carries the text label
+    if label == QUOTED:
+        return link  # the copied statute's own reference: a link to the article, no label
     return (f'{link}<span class="lr-badge lr-{label}">{esc(LABEL_TEXT.get(label, label))}</span>'
             + extra)
 
