@@ -500,7 +500,8 @@ def test_this_law_in_a_sentence_with_a_marker_means_that_source():
 def test_a_sentence_that_cites_nothing_is_marked_even_after_a_verified_one(labour_facts):
     """A dev answer (stard-396): the first sentence is 第二十七条 and earns its ✓; the
     conclusion after 因此 cites nothing and is wrong (第二十六条 makes a contract obtained by
-    fraud void). It used to stand unmarked beside the ✓; now it carries 〔未引条文〕."""
+    fraud void). It used to stand unmarked beside the ✓; then it carried 〔未引条文〕; now it
+    leaves the answer for the 模型的推断 section after it."""
     from legalrag.answer.assistant import UNCITED_NOTE, compose
     from legalrag.answer.check import uncited_sentences
     from legalrag.vocab import UNCITED_MARK
@@ -516,13 +517,16 @@ def test_a_sentence_that_cites_nothing_is_marked_even_after_a_verified_one(labou
         "因此，员工简历造假，虚构学历或就业经历，劳动合同仍然有效"]
     text, notes = compose(raw, got, sources=sources)
     assert text.startswith("根据《劳动合同法》第二十七条，劳动合同部分无效，不影响其他部分效力。"
-                           "因此，员工简历造假，虚构学历或就业经历，劳动合同仍然有效"
-                           f"{UNCITED_MARK}。")
+                           "\n\n模型的推断（1句，未引条文，未经核实）：\n")
+    assert "\n- 因此，员工简历造假，虚构学历或就业经历，劳动合同仍然有效。\n" in text
     assert UNCITED_NOTE.format(n=1) in notes
+    # the mark of the old form still reads where the answer is not folded (evaluate's view)
+    assert f"劳动合同仍然有效{UNCITED_MARK}。" in annotate(raw, got, spans)
     # Nothing uncited, no mark and no note.
     alone = raw[:raw.index("因此")]
     text, notes = compose(alone, check_answer(alone, sources, labour_facts), sources=sources)
-    assert UNCITED_MARK not in text and not any("未引条文" in n for n in notes)
+    assert UNCITED_MARK not in text and "模型的推断" not in text
+    assert not any("未引条文" in n for n in notes)
 
 
 def test_a_bare_verdict_or_a_denial_built_on_a_copy_is_marked(labour_facts):

@@ -60,6 +60,12 @@ MARKS = {
 UNCITED_NAME = "未引条文"
 UNCITED_MARK = f"〔{UNCITED_NAME}〕"
 UNCITED_TITLE = "这句话没有引用条文，是模型自己的概括或推断，未经核实；请以条文原文为准"
+# Such sentences are moved out of the answer, after it, under this heading (folded on
+# screen): two reviewers found 73 of 158 of them wrong (data/eval/uncited_labels.jsonl,
+# bench/uncited_review.py), most often a conclusion against the provision just quoted.
+UNCITED_HEAD = "模型的推断（{n}句，未引条文，未经核实）"
+UNCITED_WARNING = ("以下是模型自己的概括或推断，没有引用条文，未经核实。人工抽查中，这类句子"
+                   "近半数与所引条文或案情不符，请勿据此行事，以上面引用的条文原文为准。")
 # A ✓ sentence that copies a rule and leaves out the exception the article adds to it
 # (answer.support.omitted_proviso): the ✓ stays, and the exception is shown beside it.
 PROVISO_NAME = "另有例外"

@@ -75,6 +75,7 @@ from legalrag.records import Article, Hit
 from legalrag.retrieval.abstain import AbstainRule, measure
 from legalrag.retrieval.glossary import Glossary
 from legalrag.retrieval.rewrite import Turn, rewrite_query
+from legalrag.vocab import UNCITED_HEAD, UNCITED_WARNING
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,10 @@ PROVISO_NOTE = ("注意：回答中有{n}处已核实的说法，所引条文另
 CHANGED_COPY_NOTE = ("注意：回答中有{n}处照抄条文时改动了原文的字词"
                      "（数字、否定、上下限或当事人等）或略去了条文所附的条件，"
                      "已用〔〕标出，请以条文原文为准。")
-UNCITED_NOTE = ("注意：回答中有{n}句没有引用条文，已用〔未引条文〕标出；"
+UNCITED_NOTE = ("注意：回答中有{n}句没有引用条文，已移到回答之后的“模型的推断”中；"
                 "这些是模型自己的概括或推断，未经核实，请以条文原文为准。")
+# What is left when every sentence of the model's text went to 模型的推断.
+ALL_UNCITED = "模型写出的句子都没有引用条文，见下方“模型的推断”；请以上面引用的条文原文为准。"
 EMPTY_ANSWER = "模型没有生成回答。请参考检索到的来源条文。"
 TRUNCATED_NOTE = "（回答达到长度上限，已截断。）"
 LOOP_NOTE = "（模型开始重复，已停止生成。）"
@@ -373,7 +376,12 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
     articles the model read, for the sentences that cite nothing (check.uncited_sentences);
     premise: what the question cites that the corpus cannot back, said first."""
     uncited = uncited_sentences(raw, citations, sources)
-    body = annotate(raw, citations, uncited).strip() or EMPTY_ANSWER
+    # sentences that cite nothing leave the answer for a section after it: two reviewers
+    # found nearly half of them wrong (vocab.UNCITED_HEAD)
+    body = annotate(raw, citations, uncited, fold=True).strip() or \
+        (ALL_UNCITED if uncited else EMPTY_ANSWER)
+    if uncited:
+        body += "\n\n" + "\n".join(uncited_section(raw, uncited))
     body = "".join(quote_provision(p, i == 0) + "\n\n" for i, p in enumerate(provisions)) + body
     body = "".join(f"{p}\n\n" for p in premise) + body
     notes = [TRUNCATED_NOTE] if finish == "length" else [LOOP_NOTE] if finish == "loop" else []
@@ -396,6 +404,12 @@ def compose(raw: str, citations: Sequence[CheckedCitation], finish: str = "stop"
     if raw.strip() and not any(c.label in (VERIFIED, UNSUPPORTED) for c in citations):
         notes.append(NO_CITATION_NOTE)
     return "\n\n".join([body, *notes, DISCLAIMER]), tuple(notes)
+
+
+def uncited_section(raw: str, uncited: Sequence[tuple[int, int]]) -> list[str]:
+    """The lines of the 模型的推断 section: its heading, the warning, each sentence."""
+    return [UNCITED_HEAD.format(n=len(uncited)) + "：", UNCITED_WARNING,
+            *(f"- {raw[s:e]}。" for s, e in uncited)]
 
 
 def corpus_facts(retriever) -> CorpusFacts:

@@ -905,11 +905,37 @@ def _check_law(raw: str, start: int, end: int, written: str,
                            note="法库中有此法，但不在检索来源中")
 
 
+def uncited_cuts(text: str, uncited: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Where the sentences that cite nothing are cut out of the answer to be shown after
+    it (vocab.UNCITED_HEAD): each span with the punctuation that closes it."""
+    out = []
+    for s, e in uncited:
+        while e < len(text) and text[e] in "。！？!?；;":
+            e += 1
+        out.append((s, e))
+    return out
+
+
+def tidy_cut(text: str) -> str:
+    """text after sentences were cut out of it: lines left empty go, and a run of blank
+    lines becomes one."""
+    lines = [ln.rstrip() for ln in text.split("\n")]
+    out: list[str] = []
+    for ln in lines:
+        if ln.strip() in ("", "。"):
+            if out and out[-1] != "":
+                out.append("")  # one blank line where a paragraph was
+            continue
+        out.append(ln)
+    return "\n".join(out).strip()
+
+
 def annotate(text: str, checked: Sequence[CheckedCitation],
-             uncited: Sequence[tuple[int, int]] = ()) -> str:
+             uncited: Sequence[tuple[int, int]] = (), fold: bool = False) -> str:
     """text with a visible mark after every citation that is not verified or whose
     article adds an exception the sentence leaves out, and at the end of every sentence
-    that cites nothing (uncited_sentences)."""
+    that cites nothing (uncited_sentences); with fold, such sentences are cut out instead
+    (uncited_cuts), for the answer to list them after itself."""
     marks: dict[int, str] = {}
     for _, end, _group in changed_copies(text, checked):
         marks[end] = MARKS[MISQUOTED]
@@ -918,9 +944,21 @@ def annotate(text: str, checked: Sequence[CheckedCitation],
             marks.setdefault(c.end, MARKS[c.label])  # one mark per span ([1,9] yields two)
         elif c.proviso:
             marks.setdefault(c.end, PROVISO_MARK.format(proviso=c.proviso))
+    if fold:
+        cuts = uncited_cuts(text, uncited)
+        out = []
+        for i in range(len(text) + 1):
+            if i in marks and not any(s < i <= e for s, e in cuts):
+                out.append(marks[i])
+            if i < len(text) and not any(s <= i < e for s, e in cuts):
+                out.append(text[i])
+            if any(e == i + 1 for _, e in cuts) and out and out[-1] in "；;，," and \
+                    (i + 1 == len(text) or text[i + 1] == "\n"):
+                out[-1] = "。"  # ……交付之日；[cut] at a line's end: the sentence ends here
+        return tidy_cut("".join(out))
     for _, end in uncited:
         marks[end] = marks.get(end, "") + UNCITED_MARK
-    out: list[str] = []
+    out = []
     pos = 0
     for at in sorted(marks):
         out += [text[pos:at], marks[at]]

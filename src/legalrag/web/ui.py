@@ -135,6 +135,10 @@ mark.lr-hl { background: #fef08a; color: inherit; padding: 0 .1em; }
 .lr-badge.lr-unresolved { background: #f3f4f6; color: #4b5563; }
 .lr-uncited { color: #4b5563; text-decoration: underline dotted #9ca3af; }
 .lr-badge.lr-uncited { background: #f3f4f6; color: #4b5563; }
+.lr-unchecked { margin: .6em 0; border: 1px dashed #9ca3af; border-radius: 6px;
+                padding: .3em .7em; color: #4b5563; }
+.lr-unchecked summary { cursor: pointer; font-size: .92em; }
+.lr-unchecked li.lr-uncited { text-decoration: none; }
 .lr-badge.lr-proviso { background: #fef3c7; color: #92400e; cursor: help; }
 .lr-check-text { white-space: pre-wrap; line-height: 1.9; border: 1px solid
                  var(--border-color-primary); border-radius: 8px; padding: .6em .8em; }

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from legalrag.answer.assistant import (
     ABSTAIN_TEXT,
+    ALL_UNCITED,
     CANDIDATES_INTRO,
     CANDIDATES_SHOWN,
     DISCLAIMER,
@@ -25,7 +26,7 @@ from legalrag.answer.assistant import (
     SECOND_INTRO,
     Answer,
 )
-from legalrag.answer.check import CheckedCitation, changed_copies
+from legalrag.answer.check import CheckedCitation, changed_copies, tidy_cut, uncited_cuts
 from legalrag.answer.provision import Passage
 from legalrag.records import Hit
 from legalrag.vocab import (
@@ -39,8 +40,10 @@ from legalrag.vocab import (
     PROVISO_TITLE,
     QUOTED,
     SEVERITY,
+    UNCITED_HEAD,
     UNCITED_NAME,
     UNCITED_TITLE,
+    UNCITED_WARNING,
     VERIFIED,
     VERIFIED_SCOPE,
 )
@@ -105,19 +108,26 @@ def render_answer(answer: Answer, turn: int) -> str:
         (s, e, group) for (s, e), group in by_span.items()]
     # words copied from a source with one of them changed: the whole stretch, labelled
     spans += changed_copies(raw, answer.citations)
-    spans += [(s, e, []) for s, e in answer.uncited]  # a sentence that cites nothing
+    # a sentence that cites nothing is cut out, with its closing 。, and shown after the
+    # answer in a folded section (two reviewers found nearly half of them wrong)
+    cuts = uncited_cuts(raw, answer.uncited)
+    spans += [(s, e, []) for s, e in cuts]
     out: list[str] = []
     pos = 0
     for start, end, group in sorted(spans, key=lambda t: (t[0], t[1])):
         if start < pos:  # overlapping spans: the first one wins
             continue
         out.append(md_esc(raw[pos:start]))
-        out.append(_citation(raw[start:end], group, answer, turn) if group
-                   else _uncited(raw[start:end]))
+        if group:
+            out.append(_citation(raw[start:end], group, answer, turn))
+        elif out and out[-1][-1:] in "；;，," and raw[end:end + 1] in ("", "\n"):
+            out[-1] = out[-1][:-1] + "。"  # ……交付之日；[cut] at a line's end
         pos = end
     out.append(md_esc(raw[pos:]))
-    body = "".join(out).strip() or esc(EMPTY_ANSWER)
+    body = tidy_cut("".join(out)) or esc(ALL_UNCITED if cuts else EMPTY_ANSWER)
     parts = [f'<div class="lr-answer">\n\n{body}\n\n</div>']
+    if answer.uncited:
+        parts.append(_uncited_fold([raw[s:e] for s, e in answer.uncited]))
     if answer.notes:
         notes = "".join(f"<p>{md_esc(n)}</p>" for n in answer.notes)
         parts.append(f'<div class="lr-notes">{notes}</div>')
@@ -165,11 +175,15 @@ def _citation(text: str, group: Sequence[CheckedCitation], answer: Answer, turn:
             + extra)
 
 
-def _uncited(sentence: str) -> str:
-    """A sentence that cites nothing: greyed, with a 未引条文 badge saying it is unchecked."""
-    return (f'<span class="lr-uncited" title="{esc(UNCITED_TITLE)}">{md_esc(sentence)}</span>'
-            f'<span class="lr-badge lr-uncited" title="{esc(UNCITED_TITLE)}">'
-            f'{esc(UNCITED_NAME)}</span>')
+def _uncited_fold(sentences: Sequence[str]) -> str:
+    """The sentences that cite nothing, after the answer and folded: the model's own
+    conclusions, which the check cannot confirm, open only on a click."""
+    items = "".join(f'<li class="lr-uncited" title="{esc(UNCITED_TITLE)}">{md_esc(s)}。</li>'
+                    for s in sentences)
+    return (f'<details class="lr-unchecked"><summary>'
+            f'{esc(UNCITED_HEAD.format(n=len(sentences)))}'
+            f'<span class="lr-badge lr-uncited">{esc(UNCITED_NAME)}</span></summary>'
+            f'<p class="lr-notice">{esc(UNCITED_WARNING)}</p><ul>{items}</ul></details>')
 
 
 def render_abstain(answer: Answer, turn: int) -> str:
