@@ -186,12 +186,15 @@ def test_bad_input_keeps_the_question_and_an_empty_one_adds_nothing(app, page):
     """A browser session: a 3,000-character paste was rejected and the box emptied, so the
     text was lost; each empty 提问 added a 「（空白问题）」 bubble, an error bubble and a
     history entry."""
-    from legalrag.web.chat import EMPTY_QUESTION
+    from legalrag.web.chat import EMPTY_QUESTION, HINT_TITLE
 
     open_chat(page, app.url)
     box = page.locator("#lr-question textarea")
     box.press("Enter")
     page.get_by_text(EMPTY_QUESTION).wait_for()  # a hint, not a bubble
+    # titled in Chinese, not Gradio's "Info" (a browser session)
+    assert page.get_by_text(HINT_TITLE, exact=True).count() >= 1
+    assert page.get_by_text("Info", exact=True).count() == 0
     assert page.locator("#lr-chat [data-testid=user]").count() == 0
     assert page.locator("#lr-chat [data-testid=bot]").count() == 0
     long = "公司拖欠工资三个月，我可以辞职吗？" * 70  # 1,190 characters

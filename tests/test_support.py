@@ -139,7 +139,7 @@ A913 = Article("中华人民共和国民法典", "民法典", "法律", "", (), 
      "正常保管的，可以催告存货人或者仓单持有人作出必要的处置。", ("可以", "应当")),
     # words of the article left out just before the change: still its 应当 that was changed
     ("保管人发现入库仓储物有变质或者其他损坏的，不得催告存货人或者仓单持有人。",
-     ("不得", "管的应当")),
+     ("不得", "应当")),
     ("因情况紧急，保管人不可作出必要的处置。", ("不", "")),  # see below: an insertion
     ("试用期不得超过三个月。", ("三", "一")),  # no period of the article is 三个月
     # the same class, or words left out, or the article's own words: not an alteration

@@ -156,6 +156,13 @@ def _modal(text: str) -> str | None:
                 None)
 
 
+def _modal_word(text: str) -> str:
+    """The modal word in text as _modal finds it (应当 in 营者应当), for the reader's note;
+    text itself when it has none."""
+    name = _modal(text)
+    return next(w for w in _MODALS[name] if w in text) if name else text
+
+
 def altered(sentence: str, article: Article) -> tuple[str, str] | None:
     """(the sentence's words, the article's words) where the sentence copies the article
     but changes what it allows, requires or forbids (可以 for 应当), a number in it, or
@@ -209,7 +216,8 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
             modal_said, modal_written = _modal(said), _modal(written)
             if modal_said and modal_written and modal_said != modal_written and (
                     j2 - j1 <= ALTER_WIDTH or _modal_at(written, at_end)):
-                return said, written
+                # the modal words alone: the window may cut the word before them (营者应当)
+                return _modal_word(said), _modal_word(written)
             # a number changed, written the same way (三十日 for 三十日 in digits is no change)
             if j2 - j1 <= ALTER_WIDTH and any(
                     r.search(said) and r.search(written) for r in _NUMERAL_RES):

@@ -202,6 +202,7 @@ class ChatService:
 
 
 EMPTY_QUESTION = "请输入一个法律问题，例如：试用期最长可以约定多久？"
+HINT_TITLE = "提示"  # the toast's title (Gradio's default is the English "Info")
 
 
 def describe_error(e: LegalRagError, question: object, settings: Settings) -> str:

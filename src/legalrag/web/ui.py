@@ -39,7 +39,7 @@ from legalrag.errors import ConfigError, LegalRagError
 from legalrag.progress import ProgressFactory, terminal_progress
 from legalrag.retrieval.live import LiveRetriever
 from legalrag.web import api, views
-from legalrag.web.chat import EMPTY_QUESTION, ChatService
+from legalrag.web.chat import EMPTY_QUESTION, HINT_TITLE, ChatService
 from legalrag.web.citecheck import CitationCheck
 from legalrag.web.history import History
 from legalrag.web.history_panel import HistoryPanel, owner
@@ -361,7 +361,7 @@ def build_app(settings: Settings, chat: ChatService, kb: KnowledgeBase,
             sess = sess if isinstance(sess, ChatSession) else ChatSession()
             if isinstance(question, str) and not question.strip():
                 # an empty 提问 is a slip, not a question: a hint, no bubble, no history
-                gr.Info(EMPTY_QUESTION)
+                gr.Info(EMPTY_QUESTION, title=HINT_TITLE)
                 yield gr.skip(), gr.skip(), gr.skip(), sess
                 return
             options = ChatOptions(int(k_ or defaults.k), mode_ or defaults.mode, bool(old_),
