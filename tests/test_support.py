@@ -142,6 +142,11 @@ A913 = Article("中华人民共和国民法典", "民法典", "法律", "", (), 
      ("不得", "应当")),
     ("因情况紧急，保管人不可作出必要的处置。", ("不", "")),  # see below: an insertion
     ("试用期不得超过三个月。", ("三", "一")),  # no period of the article is 三个月
+    # a subject of the sentence's own put in before the changed modal (保管人可以 for 应当)
+    ("保管人发现入库仓储物有变质或者其他损坏，危及其他仓储物的安全和正常保管的，保管人可以催告"
+     "存货人或者仓单持有人作出必要的处置。", ("可以", "应当")),
+    ("保管人发现入库仓储物有变质或者其他损坏，危及其他仓储物的安全和正常保管的，保管人必须催告"
+     "存货人或者仓单持有人作出必要的处置。", None),
     # the same class, or words left out, or the article's own words: not an alteration
     ("保管人发现入库仓储物有变质或者其他损坏的，必须催告存货人或者仓单持有人作出必要的处置。",
      None),

@@ -202,7 +202,16 @@ def altered(sentence: str, article: Article) -> tuple[str, str] | None:
                 and (_NEGATION_RE.search(claim[i1:i2] + body[j1:j2])
                      or claim[i1:i2 + 1].endswith("没有") or body[j1:j2 + 1].endswith("没有")):
             return claim[i1:i2], body[j1:j2]
-        if tag != "replace" or i2 - i1 > ALTER_WIDTH:
+        if tag != "replace":
+            continue
+        if i2 - i1 > ALTER_WIDTH:
+            # words of the sentence's own put in before a changed modal (未按照约定提供的，
+            # 经营者可以按照… for the article's …的，应当按照…): the modal next to the copy
+            said = claim[i2 - ALTER_WIDTH:i2]
+            written = body[j1:j2]
+            if copied(k + 1) and j2 - j1 <= ALTER_WIDTH and _modal_at(said, True) and \
+                    _modal_at(written, True) and _modal(said) != _modal(written):
+                return _modal_word(said), _modal_word(written)
             continue
         said = claim[i1:i2]
         # The article's words in that place: next to the copied text on either side (the
