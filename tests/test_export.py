@@ -31,10 +31,13 @@ def answer(small_index):
 
 
 def test_markdown_has_the_answer_its_labels_and_the_cited_articles(answer):
-    items = [Exported("试用期最长多久？", answer), Exported("那工资呢？", None, "回答被停止或中断")]
+    items = [Exported("试用期最长多久？", answer),
+             Exported("那工资呢？", None, "回答被停止或中断", "依据《劳动法》第五十条：“工资应当"
+                      "以货币形式按月支付给劳动者本人。”\n\n根据")]
     md = to_markdown(items)
     assert "## 问题 1\n\n> 试用期最长多久？" in md and "## 问题 2" in md
-    assert "（未回答：回答被停止或中断）" in md
+    assert ("（未回答：回答被停止或中断）\n\n停止前已显示的部分（模型的文字未经核对）："
+            "\n\n依据《劳动法》第五十条") in md
     assert answer.text.strip() in md  # the checked text, marks included
     assert "〔⚠已失效〕" in md and "〔⚠法库中无此条文〕" in md
     assert "- ✓ 《劳动合同法》第十九条 — 已核实" in md

@@ -89,6 +89,12 @@ def test_an_answer_stopped_midway_reopens_stopped_with_its_sources(chat, tmp_pat
     ex = history.load(ANNA, session.id).exchanges[0]
     assert ex.state == "stopped" and ex.hits and ex.hits == session.exchanges[0].hits
     assert ex.text and session.exchanges[0].text.startswith(ex.text)
+    # the export keeps what was on screen (a browser session found only 未回答 there)
+    from legalrag.web.history import export_items
+
+    (item,) = export_items(session)
+    assert item.answer is None and item.note == "回答被停止或中断"
+    assert session.exchanges[0].text.strip() in item.partial
 
 
 def test_two_processes_opening_a_new_file_together_both_open(tmp_path):

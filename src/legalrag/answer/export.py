@@ -24,6 +24,7 @@ from legalrag.vocab import LABEL_NAMES, LABEL_SIGNS, VERIFIED, VERIFIED_SCOPE
 
 TITLE = "legalrag 法律问答记录"
 COPY_NOTE = "照录条文原文，与条文逐字一致"
+PARTIAL_HEAD = "停止前已显示的部分（模型的文字未经核对）："
 FORMATS = ("md", "docx")
 
 
@@ -35,6 +36,9 @@ class Exported:
     question: str
     answer: Answer | None
     note: str = ""
+    # what was on screen when it stopped (the quoted provisions, the words streamed so
+    # far): a browser session found a stopped answer exported as 未回答 alone
+    partial: str = ""
 
 
 def cited_articles(items: Sequence[Exported]) -> list[Article]:
@@ -95,6 +99,8 @@ def to_markdown(items: Sequence[Exported], title: str = TITLE) -> str:
         a = item.answer
         if a is None:
             lines += [f"（未回答：{item.note or '回答没有完成'}）", ""]
+            if item.partial.strip():
+                lines += [PARTIAL_HEAD, "", item.partial.strip(), ""]
             continue
         lines += ["**回答**", "", a.text.strip(), ""]
         cites, meaning = _citation_lines(a)
@@ -135,6 +141,11 @@ def to_docx(items: Sequence[Exported], path: Path, title: str = TITLE) -> Path:
         a = item.answer
         if a is None:
             doc.add_paragraph(f"（未回答：{item.note or '回答没有完成'}）")
+            if item.partial.strip():
+                doc.add_paragraph(PARTIAL_HEAD)
+                for para in item.partial.strip().split("\n"):
+                    if para.strip():
+                        doc.add_paragraph(para.strip())
             continue
         doc.add_heading("回答", level=2)
         for para in a.text.strip().split("\n"):

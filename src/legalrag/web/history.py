@@ -351,11 +351,19 @@ def eval_records(history: History) -> list[dict]:
 def export_items(session: ChatSession) -> list:
     """The session's exchanges for answer/export.py: answered ones with their Answer, the
     others with what became of them."""
+    from legalrag.answer.assistant import quote_provision
     from legalrag.answer.export import Exported
 
     notes = {"stopped": "回答被停止或中断", "error": "出错"}
+
+    def partial(ex: Exchange) -> str:
+        """What a stopped answer had shown: its quoted provisions and the words so far."""
+        quotes = [quote_provision(p, i == 0) for i, p in enumerate(ex.provisions)]
+        return "\n\n".join([*quotes, ex.text.strip()]).strip()
+
     return [Exported(ex.question, ex.answer if ex.state == "done" else None,
-                     notes.get(ex.state, "回答没有完成") + (f"：{ex.error}" if ex.error else ""))
+                     notes.get(ex.state, "回答没有完成") + (f"：{ex.error}" if ex.error else ""),
+                     partial(ex) if ex.state == "stopped" else "")
             for ex in session.exchanges]
 
 
