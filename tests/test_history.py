@@ -257,6 +257,17 @@ def test_feedback_and_export_in_the_browser(small_settings, tmp_path):
             got = page.request.get(href if href.startswith("http") else app.url + href.lstrip("/"))
             md = got.text()
             assert got.ok and f"> {Q19}" in md and "## 附录：所引条文全文" in md
+            # the file goes with its conversation: 新对话 hides it (a browser session saw the
+            # last conversation's file offered in a new one), and reopening it from the
+            # history brings the conversation back without a stale file
+            page.get_by_role("button", name="新对话").click()
+            page.wait_for_function(
+                "document.querySelectorAll('#lr-chat .lr-disclaimer').length === 0")
+            page.locator("#lr-export-file").wait_for(state="hidden")
+            page.locator("#lr-history label", has_text=Q19[:-1]).click()
+            page.wait_for_function(
+                "document.querySelectorAll('#lr-chat .lr-disclaimer').length === 2")
+            assert page.locator("#lr-export-file").is_hidden()
             # A reload shows the conversation that was on screen, not an empty chat; a
             # follow-up then continues it, and 新对话 then a reload stays empty.
             page.reload()

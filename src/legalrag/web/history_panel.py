@@ -122,15 +122,20 @@ class HistoryPanel:
             return self.choices(owner(request, browser_id), current), gr.update(
                 interactive=current is not None), current or NO_CONVERSATION
 
+        # the file of an export belongs to the conversation it was made from: it goes when
+        # another one is opened (a browser session saw the last one offered after 新对话)
+        no_file = gr.update(value=None, visible=False)
+
         def on_open(cid: str | None, browser_id: str, request: gr.Request) -> tuple:
             sess = history.load(owner(request, browser_id), cid) if cid else None
             if sess is None:
                 return (gr.skip(), gr.skip(), gr.skip(),
                         '<div class="lr-error">这个对话已不存在（可能已在其他标签页删除）。</div>',
-                        self.choices(owner(request, browser_id)), gr.skip(), gr.skip())
+                        self.choices(owner(request, browser_id)), gr.skip(), gr.skip(),
+                        gr.skip())
             view = chat.view(sess)
             return (sess, view.messages, view.sources, "", gr.skip(), gr.update(interactive=True),
-                    sess.id)
+                    sess.id, no_file)
 
         def fresh() -> tuple:
             sess = ChatSession()
@@ -141,14 +146,14 @@ class HistoryPanel:
             if isinstance(sess, ChatSession) and who:
                 history.delete(who, sess.id)
             return (*fresh(), self.choices(who), gr.update(interactive=False), "",
-                    NO_CONVERSATION)
+                    NO_CONVERSATION, no_file)
 
         def on_delete_all(browser_id: str, request: gr.Request) -> tuple:
             who = owner(request, browser_id)
             n = history.delete_all(who) if who else 0
             return (*fresh(), self.choices(who), gr.update(interactive=False),
                     f'<div class="lr-ok">已删除 {n} 个对话。</div>',
-                    gr.update(visible=False), gr.update(visible=False), NO_CONVERSATION)
+                    gr.update(visible=False), gr.update(visible=False), NO_CONVERSATION, no_file)
 
         def ask_confirm(show: bool) -> tuple:
             return gr.update(visible=show), gr.update(visible=show)
@@ -161,14 +166,14 @@ class HistoryPanel:
                        **opts)
         self.past.input(on_open, [self.past, self.browser],
                         [session, chatbot, sources, self.message, self.past, self.delete,
-                         self.current], **opts)
+                         self.current, self.exported], **opts)
         for cleared in (new.click, chatbot.clear):  # 新对话, or the chat's own 🗑
             cleared(lambda: (gr.update(value=None), gr.update(interactive=False),
-                             NO_CONVERSATION), None, [self.past, self.delete, self.current],
-                    **opts)
+                             NO_CONVERSATION, no_file), None,
+                    [self.past, self.delete, self.current, self.exported], **opts)
         self.delete.click(on_delete, [session, self.browser],
                           [session, chatbot, sources, self.past, self.delete, self.message,
-                           self.current], **opts)
+                           self.current, self.exported], **opts)
         self.delete_all.click(lambda: ask_confirm(True), None, [self.confirm, self.cancel],
                               **opts)
         self.cancel.click(lambda: ask_confirm(False), None, [self.confirm, self.cancel], **opts)
@@ -256,4 +261,4 @@ class HistoryPanel:
                          [self.exported, self.message], **opts)
         self.confirm.click(on_delete_all, [self.browser],
                            [session, chatbot, sources, self.past, self.delete, self.message,
-                            self.confirm, self.cancel, self.current], **opts)
+                            self.confirm, self.cancel, self.current, self.exported], **opts)
