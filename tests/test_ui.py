@@ -238,7 +238,7 @@ def test_errors_are_messages_and_the_history_stays(service, small_settings):
         ("   \n ", ChatOptions(), "请输入一个法律问题"),
         ("试" * 20_000, ChatOptions(), "问题太长（20,000 字，上限 1,000 字）"),
         ("试用期\x00多久", ChatOptions(), "控制字符"),
-        ("How long can probation last?", ChatOptions(), "请用中文提问"),
+        ("How long can probation last?", ChatOptions(), "Please ask in Chinese"),
         (None, ChatOptions(), "问题必须是文字"),
         ("试用期多久", ChatOptions(k=0), "来源数量 0 超出范围"),
         ("试用期多久", ChatOptions(mode="telepathy"), "未知的检索方式"),

@@ -219,8 +219,10 @@ def describe_error(e: LegalRagError, question: object, settings: Settings) -> st
         if e.code == "control_characters":
             return "问题中含有无法识别的控制字符，请以普通文字重新输入。"
         if e.code == "not_chinese":
+            # one English line: whoever asked in English may not read the Chinese one
             return ("请用中文提问：法库中的法律条文都是中文，其他语言的问题检索不到。"
-                    "例如：试用期最长可以约定多久？")
+                    "例如：试用期最长可以约定多久？"
+                    "（Please ask in Chinese: the statutes here are in Chinese only.）")
         return f"无法处理这个问题：{e}"
     if isinstance(e, ModelError):
         return f"回答模型无法使用：{e}。已检索到的条文仍显示在右侧。"
