@@ -459,8 +459,11 @@ def test_check_text_misquotes_a_copy_with_a_word_changed(real_facts):
     assert [(c.number, c.label) for c in got] == [(47, IN_FORCE)]
     changed = faithful.replace("一个月", "两个月")
     (c,) = check_text(changed, real_facts)
+    # the note names the 两 written, not the 二 it is compared as (a browser session)
     assert c.label == MISQUOTED and c.note == \
-        "这句话抄录《劳动合同法》第四十七条时改了字：原文为“一”，此处为“二”"
+        "这句话抄录《劳动合同法》第四十七条时改了字：原文为“一”，此处为“两”"
+    (c,) = check_text(faithful.replace("一个月", "二个月"), real_facts)
+    assert c.note.endswith("原文为“一”，此处为“二”")
     modal = ("依照《劳动合同法》第五十条，用人单位可以在解除或者终止劳动合同时"
              "出具解除或者终止劳动合同的证明。")
     assert [c.label for c in check_text(modal, real_facts)] == [MISQUOTED]

@@ -564,7 +564,8 @@ def _copied(text: str, copies: Sequence[tuple[int, int, int]],
                     default=len(text))
         change = copy_change(text[left:right], a)
         if change is not None:
-            label, note = MISQUOTED, f"抄录来源{a.citation}时改了字：{_change_words(*change)}"
+            label, note = MISQUOTED, \
+                f"抄录来源{a.citation}时改了字：{_change_words(*change, text[left:right])}"
         # a condition is looked for in the whole sentence, to its 。: a list read out
         # after its lead (……以下内容：……；交通……标准；) has the lead before the ；
         elif (omitted := left_out(text[max(text.rfind(ch, 0, s) for ch in _FULL_STOPS) + 1:
@@ -579,8 +580,12 @@ def _copied(text: str, copies: Sequence[tuple[int, int, int]],
 _FULL_STOPS = "。！？\n"
 
 
-def _change_words(said: str, written: str) -> str:
-    """What copy_change found, in words: 原文为“一”，此处为“二”."""
+def _change_words(said: str, written: str, sentence: str = "") -> str:
+    """What copy_change found, in words: 原文为“一”，此处为“二”. The comparison reads 两
+    as 二 (两个月 and 二个月 are one number); the sentence's own 两 is named when it has it."""
+    if said and sentence and said not in sentence and \
+            (as_written := said.replace("二", "两")) in sentence:
+        said = as_written
     return (f"原文为“{written}”，此处为“{said}”" if said and written
             else f"原文的“{written}”被略去" if written else f"多出了原文没有的“{said}”")
 
@@ -611,7 +616,8 @@ def _check_changed_words(text: str, checked: list[CheckedCitation]) -> list[Chec
             omitted = left_out(sentence, c.article) if len(cited) == 1 else None
             if change is not None:
                 c = replace(c, label=MISQUOTED,
-                            note=f"这句话抄录{c.citation}时改了字：{_change_words(*change)}")
+                            note=f"这句话抄录{c.citation}时改了字："
+                                 f"{_change_words(*change, sentence)}")
             elif omitted is not None:
                 c = replace(c, label=MISQUOTED,
                             note=f"这句话抄录{c.citation}时略去了条件：原文有“{omitted}”")
