@@ -135,6 +135,10 @@ mark.lr-hl { background: #fef08a; color: inherit; padding: 0 .1em; }
 .lr-badge.lr-unresolved { background: #f3f4f6; color: #4b5563; }
 .lr-uncited { color: #4b5563; text-decoration: underline dotted #9ca3af; }
 .lr-badge.lr-uncited { background: #f3f4f6; color: #4b5563; }
+/* Gradio 6 titles a toast with its type ("Info") whatever title it is given: the page is
+   in Chinese (a browser session saw "Info" over the empty-question hint) */
+.toast-title.info { font-size: 0; }
+.toast-title.info::after { content: "提示"; font-size: var(--text-md); }
 .lr-unchecked { margin: .6em 0; border: 1px dashed #9ca3af; border-radius: 6px;
                 padding: .3em .7em; color: #4b5563; }
 .lr-unchecked summary { cursor: pointer; font-size: .92em; }
