@@ -5,8 +5,9 @@
 Reads `legalrag eval-answers` answers.json files, checks each answer's raw text again
 against its own sources with the product's check and the shipped support scorer
 (`check.check_answer`, `SupportScorer.default`), and counts the labels before (as saved)
-and after, and the headline of eval-answers (a gold article cited with ✓ by the model,
-or quoted as the provision) as saved and as today's check gives it. With --list it prints
+and after, the headline of eval-answers (a gold article cited with ✓ by the model, or
+quoted as the provision) and the ✓ shown with 另有例外 (its `provisos`), as saved and as
+today's check gives them. With --list it prints
 every citation whose label changed, with its sentence, so that each change can be read.
 No chat model is loaded; the embedding model is (the scorer's cosine).
 """
@@ -47,6 +48,7 @@ def main() -> int:
         moves: Counter[tuple[str, str]] = Counter()
         rows = json.loads(path.read_text(encoding="utf-8"))["questions"]
         headline = {"as saved": 0, "now": 0}
+        provisos = {"as saved": 0, "now": 0}  # ✓ citations shown with 另有例外
         for row in rows:
             ans = row["answer"]
             headline["as saved"] += row["gold_cited_verified"] or row["gold_quoted"]
@@ -60,7 +62,9 @@ def main() -> int:
                        for s in ans["sources"]]
             saved = {(c["start"], c["end"], c["kind"]): c["label"] for c in ans["citations"]}
             raw = ans["raw_text"]
+            provisos["as saved"] += row.get("provisos", 0)
             for c in check_answer(raw, sources, facts, scorer.supports):
+                provisos["now"] += c.label == VERIFIED and bool(c.proviso)
                 if c.label == VERIFIED:
                     # the article cited, as eval-answers keys it (answer.evaluate)
                     if c.kind == "article" and c.number > 0:
@@ -82,6 +86,8 @@ def main() -> int:
             headline["now"] += gold_verified or row["gold_quoted"]
         print(f"{path}: gold cited with ✓ or quoted: as saved "
               f"{headline['as saved'] / len(rows):.1%}, now {headline['now'] / len(rows):.1%}")
+        print(f"{path}: ✓ shown with 另有例外: as saved {provisos['as saved']}, "
+              f"now {provisos['now']}")
         print(f"{path}: labels as saved {dict(before.most_common())}; "
               f"now {dict(after.most_common())}; changed "
               f"{', '.join(f'{a} -> {b}: {n}' for (a, b), n in moves.most_common()) or 'none'}")

@@ -621,6 +621,12 @@ def test_a_verified_copy_without_its_proviso_shows_the_proviso_once():
     # The exception written out: nothing to add.
     whole = raw.replace("责任[1]。", "责任；但被侵权人故意造成的，可以减轻责任[1]。")
     assert not any(c.proviso for c in check_answer(whole, [m1245], facts, KeywordSupport("动物")))
+    # ... or written as a sentence of its own right after (the CLI showed 另有例外 beside
+    # 第七百二十六条 though the next sentence was its 但是…除外)
+    apart = raw.replace("责任[1]。", "责任[1]。但是，被侵权人故意造成的，可以减轻责任。")
+    assert not any(c.proviso for c in check_answer(apart, [m1245], facts, KeywordSupport("动物")))
+    later = raw + "饲养人应当看管好动物。但是，这与本案无关。"  # not right after: no effect
+    assert check_answer(later, [m1245], facts, KeywordSupport("动物"))[0].proviso == proviso
 
 
 X264 = art("刑法", 264, "盗窃公私财物，数额较大的，或者多次盗窃、入户盗窃、携带凶器盗窃、扒窃的，"

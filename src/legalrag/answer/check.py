@@ -707,6 +707,12 @@ def note_provisos(text: str, checked: list[CheckedCitation], sources: Sequence[A
             ends = (text.find(ch, span[1] - 1) for ch in "。！？!?\n")
             full = min((k for k in ends if k >= 0), default=len(text))
             span = (span[0], max(span[1], full))
+            # ……优先购买的权利。但是，房屋按份共有人……除外。: the exception written as a
+            # sentence of its own right after is said, not left out
+            after = text[span[1]:].lstrip("。.！？!? ")
+            if after.startswith("但"):
+                nxt = text.find("。", len(text) - len(after))
+                span = (span[0], nxt if nxt >= 0 else len(text))
             proviso = (None if span in done
                        else omitted_proviso(text[span[0]:span[1]], sources[c.source - 1]))
             if proviso:
